@@ -1,0 +1,5 @@
+//! The all-in-one `chatrelay` program: core and edge in one process, plus
+//! the operator commands. The binary parses arguments and calls in here.
+
+pub mod admin;
+pub mod serve;

@@ -1,0 +1,130 @@
+//! `chatrelay`: parses the command line and calls the library.
+
+use chatrelay::{admin, serve};
+use chatrelay_core::{config::DatabaseConfig, CoreConfig};
+use chatrelay_edge::EdgeConfig;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "chatrelay",
+    version,
+    about = "Use ChatGPT's web UI as an API: a durable queue, a browser-extension bridge, webhooks"
+)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "CHATRELAY_LOG_JSON")]
+    log_json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the core and the edge in one process.
+    Serve {
+        #[command(flatten)]
+        core: CoreConfig,
+        #[command(flatten)]
+        edge: EdgeConfig,
+    },
+    /// Manage accounts and their API keys.
+    Account {
+        #[command(flatten)]
+        db: DatabaseConfig,
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Apply pending database migrations.
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseConfig,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account; prints its webhook signing secret and, on the last line, its API key.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        webhook_url: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Set the webhook URL of an account (omit --url to clear it).
+    SetWebhook {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Issue a new API key; older keys stop working unless --keep-existing.
+    RotateKey {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        keep_existing: bool,
+    },
+    /// Replace the account's webhook signing secret.
+    RotateWebhookSecret {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,sea_orm_migration=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match cli.command {
+        Command::Serve { core, edge } => {
+            let running = serve::Running::start(core, edge).await?;
+            let addrs = running.addrs;
+            tracing::info!(http = %addrs.http, grpc = %addrs.grpc, "chatrelay is serving");
+            println!(
+                "chatrelay listening: REST and WebSocket on http://{}, gRPC on http://{}",
+                addrs.http, addrs.grpc
+            );
+            let token = running.shutdown_token();
+            tokio::spawn(async move {
+                serve::shutdown_signal().await;
+                tracing::info!("shutting down");
+                token.cancel();
+            });
+            running.wait().await
+        }
+        Command::Migrate { db } => admin::migrate(&db).await,
+        Command::Account { db, command } => match command {
+            AccountCommand::Create { name, webhook_url } => {
+                admin::account_create(&db, &name, webhook_url.as_deref()).await
+            }
+            AccountCommand::List => admin::account_list(&db).await,
+            AccountCommand::SetWebhook { name, url } => {
+                admin::account_set_webhook(&db, &name, url.as_deref()).await
+            }
+            AccountCommand::RotateKey {
+                name,
+                keep_existing,
+            } => admin::account_rotate_key(&db, &name, keep_existing).await,
+            AccountCommand::RotateWebhookSecret { name } => {
+                admin::account_rotate_webhook_secret(&db, &name).await
+            }
+        },
+    }
+}

@@ -1,0 +1,66 @@
+//! The core's configuration: every setting is a flag and a `CHATRELAY_…`
+//! variable, with defaults that need no touching.
+
+use std::net::SocketAddr;
+
+/// Where the core keeps its state.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE?mode=rwc` (embedded) or `postgres://…` (shared).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://chatrelay.db?mode=rwc"
+    )]
+    pub database_url: String,
+
+    /// Connections in the read pool (PostgreSQL: the whole pool).
+    #[arg(long, env = "CHATRELAY_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+/// The core server.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CoreConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    /// The core's gRPC listener.
+    #[arg(long, env = "CHATRELAY_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// Longest accepted message, in characters.
+    #[arg(long, env = "CHATRELAY_MAX_MESSAGE_CHARS", default_value_t = 100_000)]
+    pub max_message_chars: usize,
+
+    /// Delivered-but-unfinished requests one extension session may hold.
+    #[arg(long, env = "CHATRELAY_SESSION_WINDOW", default_value_t = 16)]
+    pub session_window: u32,
+
+    /// Deliveries of one request before it is failed.
+    #[arg(long, env = "CHATRELAY_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: i32,
+
+    /// How long a delivered request stays leased to its session without the
+    /// owning core renewing it, in seconds (a crashed core's requests are
+    /// given back to the queue after this).
+    #[arg(long, env = "CHATRELAY_LEASE_TTL_SECS", default_value_t = 30)]
+    pub lease_ttl_secs: u64,
+}
+
+impl CoreConfig {
+    /// Defaults for everything but the database: what tests and embedders start from.
+    pub fn with_database(database_url: impl Into<String>) -> Self {
+        Self {
+            database: DatabaseConfig {
+                database_url: database_url.into(),
+                db_max_connections: 16,
+            },
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_message_chars: 100_000,
+            session_window: 16,
+            max_attempts: 3,
+            lease_ttl_secs: 30,
+        }
+    }
+}

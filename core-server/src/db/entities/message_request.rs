@@ -1,0 +1,46 @@
+use sea_orm::entity::prelude::*;
+
+use crate::model::{RequestStatus, ResponseType, ThinkingTime};
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "message_requests")]
+pub struct Model {
+    /// UUIDv7: ordering by id is ordering by submission.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub account_id: i64,
+    pub chat_id: i64,
+    pub message: String,
+    pub response_type: ResponseType,
+    pub thinking_time: ThinkingTime,
+    pub status: RequestStatus,
+    pub response: Option<String>,
+    pub error_message: Option<String>,
+    pub queued_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub completed_at: Option<DateTimeUtc>,
+    /// Deliveries to extension sessions so far.
+    pub attempts: i32,
+    /// The extension session holding the request, while it is delivered.
+    pub lease_session: Option<Uuid>,
+    /// Milliseconds since the epoch after which an unrenewed lease lapses.
+    pub lease_expires_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::chat::Entity",
+        from = "Column::ChatId",
+        to = "super::chat::Column::Id"
+    )]
+    Chat,
+}
+
+impl Related<super::chat::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Chat.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,6 @@
+//! One sea-orm entity per table.
+
+pub mod account;
+pub mod api_key;
+pub mod chat;
+pub mod message_request;

@@ -1,0 +1,96 @@
+//! Database connections and schema. SQLite gets a single-connection write
+//! pool (SQLite has one writer; queueing writers in the pool avoids
+//! `SQLITE_BUSY` on lock upgrades) beside a read pool; PostgreSQL shares one
+//! pool for both.
+
+pub mod entities;
+
+use std::{str::FromStr, time::Duration};
+
+use chatrelay_migrations::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    SqlxSqliteConnector,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::config::DatabaseConfig;
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    /// For queries that only read.
+    pub read: DatabaseConnection,
+    /// For every transaction that writes.
+    pub write: DatabaseConnection,
+}
+
+impl Db {
+    /// Connects to the configured database and applies pending migrations.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, DbErr> {
+        let db = Self::connect_without_migrating(config).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn connect_without_migrating(config: &DatabaseConfig) -> Result<Self, DbErr> {
+        let url = config.database_url.as_str();
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = |max: u32| {
+                SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options.clone())
+            };
+            // The writer first: it creates the file and switches it to WAL.
+            let write = pool(1).await.map_err(sqlx_err)?;
+            let read = pool(config.db_max_connections.max(1))
+                .await
+                .map_err(sqlx_err)?;
+            Ok(Self {
+                read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
+                write: SqlxSqliteConnector::from_sqlx_sqlite_pool(write),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut options = ConnectOptions::new(url);
+            options
+                .max_connections(config.db_max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(30))
+                .sqlx_logging(false);
+            let conn = Database::connect(options).await?;
+            Ok(Self {
+                read: conn.clone(),
+                write: conn,
+            })
+        } else {
+            Err(DbErr::Custom(
+                "DATABASE_URL must start with sqlite: or postgres:".into(),
+            ))
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        Migrator::up(&self.write, None).await
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.write.get_database_backend()
+    }
+
+    pub async fn close(self) {
+        let sqlite = self.backend() == DatabaseBackend::Sqlite;
+        let _ = self.read.close().await;
+        if sqlite {
+            let _ = self.write.close().await;
+        }
+    }
+}
+
+fn sqlx_err(e: sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+}

@@ -1,0 +1,78 @@
+//! `chatrelay.v1.ChatService`: submit, get and list requests; list and get chats.
+
+use std::sync::Arc;
+
+use chatrelay_proto::v1::{self as pb, chat_service_server::ChatService};
+use tonic::{Request, Response, Status};
+
+use super::{caller, convert};
+use crate::{chats, model::Submission, requests, Core};
+
+pub struct ChatApi {
+    core: Arc<Core>,
+}
+
+impl ChatApi {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+}
+
+#[tonic::async_trait]
+impl ChatService for ChatApi {
+    async fn submit_message(
+        &self,
+        request: Request<pb::SubmitMessageRequest>,
+    ) -> Result<Response<pb::MessageRequest>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let submission = Submission::try_from(request.into_inner())?;
+        let view = requests::submit(&self.core, account, submission).await?;
+        Ok(Response::new(view.into()))
+    }
+
+    async fn get_request(
+        &self,
+        request: Request<pb::GetRequestRequest>,
+    ) -> Result<Response<pb::MessageRequest>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let view = requests::get(&self.core, account, &request.get_ref().id).await?;
+        Ok(Response::new(view.into()))
+    }
+
+    async fn list_requests(
+        &self,
+        request: Request<pb::ListRequestsRequest>,
+    ) -> Result<Response<pb::ListRequestsResponse>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let req = request.into_inner();
+        let status = convert::status_filter(req.status)?;
+        let page =
+            requests::list(&self.core, account, status, req.limit, Some(&req.cursor)).await?;
+        Ok(Response::new(pb::ListRequestsResponse {
+            requests: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_chats(
+        &self,
+        request: Request<pb::ListChatsRequest>,
+    ) -> Result<Response<pb::ListChatsResponse>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let req = request.into_inner();
+        let page = chats::list(&self.core, account, req.limit, Some(&req.cursor)).await?;
+        Ok(Response::new(pb::ListChatsResponse {
+            chats: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_chat(
+        &self,
+        request: Request<pb::GetChatRequest>,
+    ) -> Result<Response<pb::Chat>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let chat = chats::get(&self.core, account, &request.get_ref().chat_id).await?;
+        Ok(Response::new(chat.into()))
+    }
+}

@@ -1,0 +1,127 @@
+//! Proto ⇄ domain conversions: the only place that knows both shapes.
+
+use chatrelay_proto::v1 as pb;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    db::entities::chat,
+    error::CoreError,
+    model::{RequestStatus, RequestView, ResponseType, Submission, ThinkingTime},
+};
+
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl From<RequestStatus> for pb::RequestStatus {
+    fn from(status: RequestStatus) -> Self {
+        match status {
+            RequestStatus::Idle => Self::Idle,
+            RequestStatus::Executing => Self::Executing,
+            RequestStatus::Done => Self::Done,
+            RequestStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+impl From<ResponseType> for pb::ResponseType {
+    fn from(value: ResponseType) -> Self {
+        match value {
+            ResponseType::Auto => Self::Auto,
+            ResponseType::Thinking => Self::Thinking,
+            ResponseType::Instant => Self::Instant,
+        }
+    }
+}
+
+impl From<ThinkingTime> for pb::ThinkingTime {
+    fn from(value: ThinkingTime) -> Self {
+        match value {
+            ThinkingTime::Standard => Self::Standard,
+            ThinkingTime::Extended => Self::Extended,
+        }
+    }
+}
+
+/// A status filter: `None` for "any status".
+pub fn status_filter(raw: i32) -> Result<Option<RequestStatus>, CoreError> {
+    match pb::RequestStatus::try_from(raw) {
+        Ok(pb::RequestStatus::Unspecified) => Ok(None),
+        Ok(pb::RequestStatus::Idle) => Ok(Some(RequestStatus::Idle)),
+        Ok(pb::RequestStatus::Executing) => Ok(Some(RequestStatus::Executing)),
+        Ok(pb::RequestStatus::Done) => Ok(Some(RequestStatus::Done)),
+        Ok(pb::RequestStatus::Failed) => Ok(Some(RequestStatus::Failed)),
+        Err(_) => Err(CoreError::invalid(format!("status: unknown value {raw}"))),
+    }
+}
+
+fn response_type(raw: i32) -> Result<ResponseType, CoreError> {
+    match pb::ResponseType::try_from(raw) {
+        Ok(pb::ResponseType::Unspecified | pb::ResponseType::Auto) => Ok(ResponseType::Auto),
+        Ok(pb::ResponseType::Thinking) => Ok(ResponseType::Thinking),
+        Ok(pb::ResponseType::Instant) => Ok(ResponseType::Instant),
+        Err(_) => Err(CoreError::invalid(format!(
+            "response_type: unknown value {raw}"
+        ))),
+    }
+}
+
+fn thinking_time(raw: i32) -> Result<ThinkingTime, CoreError> {
+    match pb::ThinkingTime::try_from(raw) {
+        Ok(pb::ThinkingTime::Unspecified | pb::ThinkingTime::Standard) => {
+            Ok(ThinkingTime::Standard)
+        }
+        Ok(pb::ThinkingTime::Extended) => Ok(ThinkingTime::Extended),
+        Err(_) => Err(CoreError::invalid(format!(
+            "thinking_time: unknown value {raw}"
+        ))),
+    }
+}
+
+impl TryFrom<pb::SubmitMessageRequest> for Submission {
+    type Error = CoreError;
+
+    fn try_from(req: pb::SubmitMessageRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            response_type: response_type(req.response_type)?,
+            thinking_time: thinking_time(req.thinking_time)?,
+            message: req.message,
+            chat_id: req.chat_id,
+        })
+    }
+}
+
+impl From<RequestView> for pb::MessageRequest {
+    fn from(view: RequestView) -> Self {
+        let r = view.request;
+        Self {
+            id: r.id.to_string(),
+            message: r.message,
+            response_type: pb::ResponseType::from(r.response_type).into(),
+            thinking_time: pb::ThinkingTime::from(r.thinking_time).into(),
+            status: pb::RequestStatus::from(r.status).into(),
+            response: r.response,
+            error_message: r.error_message,
+            chat: view.chat,
+            queued_at: Some(timestamp(r.queued_at)),
+            started_at: r.started_at.map(timestamp),
+            completed_at: r.completed_at.map(timestamp),
+            chat_db_id: r.chat_id,
+        }
+    }
+}
+
+impl From<chat::Model> for pb::Chat {
+    fn from(c: chat::Model) -> Self {
+        Self {
+            id: c.id,
+            chat_id: c.chatgpt_id,
+            title: c.title,
+            created_at: Some(timestamp(c.created_at)),
+            updated_at: Some(timestamp(c.updated_at)),
+        }
+    }
+}

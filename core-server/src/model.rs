@@ -1,0 +1,116 @@
+//! The domain's vocabulary: request status, response type, thinking time,
+//! and the request as callers see it.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{entity::prelude::StringLen, DeriveActiveEnum, EnumIter};
+use uuid::Uuid;
+
+use crate::db::entities::{chat, message_request};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum RequestStatus {
+    #[sea_orm(string_value = "idle")]
+    Idle,
+    #[sea_orm(string_value = "executing")]
+    Executing,
+    #[sea_orm(string_value = "done")]
+    Done,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl RequestStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Done | Self::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Executing => "executing",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum ResponseType {
+    #[default]
+    #[sea_orm(string_value = "auto")]
+    Auto,
+    #[sea_orm(string_value = "thinking")]
+    Thinking,
+    #[sea_orm(string_value = "instant")]
+    Instant,
+}
+
+impl ResponseType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Thinking => "thinking",
+            Self::Instant => "instant",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum ThinkingTime {
+    #[default]
+    #[sea_orm(string_value = "standard")]
+    Standard,
+    #[sea_orm(string_value = "extended")]
+    Extended,
+}
+
+impl ThinkingTime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Extended => "extended",
+        }
+    }
+}
+
+/// A message request together with the ChatGPT id of its chat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestView {
+    pub request: message_request::Model,
+    /// The chat's ChatGPT id, `None` while the extension has not reported it.
+    pub chat: Option<String>,
+}
+
+impl RequestView {
+    pub fn new(request: message_request::Model, chat: Option<chat::Model>) -> Self {
+        Self {
+            request,
+            chat: chat.and_then(|c| c.chatgpt_id),
+        }
+    }
+}
+
+/// What a client asks for on submit, before validation.
+#[derive(Clone, Debug, Default)]
+pub struct Submission {
+    pub message: String,
+    pub response_type: ResponseType,
+    pub thinking_time: ThinkingTime,
+    pub chat_id: Option<String>,
+}
+
+/// The account an API key resolved to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AccountId(pub i64);
+
+/// Timestamps are kept to the microsecond, the precision both back ends store.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+pub fn new_request_id() -> Uuid {
+    Uuid::now_v7()
+}

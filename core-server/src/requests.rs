@@ -1,0 +1,185 @@
+//! Message requests as clients see them: submit, get, list. Every query is
+//! scoped to the calling account; another account's request is "not found".
+
+use sea_orm::{
+    sea_query::OnConflict, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::{
+    db::entities::{chat, message_request},
+    error::{CoreError, CoreResult},
+    model::{new_request_id, now, AccountId, RequestStatus, RequestView, Submission},
+    Core,
+};
+
+/// Page sizes for listings.
+pub const DEFAULT_PAGE: u32 = 100;
+pub const MAX_PAGE: u32 = 1000;
+const MAX_CHAT_ID_CHARS: usize = 256;
+
+/// A page of a listing, newest first.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+pub fn page_size(limit: u32) -> u32 {
+    match limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+fn validate(core: &Core, submission: &Submission) -> CoreResult<()> {
+    if submission.message.trim().is_empty() {
+        return Err(CoreError::invalid("message: must not be empty"));
+    }
+    let max = core.config.max_message_chars;
+    if submission.message.chars().count() > max {
+        return Err(CoreError::invalid(format!(
+            "message: longer than {max} characters"
+        )));
+    }
+    if let Some(chat_id) = &submission.chat_id {
+        if chat_id.trim().is_empty() {
+            return Err(CoreError::invalid("chat_id: must not be empty"));
+        }
+        if chat_id.chars().count() > MAX_CHAT_ID_CHARS {
+            return Err(CoreError::invalid(format!(
+                "chat_id: longer than {MAX_CHAT_ID_CHARS} characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The account's chat with this ChatGPT id, created if it is not known yet.
+async fn chat_for(
+    conn: &impl ConnectionTrait,
+    account: AccountId,
+    chatgpt_id: Option<&str>,
+) -> CoreResult<chat::Model> {
+    let at = now();
+    let row = chat::ActiveModel {
+        account_id: Set(account.0),
+        chatgpt_id: Set(chatgpt_id.map(str::to_string)),
+        title: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        ..Default::default()
+    };
+    let Some(chatgpt_id) = chatgpt_id else {
+        return Ok(row.insert(conn).await?);
+    };
+    let existing = || {
+        chat::Entity::find()
+            .filter(chat::Column::AccountId.eq(account.0))
+            .filter(chat::Column::ChatgptId.eq(chatgpt_id))
+            .one(conn)
+    };
+    if let Some(chat) = existing().await? {
+        return Ok(chat);
+    }
+    // Two submits may name the same new chat at once: the loser of the
+    // unique index reads the winner's row.
+    chat::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([chat::Column::AccountId, chat::Column::ChatgptId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    existing()
+        .await?
+        .ok_or_else(|| CoreError::Unavailable("chat vanished while submitting".into()))
+}
+
+pub async fn submit(
+    core: &Core,
+    account: AccountId,
+    submission: Submission,
+) -> CoreResult<RequestView> {
+    validate(core, &submission)?;
+    let txn = core.db.write.begin().await?;
+    let chat = chat_for(&txn, account, submission.chat_id.as_deref()).await?;
+    let request = message_request::ActiveModel {
+        id: Set(new_request_id()),
+        account_id: Set(account.0),
+        chat_id: Set(chat.id),
+        message: Set(submission.message),
+        response_type: Set(submission.response_type),
+        thinking_time: Set(submission.thinking_time),
+        status: Set(RequestStatus::Idle),
+        response: Set(None),
+        error_message: Set(None),
+        queued_at: Set(now()),
+        started_at: Set(None),
+        completed_at: Set(None),
+        attempts: Set(0),
+        lease_session: Set(None),
+        lease_expires_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    core.dispatch.submitted(account);
+    Ok(RequestView::new(request, Some(chat)))
+}
+
+fn parse_id(id: &str) -> Option<Uuid> {
+    Uuid::parse_str(id.trim()).ok()
+}
+
+pub async fn get(core: &Core, account: AccountId, id: &str) -> CoreResult<RequestView> {
+    let not_found = || CoreError::not_found("request not found");
+    let id = parse_id(id).ok_or_else(not_found)?;
+    let (request, chat) = message_request::Entity::find_by_id(id)
+        .filter(message_request::Column::AccountId.eq(account.0))
+        .find_also_related(chat::Entity)
+        .one(&core.db.read)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(RequestView::new(request, chat))
+}
+
+pub async fn list(
+    core: &Core,
+    account: AccountId,
+    status: Option<RequestStatus>,
+    limit: u32,
+    cursor: Option<&str>,
+) -> CoreResult<Page<RequestView>> {
+    let limit = page_size(limit);
+    let mut query =
+        message_request::Entity::find().filter(message_request::Column::AccountId.eq(account.0));
+    if let Some(status) = status {
+        query = query.filter(message_request::Column::Status.eq(status));
+    }
+    if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
+        let before = parse_id(cursor).ok_or_else(|| CoreError::invalid("cursor: invalid"))?;
+        query = query.filter(message_request::Column::Id.lt(before));
+    }
+    let mut rows = query
+        .order_by_desc(message_request::Column::Id)
+        .limit(u64::from(limit) + 1)
+        .find_also_related(chat::Entity)
+        .all(&core.db.read)
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|(r, _)| r.id.to_string()))
+        .flatten();
+    Ok(Page {
+        items: rows
+            .into_iter()
+            .map(|(request, chat)| RequestView::new(request, chat))
+            .collect(),
+        next_cursor,
+    })
+}

@@ -1,0 +1,34 @@
+//! The edge's configuration: flags and `CHATRELAY_…` variables.
+
+use std::net::SocketAddr;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct EdgeConfig {
+    /// The REST + WebSocket listener.
+    #[arg(long, env = "CHATRELAY_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub http_addr: SocketAddr,
+
+    /// Where the core's gRPC API is (ignored by `chatrelay serve`, which
+    /// runs its own core).
+    #[arg(
+        long,
+        env = "CHATRELAY_CORE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub core_url: String,
+
+    /// Largest accepted REST request body, in bytes.
+    #[arg(long, env = "CHATRELAY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl EdgeConfig {
+    /// Defaults, pointing at the core at `core_url`: what tests and embedders start from.
+    pub fn for_core(core_url: impl Into<String>) -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            core_url: core_url.into(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}

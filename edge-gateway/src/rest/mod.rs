@@ -1,0 +1,63 @@
+//! The REST API of api-spec.md. Every route answers with and without its
+//! trailing slash; every error is `{"detail": "..."}`.
+
+mod body;
+mod chats;
+pub mod json;
+mod requests;
+
+use axum::{
+    extract::DefaultBodyLimit,
+    http::{HeaderMap, StatusCode},
+    routing::{get, post, MethodRouter},
+    Router,
+};
+use chatrelay_proto::v1::chat_service_client::ChatServiceClient;
+use tonic::{metadata::MetadataValue, transport::Channel};
+
+use crate::{ApiError, EdgeState};
+
+/// The REST header and the gRPC metadata entry that carry the API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+pub fn router(state: EdgeState) -> Router {
+    let limit = state.config.max_body_bytes;
+    let routes: [(&str, MethodRouter<EdgeState>); 5] = [
+        ("/api/chat/submit", post(requests::submit)),
+        ("/api/chat/requests", get(requests::list)),
+        ("/api/chat/requests/{id}", get(requests::get)),
+        ("/api/chat/chats", get(chats::list)),
+        ("/api/chat/chats/{chat_id}", get(chats::get)),
+    ];
+    let mut router = Router::new();
+    for (path, handler) in routes {
+        router = router
+            .route(path, handler.clone())
+            .route(&format!("{path}/"), handler);
+    }
+    router
+        .fallback(|| async { ApiError::not_found("not found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A gRPC request to the core carrying the caller's API key.
+pub fn authed<T>(headers: &HeaderMap, message: T) -> Result<tonic::Request<T>, ApiError> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = headers.get(API_KEY_HEADER) {
+        let value = key
+            .to_str()
+            .ok()
+            .and_then(|k| MetadataValue::try_from(k).ok())
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key"))?;
+        request.metadata_mut().insert(API_KEY_HEADER, value);
+    }
+    Ok(request)
+}
+
+pub(crate) fn client(state: &EdgeState) -> ChatServiceClient<Channel> {
+    state.chat.clone()
+}

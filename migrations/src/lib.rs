@@ -1,0 +1,15 @@
+//! chatrelay's schema, one sea-orm migration per step. The core applies the
+//! pending ones at start-up; `chatrelay migrate` applies them on demand.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_core_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_core_tables::Migration)]
+    }
+}
