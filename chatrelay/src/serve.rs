@@ -70,6 +70,7 @@ impl Running {
                 }
             }
         }
+        self.core.stop().await;
         result
     }
 

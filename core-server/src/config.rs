@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use crate::webhooks::WebhookConfig;
+
 /// Where the core keeps its state.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DatabaseConfig {
@@ -46,6 +48,9 @@ pub struct CoreConfig {
     /// given back to the queue after this).
     #[arg(long, env = "CHATRELAY_LEASE_TTL_SECS", default_value_t = 30)]
     pub lease_ttl_secs: u64,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 impl CoreConfig {
@@ -61,6 +66,7 @@ impl CoreConfig {
             session_window: 16,
             max_attempts: 3,
             lease_ttl_secs: 30,
+            webhooks: WebhookConfig::default(),
         }
     }
 }

@@ -11,8 +11,11 @@ pub mod error;
 pub mod grpc;
 pub mod model;
 pub mod requests;
+pub mod webhooks;
 
 use std::sync::Arc;
+
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use config::CoreConfig;
 pub use error::{CoreError, CoreResult};
@@ -22,16 +25,35 @@ pub struct Core {
     pub db: db::Db,
     pub config: CoreConfig,
     pub dispatch: dispatch::Dispatch,
+    /// This process's identity in leases, so other cores can tell its
+    /// requests from their own.
+    pub node_id: uuid::Uuid,
+    /// Cancelled when the core stops; every background task watches it.
+    pub shutdown: CancellationToken,
+    /// The core's background tasks, awaited on stop.
+    pub tasks: TaskTracker,
 }
 
 impl Core {
     /// Connects to the database (applying migrations) and builds the core.
     pub async fn start(config: CoreConfig) -> anyhow::Result<Arc<Self>> {
         let db = db::Db::connect(&config.database).await?;
-        Ok(Arc::new(Self {
+        let core = Arc::new(Self {
             db,
             config,
             dispatch: dispatch::Dispatch::default(),
-        }))
+            node_id: uuid::Uuid::new_v4(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        webhooks::start_worker(&core);
+        Ok(core)
+    }
+
+    /// Stops the background tasks and waits for them.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }

@@ -122,6 +122,7 @@ pub async fn submit(
         completed_at: Set(None),
         attempts: Set(0),
         lease_session: Set(None),
+        lease_node: Set(None),
         lease_expires_at: Set(None),
     }
     .insert(&txn)

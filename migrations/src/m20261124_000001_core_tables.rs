@@ -53,6 +53,7 @@ enum MessageRequests {
     CompletedAt,
     Attempts,
     LeaseSession,
+    LeaseNode,
     LeaseExpiresAt,
 }
 
@@ -221,6 +222,7 @@ impl MigrationTrait for Migration {
                             .default(0),
                     )
                     .col(ColumnDef::new(MessageRequests::LeaseSession).uuid().null())
+                    .col(ColumnDef::new(MessageRequests::LeaseNode).uuid().null())
                     // Milliseconds since the epoch: compared in SQL on both back ends.
                     .col(
                         ColumnDef::new(MessageRequests::LeaseExpiresAt)
@@ -268,6 +270,10 @@ impl MigrationTrait for Migration {
             (
                 "message_requests_lease_session",
                 vec![MessageRequests::LeaseSession],
+            ),
+            (
+                "message_requests_lease_node",
+                vec![MessageRequests::LeaseNode],
             ),
             (
                 "message_requests_lease_expires_at",

@@ -80,9 +80,10 @@ impl Drop for TestDb {
             runtime.block_on(async {
                 use sqlx::Connection;
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
                 }
             });
         })
@@ -106,7 +107,10 @@ impl TestApp {
     }
 
     /// Starts with configuration adjusted by `configure`.
-    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut CoreConfig, &mut EdgeConfig)) -> Self {
+    pub async fn start_with(
+        db: &TestDb,
+        configure: impl FnOnce(&mut CoreConfig, &mut EdgeConfig),
+    ) -> Self {
         let mut core = CoreConfig::with_database(&db.url);
         let mut edge = EdgeConfig::for_core("http://unused");
         configure(&mut core, &mut edge);
@@ -154,7 +158,9 @@ impl TestApp {
 
     /// Submits `{"message": message}` and returns the created request.
     pub async fn submit_message(&self, key: &str, message: &str) -> Value {
-        let (status, body) = self.submit(key, serde_json::json!({ "message": message })).await;
+        let (status, body) = self
+            .submit(key, serde_json::json!({ "message": message }))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
     }
@@ -176,7 +182,7 @@ impl TestApp {
 pub async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {text:?}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text:?}"));
     (status, body)
 }

@@ -23,6 +23,8 @@ pub struct Model {
     pub attempts: i32,
     /// The extension session holding the request, while it is delivered.
     pub lease_session: Option<Uuid>,
+    /// The core process that holds the lease (it renews it while alive).
+    pub lease_node: Option<Uuid>,
     /// Milliseconds since the epoch after which an unrenewed lease lapses.
     pub lease_expires_at: Option<i64>,
 }
