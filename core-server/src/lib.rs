@@ -9,6 +9,7 @@ pub mod db;
 pub mod dispatch;
 pub mod error;
 pub mod grpc;
+pub mod lifecycle;
 pub mod model;
 pub mod requests;
 pub mod webhooks;
@@ -46,8 +47,15 @@ impl Core {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
+        dispatch::lease::release_orphans(&core).await?;
+        dispatch::lease::start_keeper(&core);
+        dispatch::start_listener(&core);
         webhooks::start_worker(&core);
         Ok(core)
+    }
+
+    pub fn lease_ttl_millis(&self) -> i64 {
+        i64::try_from(self.config.lease_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
     }
 
     /// Stops the background tasks and waits for them.

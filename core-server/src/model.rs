@@ -111,6 +111,11 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// Milliseconds since the epoch, the unit of lease expiry times.
+pub fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 pub fn new_request_id() -> Uuid {
     Uuid::now_v7()
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     db::entities::{chat, message_request},
+    dispatch,
     error::{CoreError, CoreResult},
     model::{new_request_id, now, AccountId, RequestStatus, RequestView, Submission},
     Core,
@@ -127,6 +128,7 @@ pub async fn submit(
     }
     .insert(&txn)
     .await?;
+    dispatch::publish_work(&txn, core, account).await?;
     txn.commit().await?;
     core.dispatch.submitted(account);
     Ok(RequestView::new(request, Some(chat)))

@@ -3,10 +3,14 @@
 
 mod chat;
 pub mod convert;
+mod extension;
 
 use std::sync::Arc;
 
-use chatrelay_proto::v1::{chat_service_server::ChatServiceServer, FILE_DESCRIPTOR_SET};
+use chatrelay_proto::v1::{
+    chat_service_server::ChatServiceServer, extension_service_server::ExtensionServiceServer,
+    FILE_DESCRIPTOR_SET,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -39,12 +43,18 @@ pub async fn serve(
     health
         .set_serving::<ChatServiceServer<chat::ChatApi>>()
         .await;
+    health
+        .set_serving::<ExtensionServiceServer<extension::ExtensionApi>>()
+        .await;
 
     Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ChatServiceServer::new(chat::ChatApi::new(core.clone())))
+        .add_service(ExtensionServiceServer::new(extension::ExtensionApi::new(
+            core.clone(),
+        )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await?;
     Ok(())

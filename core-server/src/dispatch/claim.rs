@@ -1,0 +1,80 @@
+//! Claiming idle requests for a session: one statement that picks, oldest
+//! first, requests whose chat has nothing in flight (and only the oldest idle
+//! one of each chat), and leases them to the session.
+
+use sea_orm::{DatabaseBackend, EntityTrait, Statement};
+use uuid::Uuid;
+
+use crate::{
+    db::entities::message_request,
+    error::CoreResult,
+    model::{now_millis, AccountId},
+    Core,
+};
+
+const SQLITE: &str = "
+UPDATE message_requests
+SET lease_session = ?, lease_node = ?, lease_expires_at = ?, attempts = attempts + 1
+WHERE id IN (
+  SELECT r.id FROM message_requests r
+  WHERE r.account_id = ? AND r.status = 'idle' AND r.lease_session IS NULL
+    AND NOT EXISTS (SELECT 1 FROM message_requests o
+                    WHERE o.chat_id = r.chat_id
+                      AND (o.lease_session IS NOT NULL OR o.status = 'executing'))
+    AND NOT EXISTS (SELECT 1 FROM message_requests o
+                    WHERE o.chat_id = r.chat_id AND o.status = 'idle' AND o.id < r.id)
+  ORDER BY r.id
+  LIMIT ?)
+RETURNING *";
+
+// SKIP LOCKED lets cores claim side by side: a row another core is claiming
+// is passed over, and since only the oldest idle request of a chat is
+// eligible, a chat never gets two requests in flight.
+const POSTGRES: &str = "
+UPDATE message_requests
+SET lease_session = $1, lease_node = $2, lease_expires_at = $3, attempts = attempts + 1
+WHERE id IN (
+  SELECT r.id FROM message_requests r
+  WHERE r.account_id = $4 AND r.status = 'idle' AND r.lease_session IS NULL
+    AND NOT EXISTS (SELECT 1 FROM message_requests o
+                    WHERE o.chat_id = r.chat_id
+                      AND (o.lease_session IS NOT NULL OR o.status = 'executing'))
+    AND NOT EXISTS (SELECT 1 FROM message_requests o
+                    WHERE o.chat_id = r.chat_id AND o.status = 'idle' AND o.id < r.id)
+  ORDER BY r.id
+  LIMIT $5
+  FOR UPDATE SKIP LOCKED)
+RETURNING *";
+
+/// Leases up to `max` of the account's claimable requests to `session`,
+/// oldest first.
+pub async fn claim(
+    core: &Core,
+    account: AccountId,
+    session: Uuid,
+    max: usize,
+) -> CoreResult<Vec<message_request::Model>> {
+    let backend = core.db.backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => POSTGRES,
+        _ => SQLITE,
+    };
+    let statement = Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            session.into(),
+            core.node_id.into(),
+            (now_millis() + core.lease_ttl_millis()).into(),
+            account.0.into(),
+            (max as i64).into(),
+        ],
+    );
+    let mut claimed = message_request::Entity::find()
+        .from_raw_sql(statement)
+        .all(&core.db.write)
+        .await?;
+    // RETURNING gives no order guarantee.
+    claimed.sort_by_key(|r| r.id);
+    Ok(claimed)
+}

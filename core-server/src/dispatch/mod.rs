@@ -1,0 +1,82 @@
+//! Dispatch of queued requests to extension sessions.
+//!
+//! The database is the queue and the only source of truth: a request is
+//! delivered by *claiming* it (a lease naming the session and this core), so
+//! the rules hold however many cores share one PostgreSQL. This module adds
+//! what makes it event-driven: per-account wake-ups in this process, fed by
+//! local submits and results and, on PostgreSQL, by the other cores through
+//! `LISTEN/NOTIFY`. No session ever polls with a sleep.
+
+mod claim;
+pub mod lease;
+mod notify;
+pub mod session;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::{broadcast, Notify};
+use uuid::Uuid;
+
+use crate::model::AccountId;
+
+pub use notify::{publish_finished, publish_work, start_listener};
+
+/// What the sessions of one account, in this process, share.
+pub struct AccountHub {
+    /// New claimable work: wakes one waiting session, which passes it on if
+    /// it could not take everything.
+    pub work: Notify,
+    /// Requests of the account that reached a terminal status, so the session
+    /// holding one frees its slot even when the result came another way.
+    pub finished: broadcast::Sender<Uuid>,
+}
+
+impl Default for AccountHub {
+    fn default() -> Self {
+        Self {
+            work: Notify::new(),
+            finished: broadcast::channel(1024).0,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Dispatch {
+    accounts: DashMap<i64, Arc<AccountHub>>,
+}
+
+impl Dispatch {
+    /// The hub of an account, created on first use.
+    pub fn account(&self, account: AccountId) -> Arc<AccountHub> {
+        self.accounts.entry(account.0).or_default().clone()
+    }
+
+    /// Work for the account appeared in this process.
+    pub fn submitted(&self, account: AccountId) {
+        self.wake_local(account);
+    }
+
+    pub(crate) fn wake_local(&self, account: AccountId) {
+        if let Some(hub) = self.accounts.get(&account.0) {
+            hub.work.notify_one();
+        }
+    }
+
+    /// A request of the account finished: free its holder's slot and let its
+    /// chat's next request go. (Other cores hear of it through `notify`.)
+    pub(crate) fn finished_local(&self, account: AccountId, request: Uuid) {
+        if let Some(hub) = self.accounts.get(&account.0) {
+            let _ = hub.finished.send(request);
+            hub.work.notify_one();
+        }
+    }
+
+    /// Wakes every local session: after a lost notification connection,
+    /// when anything may have been missed.
+    pub(crate) fn wake_all(&self) {
+        for hub in self.accounts.iter() {
+            hub.work.notify_one();
+        }
+    }
+}

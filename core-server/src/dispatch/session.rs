@@ -1,0 +1,275 @@
+//! One extension session: it receives the account's idle backlog oldest
+//! first, then live requests as they come, never more than its window
+//! undelivered-unfinished at once, and applies the frames the extension
+//! sends back. When it ends, what it still held goes back to the queue.
+
+use std::{collections::HashSet, sync::Arc};
+
+use futures::{Stream, StreamExt};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use uuid::Uuid;
+
+use super::{claim::claim, lease, AccountHub};
+use crate::{
+    db::entities::{chat, message_request},
+    error::CoreError,
+    lifecycle,
+    model::{AccountId, RequestStatus},
+    Core,
+};
+
+/// A frame from the extension, already decoded from its wire form.
+#[derive(Clone, Debug)]
+pub enum ClientFrame {
+    Executing {
+        request_id: String,
+    },
+    Response {
+        request_id: String,
+        response: String,
+        chat_id: String,
+        chat_title: Option<String>,
+    },
+    Error {
+        request_id: String,
+        error: String,
+    },
+    /// A frame that could not be decoded; answered with an error frame.
+    Invalid {
+        request_id: Option<String>,
+        error: String,
+    },
+}
+
+/// A request handed to the extension.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub request: message_request::Model,
+    /// The chat's ChatGPT id, `None` for a new chat.
+    pub chatgpt_id: Option<String>,
+}
+
+/// A frame to the extension.
+#[derive(Clone, Debug)]
+pub enum ServerFrame {
+    NewRequest(Delivery),
+    Error {
+        request_id: Option<String>,
+        error: String,
+    },
+}
+
+struct Session {
+    core: Arc<Core>,
+    account: AccountId,
+    id: Uuid,
+    hub: Arc<AccountHub>,
+    window: usize,
+    /// Requests this session holds: delivered (or taken over) and not finished.
+    held: HashSet<Uuid>,
+    out: mpsc::Sender<ServerFrame>,
+    /// The extension's side is gone.
+    closed: bool,
+}
+
+/// Runs a session until the extension goes away or the core stops.
+pub async fn run<S>(
+    core: Arc<Core>,
+    account: AccountId,
+    mut inbound: S,
+    out: mpsc::Sender<ServerFrame>,
+) where
+    S: Stream<Item = ClientFrame> + Unpin,
+{
+    let hub = core.dispatch.account(account);
+    let mut finished = hub.finished.subscribe();
+    let mut session = Session {
+        window: core.config.session_window.max(1) as usize,
+        id: Uuid::new_v4(),
+        core: core.clone(),
+        account,
+        hub: hub.clone(),
+        held: HashSet::new(),
+        out,
+        closed: false,
+    };
+    tracing::debug!(session = %session.id, account = account.0, "extension session started");
+    session.fill().await;
+    while !session.closed {
+        let room = session.held.len() < session.window;
+        tokio::select! {
+            _ = core.shutdown.cancelled() => break,
+            frame = inbound.next() => match frame {
+                Some(frame) => session.handle(frame).await,
+                None => break,
+            },
+            _ = hub.work.notified(), if room => session.fill().await,
+            done = finished.recv() => match done {
+                Ok(id) => {
+                    if session.held.remove(&id) {
+                        session.fill().await;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => session.resync().await,
+                Err(RecvError::Closed) => break,
+            },
+        }
+    }
+    if let Err(e) = lease::release_session(&core, session.id).await {
+        // The lease lapses and the keeper gives the requests back instead.
+        tracing::warn!(session = %session.id, error = %e, "could not release session's requests");
+    }
+    tracing::debug!(session = %session.id, "extension session ended");
+}
+
+impl Session {
+    async fn send(&mut self, frame: ServerFrame) {
+        if self.out.send(frame).await.is_err() {
+            self.closed = true;
+        }
+    }
+
+    async fn reject(&mut self, request_id: Option<String>, error: impl Into<String>) {
+        self.send(ServerFrame::Error {
+            request_id,
+            error: error.into(),
+        })
+        .await;
+    }
+
+    /// Claims and delivers as many requests as the window allows.
+    async fn fill(&mut self) {
+        let room = self.window.saturating_sub(self.held.len());
+        if room == 0 || self.closed {
+            return;
+        }
+        let claimed = match claim(&self.core, self.account, self.id, room).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "claim failed");
+                return;
+            }
+        };
+        if claimed.is_empty() {
+            return;
+        }
+        if claimed.len() == room {
+            // There may be more than this session can take: pass the wake-up on.
+            self.hub.work.notify_one();
+        }
+        let chat_ids: Vec<i64> = claimed.iter().map(|r| r.chat_id).collect();
+        let chats = chat::Entity::find()
+            .filter(chat::Column::Id.is_in(chat_ids))
+            .all(&self.core.db.write)
+            .await
+            .unwrap_or_default();
+        for request in claimed {
+            self.held.insert(request.id);
+            let chatgpt_id = chats
+                .iter()
+                .find(|c| c.id == request.chat_id)
+                .and_then(|c| c.chatgpt_id.clone());
+            self.send(ServerFrame::NewRequest(Delivery {
+                request,
+                chatgpt_id,
+            }))
+            .await;
+        }
+    }
+
+    /// Rebuilds `held` from the database after missing finish events.
+    async fn resync(&mut self) {
+        let held = message_request::Entity::find()
+            .select_only()
+            .column(message_request::Column::Id)
+            .filter(message_request::Column::LeaseSession.eq(self.id))
+            .filter(
+                message_request::Column::Status
+                    .is_in([RequestStatus::Idle, RequestStatus::Executing]),
+            )
+            .into_tuple::<Uuid>()
+            .all(&self.core.db.write)
+            .await;
+        match held {
+            Ok(held) => {
+                self.held = held.into_iter().collect();
+                self.fill().await;
+            }
+            Err(e) => tracing::warn!(session = %self.id, error = %e, "resync failed"),
+        }
+    }
+
+    async fn handle(&mut self, frame: ClientFrame) {
+        let (raw_id, result) = match frame {
+            ClientFrame::Invalid { request_id, error } => {
+                return self.reject(request_id, error).await;
+            }
+            ClientFrame::Executing { request_id } => {
+                let Some(id) = self.parse_id(&request_id).await else {
+                    return;
+                };
+                let result = lifecycle::mark_executing(&self.core, self.account, id, self.id).await;
+                if result.is_ok() {
+                    self.held.insert(id);
+                }
+                (request_id, result.map(|_| None))
+            }
+            ClientFrame::Response {
+                request_id,
+                response,
+                chat_id,
+                chat_title,
+            } => {
+                let Some(id) = self.parse_id(&request_id).await else {
+                    return;
+                };
+                let result = lifecycle::complete(
+                    &self.core,
+                    self.account,
+                    id,
+                    response,
+                    chat_id,
+                    chat_title,
+                )
+                .await;
+                (request_id, result.map(|_| Some(id)))
+            }
+            ClientFrame::Error { request_id, error } => {
+                let Some(id) = self.parse_id(&request_id).await else {
+                    return;
+                };
+                let result = lifecycle::fail(&self.core, self.account, id, error).await;
+                (request_id, result.map(|_| Some(id)))
+            }
+        };
+        match result {
+            Ok(Some(finished)) => {
+                if self.held.remove(&finished) {
+                    self.fill().await;
+                }
+            }
+            Ok(None) => {}
+            Err(e @ CoreError::Database(_)) => {
+                tracing::warn!(session = %self.id, error = %e, "frame not applied");
+                self.reject(Some(raw_id), "internal error; send the frame again")
+                    .await;
+            }
+            Err(e) => self.reject(Some(raw_id), e.to_string()).await,
+        }
+    }
+
+    async fn parse_id(&mut self, raw: &str) -> Option<Uuid> {
+        match Uuid::parse_str(raw.trim()) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                self.reject(
+                    Some(raw.to_string()),
+                    format!("unknown request_id {raw:?}: not a request id"),
+                )
+                .await;
+                None
+            }
+        }
+    }
+}

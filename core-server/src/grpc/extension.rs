@@ -1,0 +1,113 @@
+//! `chatrelay.v1.ExtensionService`: one `ExtensionSession` stream per
+//! connected extension. The key is checked when the stream opens, so a bad
+//! key fails the call before any frame flows.
+
+use std::{pin::Pin, sync::Arc};
+
+use chatrelay_proto::v1::{
+    self as pb, extension_frame, extension_service_server::ExtensionService, server_frame,
+};
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::caller;
+use crate::{
+    dispatch::session::{self, ClientFrame, ServerFrame},
+    Core,
+};
+
+/// Frames queued towards one extension before the session waits for it.
+const OUTBOUND_FRAMES: usize = 64;
+
+pub struct ExtensionApi {
+    core: Arc<Core>,
+}
+
+impl ExtensionApi {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+}
+
+impl From<pb::ExtensionFrame> for ClientFrame {
+    fn from(frame: pb::ExtensionFrame) -> Self {
+        match frame.frame {
+            Some(extension_frame::Frame::StatusUpdate(update)) => {
+                if update.status() == pb::RequestStatus::Executing {
+                    ClientFrame::Executing {
+                        request_id: update.request_id,
+                    }
+                } else {
+                    ClientFrame::Invalid {
+                        request_id: Some(update.request_id),
+                        error: "status_update: status must be \"executing\"".into(),
+                    }
+                }
+            }
+            Some(extension_frame::Frame::Response(r)) => ClientFrame::Response {
+                request_id: r.request_id,
+                response: r.response,
+                chat_id: r.chat_id,
+                chat_title: r.chat_title,
+            },
+            Some(extension_frame::Frame::Error(e)) => ClientFrame::Error {
+                request_id: e.request_id,
+                error: e.error,
+            },
+            None => ClientFrame::Invalid {
+                request_id: None,
+                error: "empty frame".into(),
+            },
+        }
+    }
+}
+
+impl From<ServerFrame> for pb::ServerFrame {
+    fn from(frame: ServerFrame) -> Self {
+        let frame = match frame {
+            ServerFrame::NewRequest(delivery) => {
+                let r = delivery.request;
+                server_frame::Frame::NewRequest(pb::NewRequest {
+                    request_id: r.id.to_string(),
+                    message: r.message,
+                    response_type: pb::ResponseType::from(r.response_type).into(),
+                    thinking_time: pb::ThinkingTime::from(r.thinking_time).into(),
+                    chat_id: delivery.chatgpt_id,
+                    chat_db_id: r.chat_id,
+                })
+            }
+            ServerFrame::Error { request_id, error } => {
+                server_frame::Frame::Error(pb::FrameError { request_id, error })
+            }
+        };
+        Self { frame: Some(frame) }
+    }
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<pb::ServerFrame, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExtensionService for ExtensionApi {
+    type ExtensionSessionStream = FrameStream;
+
+    async fn extension_session(
+        &self,
+        request: Request<Streaming<pb::ExtensionFrame>>,
+    ) -> Result<Response<Self::ExtensionSessionStream>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        // A transport error ends the inbound stream, and with it the session.
+        let inbound = request
+            .into_inner()
+            .take_while(|frame| futures::future::ready(frame.is_ok()))
+            .filter_map(|frame| futures::future::ready(frame.ok().map(ClientFrame::from)));
+        let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
+        let core = self.core.clone();
+        self.core
+            .tasks
+            .spawn(session::run(core, account, Box::pin(inbound), tx));
+        let outbound = ReceiverStream::new(rx).map(|frame| Ok(pb::ServerFrame::from(frame)));
+        Ok(Response::new(Box::pin(outbound)))
+    }
+}
