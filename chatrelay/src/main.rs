@@ -1,6 +1,6 @@
 //! `chatrelay`: parses the command line and calls the library.
 
-use chatrelay::{admin, serve};
+use chatrelay::{admin, serve, simulate};
 use chatrelay_core::{config::DatabaseConfig, CoreConfig};
 use chatrelay_edge::EdgeConfig;
 use clap::{Parser, Subcommand};
@@ -41,6 +41,17 @@ enum Command {
         #[command(flatten)]
         db: DatabaseConfig,
     },
+    /// Tools that act as the browser extension.
+    Extension {
+        #[command(subcommand)]
+        command: ExtensionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExtensionCommand {
+    /// Connect like the browser extension and answer every request.
+    Simulate(simulate::SimulateOptions),
 }
 
 #[derive(Subcommand)]
@@ -110,6 +121,22 @@ async fn main() -> anyhow::Result<()> {
             running.wait().await
         }
         Command::Migrate { db } => admin::migrate(&db).await,
+        Command::Extension {
+            command: ExtensionCommand::Simulate(options),
+        } => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                serve::shutdown_signal().await;
+                token.cancel();
+            });
+            let stats = simulate::run(options, shutdown).await?;
+            println!(
+                "answered {} requests ({} with an error frame); {} error frames received",
+                stats.answered, stats.failed, stats.errors_received
+            );
+            Ok(())
+        }
         Command::Account { db, command } => match command {
             AccountCommand::Create { name, webhook_url } => {
                 admin::account_create(&db, &name, webhook_url.as_deref()).await

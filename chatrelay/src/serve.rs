@@ -38,7 +38,8 @@ impl Running {
         let core = Core::start(core_config).await?;
         edge_config.core_url = format!("http://{}", addrs.grpc);
         let edge = EdgeState::new(edge_config)?;
-        let shutdown = CancellationToken::new();
+        // Stopping the servers stops the core's sessions and tasks too.
+        let shutdown = core.shutdown.clone();
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(chatrelay_core::grpc::serve(
             core.clone(),

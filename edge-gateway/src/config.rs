@@ -20,6 +20,14 @@ pub struct EdgeConfig {
     /// Largest accepted REST request body, in bytes.
     #[arg(long, env = "CHATRELAY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Largest accepted WebSocket message from an extension, in bytes.
+    #[arg(long, env = "CHATRELAY_WS_MAX_FRAME_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_ws_frame_bytes: usize,
+
+    /// Seconds between WebSocket pings; a peer silent for three periods is dropped.
+    #[arg(long, env = "CHATRELAY_WS_PING_SECS", default_value_t = 20)]
+    pub ws_ping_secs: u64,
 }
 
 impl EdgeConfig {
@@ -29,6 +37,8 @@ impl EdgeConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             core_url: core_url.into(),
             max_body_bytes: 1024 * 1024,
+            max_ws_frame_bytes: 4 * 1024 * 1024,
+            ws_ping_secs: 20,
         }
     }
 }

@@ -6,8 +6,11 @@
 pub mod config;
 pub mod error;
 pub mod rest;
+pub mod ws;
 
-use chatrelay_proto::v1::chat_service_client::ChatServiceClient;
+use chatrelay_proto::v1::{
+    chat_service_client::ChatServiceClient, extension_service_client::ExtensionServiceClient,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -19,6 +22,7 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct EdgeState {
     pub chat: ChatServiceClient<Channel>,
+    pub extension: ExtensionServiceClient<Channel>,
     pub config: EdgeConfig,
 }
 
@@ -30,7 +34,8 @@ impl EdgeState {
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(Self {
-            chat: ChatServiceClient::new(channel),
+            chat: ChatServiceClient::new(channel.clone()),
+            extension: ExtensionServiceClient::new(channel),
             config,
         })
     }
@@ -38,7 +43,7 @@ impl EdgeState {
 
 /// The edge's HTTP application.
 pub fn app(state: EdgeState) -> axum::Router {
-    rest::router(state)
+    rest::router(state.clone()).merge(ws::router(state))
 }
 
 /// Serves the edge on `listener` until `shutdown` is cancelled.

@@ -1,0 +1,143 @@
+//! Pumps frames between one WebSocket and its `ExtensionSession` stream.
+//! The two directions run independently (neither waits on the other), each
+//! with bounded buffers, so a slow side slows its sender instead of growing
+//! memory. Pings keep idle sessions alive through proxies; a peer silent for
+//! three ping periods is taken for dead. Either side ending ends both.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use chatrelay_proto::v1 as pb;
+use futures::{SinkExt, StreamExt};
+use tokio::{sync::mpsc, time::Instant};
+use tonic::Streaming;
+
+use super::frames;
+use crate::EdgeConfig;
+
+/// Messages queued towards the socket before the core side waits.
+const OUTBOUND_MESSAGES: usize = 64;
+
+/// Close codes (RFC 6455).
+const GOING_AWAY: u16 = 1001;
+const INTERNAL_ERROR: u16 = 1011;
+
+pub async fn run(
+    socket: WebSocket,
+    to_core: mpsc::Sender<pb::ExtensionFrame>,
+    mut from_core: Streaming<pb::ServerFrame>,
+    config: EdgeConfig,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_MESSAGES);
+    let started = Instant::now();
+    let last_heard = AtomicU64::new(0);
+    let heard = || last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+
+    let writer = async {
+        while let Some(message) = out_rx.recv().await {
+            let closing = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    };
+
+    let from_extension = async {
+        while let Some(Ok(message)) = stream.next().await {
+            heard();
+            let text = match message {
+                Message::Text(text) => text,
+                Message::Binary(_) => {
+                    let error = frames::error_frame(
+                        None,
+                        "binary frames are not supported; send JSON text frames".into(),
+                    );
+                    let _ = out.send(Message::Text(error.to_string().into())).await;
+                    continue;
+                }
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            match frames::decode(&text) {
+                Ok(frame) => {
+                    if to_core.send(frame).await.is_err() {
+                        break;
+                    }
+                }
+                Err(bad) => {
+                    let error = frames::error_frame(bad.request_id, bad.error);
+                    if out
+                        .send(Message::Text(error.to_string().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+
+    let to_extension = async {
+        let close = loop {
+            match from_core.message().await {
+                Ok(Some(frame)) => {
+                    if let Some(text) = frames::encode(frame) {
+                        if out.send(Message::Text(text.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break (GOING_AWAY, "session ended by the server"),
+                Err(status) => {
+                    tracing::warn!(error = %status, "extension session stream failed");
+                    break (INTERNAL_ERROR, "session failed on the server");
+                }
+            }
+        };
+        let _ = out
+            .send(Message::Close(Some(CloseFrame {
+                code: close.0,
+                reason: close.1.into(),
+            })))
+            .await;
+    };
+
+    let keepalive = async {
+        let period = Duration::from_secs(config.ws_ping_secs.max(1));
+        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        loop {
+            ticks.tick().await;
+            let silent = started.elapsed().as_millis() as u64 - last_heard.load(Ordering::Relaxed);
+            if silent > 3 * period.as_millis() as u64 {
+                tracing::info!("extension silent for three ping periods; closing");
+                let _ = out
+                    .send(Message::Close(Some(CloseFrame {
+                        code: GOING_AWAY,
+                        reason: "no pong".into(),
+                    })))
+                    .await;
+                return;
+            }
+            if out.send(Message::Ping(Vec::new().into())).await.is_err() {
+                return;
+            }
+        }
+    };
+
+    // The writer outlives the pumps just long enough to flush a close frame.
+    tokio::pin!(writer);
+    tokio::select! {
+        _ = from_extension => {}
+        _ = to_extension => {}
+        _ = keepalive => {}
+        _ = &mut writer => {}
+    }
+    drop(to_core);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}

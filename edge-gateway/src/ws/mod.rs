@@ -1,0 +1,88 @@
+//! `/ws/extension/?api_key=KEY`: each WebSocket is bridged to one
+//! `ExtensionSession` stream on the core. The stream is opened before the
+//! upgrade, so a bad key is an HTTP 401 and no socket.
+
+mod bridge;
+pub mod frames;
+
+use axum::{
+    extract::{
+        rejection::QueryRejection, ws::rejection::WebSocketUpgradeRejection, Query, State,
+        WebSocketUpgrade,
+    },
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chatrelay_proto::v1 as pb;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+
+use crate::{rest::API_KEY_HEADER, ApiError, EdgeState};
+
+/// Frames from the extension queued towards the core before reading pauses.
+const INBOUND_FRAMES: usize = 32;
+
+/// The extension endpoint, with and without its trailing slash.
+pub fn router(state: EdgeState) -> axum::Router {
+    axum::Router::new()
+        .route("/ws/extension/", axum::routing::get(connect))
+        .route("/ws/extension", axum::routing::get(connect))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConnectParams {
+    api_key: Option<String>,
+}
+
+pub async fn connect(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    params: Result<Query<ConnectParams>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let key = params
+        .ok()
+        .and_then(|Query(p)| p.api_key)
+        .or_else(|| {
+            headers
+                .get(API_KEY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .filter(|k| !k.is_empty());
+    let Some(key) = key else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing API key (api_key query parameter)",
+        )
+        .into_response();
+    };
+    let Ok(key) = MetadataValue::try_from(key.as_str()) else {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key").into_response();
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::new(
+                rejection.status(),
+                format!("expected a WebSocket upgrade: {rejection}"),
+            )
+            .into_response()
+        }
+    };
+    let (to_core, rx) = mpsc::channel::<pb::ExtensionFrame>(INBOUND_FRAMES);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request.metadata_mut().insert(API_KEY_HEADER, key);
+    let from_core = match state.extension.clone().extension_session(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return ApiError::from(status).into_response(),
+    };
+    let config = state.config.clone();
+    upgrade
+        .max_message_size(config.max_ws_frame_bytes)
+        .max_frame_size(config.max_ws_frame_bytes)
+        .on_upgrade(move |socket| bridge::run(socket, to_core, from_core, config))
+}
