@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod ws;
+
 use chatrelay::serve::Running;
 use chatrelay_core::{accounts, CoreConfig};
 use chatrelay_edge::EdgeConfig;
@@ -185,4 +187,25 @@ pub async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
     let body =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text:?}"));
     (status, body)
+}
+
+impl TestApp {
+    /// Waits until the request has `status` (it changes in the background,
+    /// e.g. when a dropped session is noticed), and returns it.
+    pub async fn wait_for_status(&self, key: &str, id: &str, status: &str) -> Value {
+        let path = format!("/api/chat/requests/{id}/");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let (code, body) = self.get(key, &path).await;
+            assert_eq!(code, StatusCode::OK, "{body}");
+            if body["status"] == status {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request {id} never reached {status}: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }

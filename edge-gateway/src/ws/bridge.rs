@@ -21,6 +21,9 @@ use crate::EdgeConfig;
 /// Messages queued towards the socket before the core side waits.
 const OUTBOUND_MESSAGES: usize = 64;
 
+/// How long the core may take to finish a session whose socket is gone.
+const CORE_DRAIN: Duration = Duration::from_secs(10);
+
 /// Close codes (RFC 6455).
 const GOING_AWAY: u16 = 1001;
 const INTERNAL_ERROR: u16 = 1011;
@@ -33,11 +36,7 @@ pub async fn run(
 ) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_MESSAGES);
-    let started = Instant::now();
-    let last_heard = AtomicU64::new(0);
-    let heard = || last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-
-    let writer = async {
+    let writer = tokio::spawn(async move {
         while let Some(message) = out_rx.recv().await {
             let closing = matches!(message, Message::Close(_));
             if sink.send(message).await.is_err() || closing {
@@ -45,11 +44,16 @@ pub async fn run(
             }
         }
         let _ = sink.close().await;
-    };
+    });
+    let started = Instant::now();
+    let last_heard = AtomicU64::new(0);
 
+    // Extension → core. Dropping `to_core` at the end half-closes the gRPC
+    // call: the core applies every frame already sent, then ends the session.
     let from_extension = async {
+        let to_core = to_core;
         while let Some(Ok(message)) = stream.next().await {
-            heard();
+            last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
             let text = match message {
                 Message::Text(text) => text,
                 Message::Binary(_) => {
@@ -71,26 +75,36 @@ pub async fn run(
                 }
                 Err(bad) => {
                     let error = frames::error_frame(bad.request_id, bad.error);
-                    if out
-                        .send(Message::Text(error.to_string().into()))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
+                    let _ = out.send(Message::Text(error.to_string().into())).await;
                 }
             }
         }
     };
 
+    let keepalive = async {
+        let period = Duration::from_secs(config.ws_ping_secs.max(1));
+        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        loop {
+            ticks.tick().await;
+            let silent = started.elapsed().as_millis() as u64 - last_heard.load(Ordering::Relaxed);
+            if silent > 3 * period.as_millis() as u64 {
+                tracing::info!("extension silent for three ping periods; closing");
+                return;
+            }
+            let _ = out.send(Message::Ping(Vec::new().into())).await;
+        }
+    };
+
+    // Core → extension, until the core ends the session. Frames that can no
+    // longer reach the socket are dropped: the core gives their requests
+    // back to the queue when the session ends.
     let to_extension = async {
+        let mut open = true;
         let close = loop {
             match from_core.message().await {
                 Ok(Some(frame)) => {
-                    if let Some(text) = frames::encode(frame) {
-                        if out.send(Message::Text(text.into())).await.is_err() {
-                            return;
-                        }
+                    if let (true, Some(text)) = (open, frames::encode(frame)) {
+                        open = out.send(Message::Text(text.into())).await.is_ok();
                     }
                 }
                 Ok(None) => break (GOING_AWAY, "session ended by the server"),
@@ -108,36 +122,17 @@ pub async fn run(
             .await;
     };
 
-    let keepalive = async {
-        let period = Duration::from_secs(config.ws_ping_secs.max(1));
-        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
-        loop {
-            ticks.tick().await;
-            let silent = started.elapsed().as_millis() as u64 - last_heard.load(Ordering::Relaxed);
-            if silent > 3 * period.as_millis() as u64 {
-                tracing::info!("extension silent for three ping periods; closing");
-                let _ = out
-                    .send(Message::Close(Some(CloseFrame {
-                        code: GOING_AWAY,
-                        reason: "no pong".into(),
-                    })))
-                    .await;
-                return;
-            }
-            if out.send(Message::Ping(Vec::new().into())).await.is_err() {
-                return;
+    {
+        tokio::pin!(to_extension);
+        tokio::select! {
+            _ = &mut to_extension => {}
+            _ = async { tokio::select! { _ = from_extension => {}, _ = keepalive => {} } } => {
+                // The extension is gone and the call half-closed; give the core
+                // a moment to apply what it received and end the session itself.
+                let _ = tokio::time::timeout(CORE_DRAIN, &mut to_extension).await;
             }
         }
-    };
-
-    // The writer outlives the pumps just long enough to flush a close frame.
-    tokio::pin!(writer);
-    tokio::select! {
-        _ = from_extension => {}
-        _ = to_extension => {}
-        _ = keepalive => {}
-        _ = &mut writer => {}
     }
-    drop(to_core);
+    drop(out);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
 }

@@ -1,0 +1,514 @@
+//! Extension sessions end to end: real WebSocket clients against the real
+//! edge, real gRPC streams against the real core, on SQLite or PostgreSQL.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{ws::Extension, TestApp, TestDb};
+use serde_json::{json, Value};
+
+fn id_of(frame: &Value) -> String {
+    frame["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_string()
+}
+
+#[tokio::test]
+async fn full_lifecycle_submit_deliver_execute_respond() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut ext = Extension::connect(&app, &key).await;
+
+    let (status, created) = app
+        .submit(&key, json!({ "message": "Explain qubits", "response_type": "thinking", "thinking_time": "extended" }))
+        .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap();
+
+    let frame = ext.recv_request().await;
+    let chats = app.get(&key, "/api/chat/chats/").await.1;
+    let chat_db_id = chats[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        frame,
+        json!({
+            "type": "new_request",
+            "request_id": id,
+            "message": "Explain qubits",
+            "response_type": "thinking",
+            "thinking_time": "extended",
+            "chat_id": null,
+            "chat_db_id": chat_db_id,
+        })
+    );
+
+    ext.executing(id).await;
+    let executing = app.wait_for_status(&key, id, "executing").await;
+    assert!(executing["started_at"].is_string());
+    assert!(executing["completed_at"].is_null());
+
+    ext.respond(id, "Qubits are…", "chatgpt-abc", Some("Quantum basics"))
+        .await;
+    let done = app.wait_for_status(&key, id, "done").await;
+    assert_eq!(done["response"], "Qubits are…");
+    assert_eq!(done["chat"], "chatgpt-abc");
+    assert_eq!(done["error_message"], Value::Null);
+    assert!(done["completed_at"].is_string());
+
+    let (status, chat) = app.get(&key, "/api/chat/chats/chatgpt-abc/").await;
+    assert_eq!(status, 200);
+    assert_eq!(chat["id"], chat_db_id);
+    assert_eq!(chat["title"], "Quantum basics");
+    assert!(chat["updated_at"].as_str().unwrap() > chat["created_at"].as_str().unwrap());
+    ext.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn backlog_arrives_oldest_first_then_live_requests() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut backlog = Vec::new();
+    for i in 0..5 {
+        backlog.push(app.submit_message(&key, &format!("old {i}")).await["id"].clone());
+    }
+    let mut ext = Extension::connect(&app, &key).await;
+    for expected in &backlog {
+        assert_eq!(&ext.recv_request().await["request_id"], expected);
+    }
+    let live = app.submit_message(&key, "live").await;
+    assert_eq!(ext.recv_request().await["request_id"], live["id"]);
+    ext.assert_nothing_pending().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn each_request_goes_to_exactly_one_of_two_sessions() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut a = Extension::connect(&app, &key).await;
+    let mut b = Extension::connect(&app, &key).await;
+    let mut submitted = HashSet::new();
+    for i in 0..20 {
+        submitted.insert(
+            app.submit_message(&key, &format!("m{i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut seen = Vec::new();
+    // Answer as they come so both windows keep moving.
+    while seen.len() < 20 {
+        tokio::select! {
+            frame = a.recv() => { let id = id_of(&frame); a.respond(&id, "ok", &format!("c-{id}"), None).await; seen.push(id); }
+            frame = b.recv() => { let id = id_of(&frame); b.respond(&id, "ok", &format!("c-{id}"), None).await; seen.push(id); }
+        }
+    }
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), 20, "a request was delivered twice: {seen:?}");
+    assert_eq!(unique, submitted);
+    a.assert_nothing_pending().await;
+    b.assert_nothing_pending().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_request_per_chat_in_flight_others_flow_past() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let first = app
+        .submit(&key, json!({ "message": "1", "chat_id": "busy" }))
+        .await
+        .1;
+    let second = app
+        .submit(&key, json!({ "message": "2", "chat_id": "busy" }))
+        .await
+        .1;
+    let other = app
+        .submit(&key, json!({ "message": "3", "chat_id": "free" }))
+        .await
+        .1;
+    let mut ext = Extension::connect(&app, &key).await;
+    assert_eq!(ext.recv_request().await["request_id"], first["id"]);
+    let frame = ext.recv_request().await;
+    assert_eq!(frame["request_id"], other["id"]);
+    assert_eq!(frame["chat_id"], "free");
+    ext.assert_nothing_pending().await;
+
+    ext.respond(first["id"].as_str().unwrap(), "one", "busy", None)
+        .await;
+    let next = ext.recv_request().await;
+    assert_eq!(next["request_id"], second["id"]);
+    assert_eq!(next["chat_id"], "busy");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn session_window_bounds_unfinished_deliveries() {
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |core, _| core.session_window = 2).await;
+    let key = app.account("acme").await;
+    for i in 0..5 {
+        app.submit_message(&key, &format!("m{i}")).await;
+    }
+    let mut ext = Extension::connect(&app, &key).await;
+    let first = ext.recv_request().await;
+    ext.recv_request().await;
+    ext.assert_nothing_pending().await;
+    ext.fail(&id_of(&first), "nope").await;
+    ext.recv_request().await;
+    ext.assert_nothing_pending().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_session_gives_requests_back_for_redelivery() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let created = app.submit_message(&key, "again").await;
+    let mut first = Extension::connect(&app, &key).await;
+    let id = id_of(&first.recv_request().await);
+    first.executing(&id).await;
+    app.wait_for_status(&key, &id, "executing").await;
+    first.close().await;
+
+    let requeued = app.wait_for_status(&key, &id, "idle").await;
+    assert_eq!(requeued["started_at"], Value::Null);
+    let mut second = Extension::connect(&app, &key).await;
+    assert_eq!(second.recv_request().await["request_id"], created["id"]);
+    second.respond(&id, "second time lucky", "c1", None).await;
+    app.wait_for_status(&key, &id, "done").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn request_fails_after_the_attempt_limit() {
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |core, _| core.max_attempts = 2).await;
+    let key = app.account("acme").await;
+    let id = app.submit_message(&key, "doomed").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..2 {
+        let mut ext = Extension::connect(&app, &key).await;
+        assert_eq!(id_of(&ext.recv_request().await), id);
+        ext.close().await;
+    }
+    let failed = app.wait_for_status(&key, &id, "failed").await;
+    let error = failed["error_message"].as_str().unwrap();
+    assert!(error.contains("2 delivery attempts"), "{error}");
+    assert!(failed["completed_at"].is_string());
+    // A failed request is never delivered again.
+    let mut ext = Extension::connect(&app, &key).await;
+    ext.assert_nothing_pending().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reconnected_session_can_finish_a_request_it_did_not_receive() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut old = Extension::connect(&app, &key).await;
+    let id = id_of(&old.recv_request_after_submit(&app, &key).await);
+    old.executing(&id).await;
+    app.wait_for_status(&key, &id, "executing").await;
+
+    // The extension reconnects while the old socket still looks alive.
+    let mut new = Extension::connect(&app, &key).await;
+    new.respond(&id, "finished on the new socket", "c-re", Some("t"))
+        .await;
+    let done = app.wait_for_status(&key, &id, "done").await;
+    assert_eq!(done["response"], "finished on the new socket");
+
+    // The old session may no longer change it.
+    old.respond(&id, "late", "c-re", None).await;
+    let error = old.recv_error().await;
+    assert_eq!(error["request_id"], id.as_str());
+    assert!(
+        error["error"].as_str().unwrap().contains("already done"),
+        "{error}"
+    );
+    assert_eq!(
+        app.get(&key, &format!("/api/chat/requests/{id}/")).await.1["response"],
+        "finished on the new socket"
+    );
+    app.stop().await;
+}
+
+trait SubmitThenRecv {
+    async fn recv_request_after_submit(&mut self, app: &TestApp, key: &str) -> Value;
+}
+
+impl SubmitThenRecv for Extension {
+    async fn recv_request_after_submit(&mut self, app: &TestApp, key: &str) -> Value {
+        app.submit_message(key, "hello").await;
+        self.recv_request().await
+    }
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let other_key = app.account("other").await;
+    let foreign = app.submit_message(&other_key, "not yours").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ext = Extension::connect(&app, &key).await;
+    let mine = id_of(&ext.recv_request_after_submit(&app, &key).await);
+    ext.respond(&mine, "done", "c-mine", None).await;
+    app.wait_for_status(&key, &mine, "done").await;
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "malformed JSON"),
+        ("[1,2]".into(), "JSON object"),
+        (json!({ "request_id": mine }).to_string(), "type"),
+        (
+            json!({ "type": "bogus", "request_id": mine }).to_string(),
+            "unknown frame type",
+        ),
+        (
+            json!({ "type": "response", "request_id": mine }).to_string(),
+            "response",
+        ),
+        (
+            json!({ "type": "response", "request_id": mine, "response": 5, "chat_id": "c" })
+                .to_string(),
+            "must be a string",
+        ),
+        (
+            json!({ "type": "error", "request_id": mine }).to_string(),
+            "error",
+        ),
+        (
+            json!({ "type": "status_update", "request_id": mine, "status": "done" }).to_string(),
+            "executing",
+        ),
+        (
+            json!({ "type": "status_update", "request_id": "not-a-uuid", "status": "executing" })
+                .to_string(),
+            "unknown request_id",
+        ),
+        (
+            json!({ "type": "status_update", "request_id": unknown, "status": "executing" })
+                .to_string(),
+            "unknown request_id",
+        ),
+        (
+            json!({ "type": "response", "request_id": foreign, "response": "x", "chat_id": "c" })
+                .to_string(),
+            "unknown request_id",
+        ),
+        (
+            json!({ "type": "error", "request_id": mine, "error": "late" }).to_string(),
+            "already done",
+        ),
+        (
+            json!({ "type": "status_update", "request_id": mine, "status": "executing" })
+                .to_string(),
+            "already done",
+        ),
+    ];
+    for (text, expected) in cases {
+        ext.send_text(&text).await;
+        let error = ext.recv_error().await;
+        let message = error["error"].as_str().unwrap();
+        assert!(
+            message.contains(expected),
+            "frame {text} got {error}, expected {expected:?}"
+        );
+    }
+    ext.send_binary(b"\x00\x01").await;
+    assert!(ext.recv_error().await["error"]
+        .as_str()
+        .unwrap()
+        .contains("binary"));
+
+    // Nothing changed, and the connection still carries requests.
+    assert_eq!(
+        app.get(&other_key, &format!("/api/chat/requests/{foreign}/"))
+            .await
+            .1["status"],
+        "idle"
+    );
+    assert_eq!(
+        app.get(&key, &format!("/api/chat/requests/{mine}/"))
+            .await
+            .1["response"],
+        "done"
+    );
+    let next = id_of(&ext.recv_request_after_submit(&app, &key).await);
+    ext.respond(&next, "still works", "c-next", None).await;
+    app.wait_for_status(&key, &next, "done").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn handshake_with_bad_or_missing_key_is_refused_with_401() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    app.account("acme").await;
+    let (status, body) = Extension::try_connect(&app, "wrong")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(status, 401);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({ "detail": "invalid API key" })
+    );
+    let (status, _) = Extension::try_connect(&app, "")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(status, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn accounts_never_see_each_others_requests() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key_a = app.account("a").await;
+    let key_b = app.account("b").await;
+    let mut ext_a = Extension::connect(&app, &key_a).await;
+    let mut ext_b = Extension::connect(&app, &key_b).await;
+    let for_a = app.submit_message(&key_a, "for a").await;
+    let for_b = app.submit_message(&key_b, "for b").await;
+    assert_eq!(ext_a.recv_request().await["request_id"], for_a["id"]);
+    assert_eq!(ext_b.recv_request().await["request_id"], for_b["id"]);
+    ext_a.assert_nothing_pending().await;
+    ext_b.assert_nothing_pending().await;
+    ext_b
+        .respond(for_a["id"].as_str().unwrap(), "hijack", "c", None)
+        .await;
+    assert!(ext_b.recv_error().await["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown request_id"));
+    assert_eq!(
+        app.get(
+            &key_a,
+            &format!("/api/chat/requests/{}/", for_a["id"].as_str().unwrap())
+        )
+        .await
+        .1["status"],
+        "idle"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn silent_peer_is_dropped_and_its_request_redelivered() {
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |_, edge| edge.ws_ping_secs = 1).await;
+    let key = app.account("acme").await;
+    let created = app.submit_message(&key, "hello").await;
+    // This client reads one frame and then never again: it answers no pings.
+    let mut silent = Extension::connect(&app, &key).await;
+    assert_eq!(silent.recv_request().await["request_id"], created["id"]);
+    let mut healthy = Extension::connect(&app, &key).await;
+    assert_eq!(healthy.recv_request().await["request_id"], created["id"]);
+    drop(silent);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_extension_session_works_without_the_edge() {
+    use chatrelay_proto::v1::{
+        self as pb, extension_frame, extension_service_client::ExtensionServiceClient, server_frame,
+    };
+    use tokio_stream::wrappers::ReceiverStream;
+
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut client = ExtensionServiceClient::connect(app.grpc.clone())
+        .await
+        .unwrap();
+
+    let (_tx, rx) = tokio::sync::mpsc::channel::<pb::ExtensionFrame>(4);
+    let status = client
+        .extension_session(tonic::Request::new(ReceiverStream::new(rx)))
+        .await
+        .expect_err("no key");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ExtensionFrame>(4);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    let mut frames = client
+        .extension_session(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let created = app.submit_message(&key, "over grpc").await;
+    let Some(server_frame::Frame::NewRequest(new)) = frames.message().await.unwrap().unwrap().frame
+    else {
+        panic!("expected new_request");
+    };
+    assert_eq!(new.request_id, created["id"].as_str().unwrap());
+    assert_eq!(new.message, "over grpc");
+    tx.send(pb::ExtensionFrame {
+        frame: Some(extension_frame::Frame::Response(pb::RequestResponse {
+            request_id: new.request_id.clone(),
+            response: "pong".into(),
+            chat_id: "grpc-chat".into(),
+            chat_title: None,
+        })),
+    })
+    .await
+    .unwrap();
+    let done = app.wait_for_status(&key, &new.request_id, "done").await;
+    assert_eq!(done["chat"], "grpc-chat");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn simulator_answers_every_request() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            app.submit_message(&key, &format!("sim {i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let options = chatrelay::simulate::SimulateOptions {
+        url: format!("{}/ws/extension/", app.http.replacen("http", "ws", 1)),
+        api_key: key.clone(),
+        delay_ms: 0,
+        reply: Some("fixed".into()),
+        failure_rate: 0.0,
+        no_status_update: false,
+        exit_after: Some(3),
+        quiet: true,
+    };
+    let stats = chatrelay::simulate::run(options, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(stats.answered, 3);
+    for id in ids {
+        let done = app.wait_for_status(&key, &id, "done").await;
+        assert_eq!(done["response"], "fixed");
+    }
+    app.stop().await;
+}
