@@ -512,3 +512,48 @@ async fn simulator_answers_every_request() {
     }
     app.stop().await;
 }
+
+/// Several cores on one PostgreSQL: a request submitted through one is
+/// delivered by a session on the other, once, and its result is seen by both.
+#[tokio::test]
+async fn two_cores_on_one_postgres_share_the_queue() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        return; // SQLite is one core per database file
+    }
+    let first = TestApp::start(&db).await;
+    let second = TestApp::start(&db).await;
+    let key = first.account("acme").await;
+    let mut on_second = Extension::connect(&second, &key).await;
+    let mut on_first = Extension::connect(&first, &key).await;
+
+    let mut submitted = HashSet::new();
+    for i in 0..10 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        submitted.insert(
+            app.submit_message(&key, &format!("m{i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        tokio::select! {
+            frame = on_first.recv() => { let id = id_of(&frame); on_first.respond(&id, "1", &format!("c-{id}"), None).await; seen.push(id); }
+            frame = on_second.recv() => { let id = id_of(&frame); on_second.respond(&id, "2", &format!("c-{id}"), None).await; seen.push(id); }
+        }
+    }
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), submitted);
+    on_first.assert_nothing_pending().await;
+    on_second.assert_nothing_pending().await;
+    for id in &submitted {
+        second.wait_for_status(&key, id, "done").await;
+    }
+    // Live delivery across cores: only the second core has a session now.
+    on_first.close().await;
+    let live = first.submit_message(&key, "cross-core").await;
+    assert_eq!(on_second.recv_request().await["request_id"], live["id"]);
+    first.stop().await;
+    second.stop().await;
+}
