@@ -7,8 +7,10 @@ pub mod json;
 mod requests;
 
 use axum::{
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, Request},
     http::{HeaderMap, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, post, MethodRouter},
     Router,
 };
@@ -36,12 +38,31 @@ pub fn router(state: EdgeState) -> Router {
             .route(&format!("{path}/"), handler);
     }
     router
+        .route_layer(middleware::from_fn(require_api_key))
         .fallback(|| async { ApiError::not_found("not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Answers 401 to a request that names no API key, before its body or query
+/// is looked at: a caller that has not said who it is learns nothing about
+/// its input. Whether a key that is present is valid is the core's call.
+async fn require_api_key(request: Request, next: Next) -> Response {
+    let present = request
+        .headers()
+        .get(API_KEY_HEADER)
+        .is_some_and(|key| !key.as_bytes().trim_ascii().is_empty());
+    if !present {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing API key (X-API-Key header)",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// A gRPC request to the core carrying the caller's API key.
