@@ -86,7 +86,7 @@ async fn grpc_submit_get_and_list_round_trip() {
         .await
         .expect("list")
         .into_inner();
-    assert_eq!(listed.requests, [created.clone()]);
+    assert_eq!(listed.requests, std::slice::from_ref(&created));
     assert_eq!(listed.next_cursor, "");
 
     let chats = client
