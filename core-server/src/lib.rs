@@ -33,6 +33,8 @@ pub struct Core {
     pub shutdown: CancellationToken,
     /// The core's background tasks, awaited on stop.
     pub tasks: TaskTracker,
+    /// Wakes the webhook worker (`webhooks::notify_committed`).
+    pub webhooks: webhooks::Webhooks,
 }
 
 impl Core {
@@ -46,6 +48,7 @@ impl Core {
             node_id: uuid::Uuid::new_v4(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            webhooks: webhooks::Webhooks::default(),
         });
         dispatch::lease::release_orphans(&core).await?;
         dispatch::lease::start_keeper(&core);

@@ -4,3 +4,5 @@ pub mod account;
 pub mod api_key;
 pub mod chat;
 pub mod message_request;
+pub mod webhook_attempt;
+pub mod webhook_delivery;

@@ -1,0 +1,135 @@
+//! What operators see and do: recent deliveries with their attempts, and
+//! sending a finished delivery again.
+
+use std::collections::HashMap;
+
+use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use super::outbox::epoch_millis;
+use crate::{
+    db::{
+        entities::{
+            account, webhook_attempt,
+            webhook_delivery::{self, DeliveryStatus},
+        },
+        Db,
+    },
+    error::{CoreError, CoreResult},
+    model::{now, AccountId},
+};
+
+/// Most deliveries one listing returns.
+pub const MAX_LIST: u64 = 1000;
+
+/// A delivery, its account's name and its attempts (oldest first).
+#[derive(Clone, Debug)]
+pub struct DeliveryView {
+    pub delivery: webhook_delivery::Model,
+    pub account_name: String,
+    pub attempts: Vec<webhook_attempt::Model>,
+}
+
+/// The most recent deliveries, newest first, of one account or all.
+pub async fn list(
+    db: &Db,
+    account: Option<AccountId>,
+    limit: u64,
+) -> CoreResult<Vec<DeliveryView>> {
+    let mut query = webhook_delivery::Entity::find()
+        .order_by_desc(webhook_delivery::Column::Id)
+        .limit(limit.clamp(1, MAX_LIST));
+    if let Some(account) = account {
+        query = query.filter(webhook_delivery::Column::AccountId.eq(account.0));
+    }
+    let deliveries = query.all(&db.read).await?;
+    views(db, deliveries).await
+}
+
+/// One delivery with its attempts.
+pub async fn get(db: &Db, id: Uuid) -> CoreResult<DeliveryView> {
+    let delivery = webhook_delivery::Entity::find_by_id(id)
+        .one(&db.read)
+        .await?
+        .ok_or_else(|| CoreError::not_found(format!("no webhook delivery {id}")))?;
+    let mut views = views(db, vec![delivery]).await?;
+    views
+        .pop()
+        .ok_or_else(|| CoreError::not_found(format!("no webhook delivery {id}")))
+}
+
+async fn views(db: &Db, deliveries: Vec<webhook_delivery::Model>) -> CoreResult<Vec<DeliveryView>> {
+    let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
+    let mut account_ids: Vec<i64> = deliveries.iter().map(|d| d.account_id).collect();
+    account_ids.sort_unstable();
+    account_ids.dedup();
+    let names: HashMap<i64, String> = account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .column(account::Column::Name)
+        .filter(account::Column::Id.is_in(account_ids))
+        .into_tuple::<(i64, String)>()
+        .all(&db.read)
+        .await?
+        .into_iter()
+        .collect();
+    let mut attempts: HashMap<Uuid, Vec<webhook_attempt::Model>> = HashMap::new();
+    for attempt in webhook_attempt::Entity::find()
+        .filter(webhook_attempt::Column::DeliveryId.is_in(ids))
+        .order_by_asc(webhook_attempt::Column::Attempt)
+        .order_by_asc(webhook_attempt::Column::Id)
+        .all(&db.read)
+        .await?
+    {
+        attempts
+            .entry(attempt.delivery_id)
+            .or_default()
+            .push(attempt);
+    }
+    Ok(deliveries
+        .into_iter()
+        .map(|delivery| DeliveryView {
+            account_name: names.get(&delivery.account_id).cloned().unwrap_or_default(),
+            attempts: attempts.remove(&delivery.id).unwrap_or_default(),
+            delivery,
+        })
+        .collect())
+}
+
+/// Sends a finished (usually failed) delivery again: it becomes pending, due
+/// now, with a fresh retry schedule. Its `webhook-id` stays the same.
+pub async fn retry(db: &Db, id: Uuid) -> CoreResult<webhook_delivery::Model> {
+    let at = now();
+    let updated = webhook_delivery::Entity::update_many()
+        .col_expr(
+            webhook_delivery::Column::Status,
+            Expr::value(DeliveryStatus::Pending),
+        )
+        .col_expr(
+            webhook_delivery::Column::NextAttemptAt,
+            Expr::value(epoch_millis(at)),
+        )
+        .col_expr(
+            webhook_delivery::Column::RetryFrom,
+            Expr::col(webhook_delivery::Column::Attempts).into(),
+        )
+        .col_expr(
+            webhook_delivery::Column::ClaimedBy,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(at))
+        .filter(webhook_delivery::Column::Id.eq(id))
+        .filter(webhook_delivery::Column::Status.ne(DeliveryStatus::Pending))
+        .exec(&db.write)
+        .await?;
+    let delivery = webhook_delivery::Entity::find_by_id(id)
+        .one(&db.write)
+        .await?
+        .ok_or_else(|| CoreError::not_found(format!("no webhook delivery {id}")))?;
+    if updated.rows_affected == 0 {
+        return Err(CoreError::FailedPrecondition(format!(
+            "webhook delivery {id} is already pending; it will be sent when due"
+        )));
+    }
+    Ok(delivery)
+}
