@@ -4,3 +4,4 @@
 pub mod admin;
 pub mod serve;
 pub mod simulate;
+pub mod webhooks;

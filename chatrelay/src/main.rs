@@ -1,6 +1,6 @@
 //! `chatrelay`: parses the command line and calls the library.
 
-use chatrelay::{admin, serve, simulate};
+use chatrelay::{admin, serve, simulate, webhooks};
 use chatrelay_core::{config::DatabaseConfig, CoreConfig};
 use chatrelay_edge::EdgeConfig;
 use clap::{Parser, Subcommand};
@@ -45,6 +45,13 @@ enum Command {
     Extension {
         #[command(subcommand)]
         command: ExtensionCommand,
+    },
+    /// Inspect webhook deliveries and send failed ones again.
+    Webhook {
+        #[command(flatten)]
+        db: DatabaseConfig,
+        #[command(subcommand)]
+        command: webhooks::WebhookCommand,
     },
 }
 
@@ -121,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
             running.wait().await
         }
         Command::Migrate { db } => admin::migrate(&db).await,
+        Command::Webhook { db, command } => webhooks::run(&db, command).await,
         Command::Extension {
             command: ExtensionCommand::Simulate(options),
         } => {

@@ -1,0 +1,777 @@
+//! Webhooks end to end: a real chatrelay on SQLite or PostgreSQL delivering
+//! to a real HTTP receiver on an ephemeral port, through failures, timeouts,
+//! redirects and restarts.
+
+mod common;
+
+use std::{
+    collections::{HashSet, VecDeque},
+    net::SocketAddr,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{header, HeaderMap, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    Router,
+};
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use chatrelay_core::{
+    accounts,
+    db::entities::webhook_delivery::{self, DeliveryStatus},
+    lifecycle,
+    model::AccountId,
+    webhooks::{self, DeliveryView, RetrySchedule},
+    Core,
+};
+use common::{TestApp, TestDb};
+use hmac::{Hmac, Mac};
+use sea_orm::{ActiveModelTrait, Set};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use uuid::Uuid;
+
+/// How long a test waits for a webhook before it fails.
+const WAIT: Duration = Duration::from_secs(20);
+
+// ---- the receiver --------------------------------------------------------------
+
+/// How the receiver answers one request.
+#[derive(Clone, Debug)]
+enum Reply {
+    Status(u16),
+    /// 302 to another path of the receiver.
+    Redirect(&'static str),
+    /// Answers 200, but only after this long.
+    Slow(Duration),
+}
+
+/// A request the receiver got.
+#[derive(Debug)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .expect("ASCII header")
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("JSON body")
+    }
+
+    fn webhook_id(&self) -> Uuid {
+        self.header("webhook-id")
+            .parse()
+            .expect("webhook-id is a UUID")
+    }
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    seen: mpsc::UnboundedSender<Received>,
+    /// Replies for the next requests, in order; then `otherwise`.
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    otherwise: Arc<Mutex<Reply>>,
+}
+
+async fn receive(
+    State(state): State<ReceiverState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let reply = state
+        .script
+        .lock()
+        .expect("script")
+        .pop_front()
+        .unwrap_or_else(|| state.otherwise.lock().expect("otherwise").clone());
+    let _ = state.seen.send(Received {
+        path: uri.path().to_string(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    match reply {
+        Reply::Status(code) => StatusCode::from_u16(code).expect("status").into_response(),
+        Reply::Redirect(to) => (StatusCode::FOUND, [(header::LOCATION, to)]).into_response(),
+        Reply::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+/// A webhook receiver: records every request and answers as scripted.
+struct Receiver {
+    addr: SocketAddr,
+    seen: mpsc::UnboundedReceiver<Received>,
+    state: ReceiverState,
+    server: JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await.expect("bind")).await
+    }
+
+    async fn start_on(listener: TcpListener) -> Self {
+        let (tx, seen) = mpsc::unbounded_channel();
+        let state = ReceiverState {
+            seen: tx,
+            script: Arc::default(),
+            otherwise: Arc::new(Mutex::new(Reply::Status(200))),
+        };
+        let app = Router::new().fallback(receive).with_state(state.clone());
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            seen,
+            state,
+            server,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.script.lock().expect("script").extend(replies);
+    }
+
+    fn otherwise(&self, reply: Reply) {
+        *self.state.otherwise.lock().expect("otherwise") = reply;
+    }
+
+    /// The next request, waiting for it (no sleeping: the server pushes it).
+    async fn next(&mut self) -> Received {
+        tokio::time::timeout(WAIT, self.seen.recv())
+            .await
+            .expect("a webhook within the wait")
+            .expect("receiver running")
+    }
+
+    /// Requests that have already arrived and were not taken yet.
+    fn already_received(&mut self) -> Vec<Received> {
+        std::iter::from_fn(|| self.seen.try_recv().ok()).collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A port where connections are accepted and dropped at once: a receiver
+/// that is down. Each connection is reported, so the test knows an attempt
+/// happened.
+struct DeadReceiver {
+    addr: SocketAddr,
+    connections: mpsc::UnboundedReceiver<()>,
+    server: JoinHandle<()>,
+}
+
+impl DeadReceiver {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (tx, connections) = mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+                let _ = tx.send(());
+            }
+        });
+        Self {
+            addr,
+            connections,
+            server,
+        }
+    }
+
+    async fn next_connection(&mut self) {
+        tokio::time::timeout(WAIT, self.connections.recv())
+            .await
+            .expect("an attempt within the wait")
+            .expect("dead receiver running");
+    }
+
+    /// Closes the port and returns a listener on the same port.
+    async fn revive(self) -> TcpListener {
+        self.server.abort();
+        let _ = self.server.await;
+        TcpListener::bind(self.addr).await.expect("rebind the port")
+    }
+}
+
+// ---- helpers ---------------------------------------------------------------------
+
+fn schedule(text: &str) -> RetrySchedule {
+    RetrySchedule::parse(text).expect("schedule")
+}
+
+async fn start(db: &TestDb, retry_schedule: &str) -> TestApp {
+    let retry_schedule = schedule(retry_schedule);
+    TestApp::start_with(db, |core, _| core.webhooks.retry_schedule = retry_schedule).await
+}
+
+async fn account_id(core: &Core, name: &str) -> AccountId {
+    AccountId(
+        accounts::find_by_name(&core.db, name)
+            .await
+            .expect("account")
+            .id,
+    )
+}
+
+/// Submits a message over REST and lets the core finish it as ChatGPT would.
+async fn submit_and_complete(app: &TestApp, account: &str, key: &str, message: &str) -> Uuid {
+    let id = submit(app, key, message).await;
+    let core = &app.running.core;
+    lifecycle::complete(
+        core,
+        account_id(core, account).await,
+        id,
+        format!("answer to {message}"),
+        format!("chatgpt-{id}"),
+        Some("A title".into()),
+    )
+    .await
+    .expect("complete");
+    webhooks::notify_committed(core);
+    id
+}
+
+async fn submit(app: &TestApp, key: &str, message: &str) -> Uuid {
+    let created = app.submit_message(key, message).await;
+    created["id"].as_str().expect("id").parse().expect("uuid")
+}
+
+/// The account's deliveries, newest first.
+async fn deliveries(core: &Core, account: &str) -> Vec<DeliveryView> {
+    webhooks::list(&core.db, Some(account_id(core, account).await), 100)
+        .await
+        .expect("list deliveries")
+}
+
+/// The only delivery of the account.
+async fn only_delivery(core: &Core, account: &str) -> DeliveryView {
+    let mut all = deliveries(core, account).await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.pop().expect("one delivery")
+}
+
+/// Stops the app, which lets attempts in flight finish and be recorded, and
+/// keeps its core for inspection.
+async fn stop(app: TestApp) -> Arc<Core> {
+    let core = app.running.core.clone();
+    app.stop().await;
+    core
+}
+
+fn status_codes(view: &DeliveryView) -> Vec<Option<i32>> {
+    view.attempts.iter().map(|a| a.status_code).collect()
+}
+
+/// An implementation of the Standard Webhooks check of our own: HMAC-SHA256
+/// over `id.timestamp.body`, keyed with the base64 part of `whsec_…`.
+fn signature_is_valid(secret: &str, received: &Received) -> bool {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
+        .expect("base64 secret");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC key");
+    mac.update(
+        format!(
+            "{}.{}.{}",
+            received.header("webhook-id"),
+            received.header("webhook-timestamp"),
+            received.body
+        )
+        .as_bytes(),
+    );
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    received
+        .header("webhook-signature")
+        .split(' ')
+        .any(|candidate| candidate == expected)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+// ---- tests -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn done_request_is_delivered_on_the_first_try_with_the_spec_payload() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    let app = TestApp::start(&db).await;
+    let key = app
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    let (status, created) = app
+        .submit(
+            &key,
+            json!({ "message": "Explain qubits", "response_type": "thinking", "thinking_time": "extended" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let core = app.running.core.clone();
+    lifecycle::complete(
+        &core,
+        account_id(&core, "acme").await,
+        id,
+        "Qubits are…".into(),
+        "chatgpt-1".into(),
+        None,
+    )
+    .await
+    .expect("complete");
+    webhooks::notify_committed(&core);
+
+    let got = receiver.next().await;
+    assert_eq!(got.path, "/hook");
+    assert_eq!(got.header("content-type"), "application/json");
+    assert_eq!(
+        got.json(),
+        json!({
+            "request_id": id.to_string(),
+            "status": "done",
+            "message": "Explain qubits",
+            "response": "Qubits are…",
+            "error": null,
+            "response_type": "thinking",
+            "thinking_time": "extended",
+        })
+    );
+    let timestamp: i64 = got
+        .header("webhook-timestamp")
+        .parse()
+        .expect("unix seconds");
+    assert!((timestamp - unix_now()).abs() < 60, "timestamp {timestamp}");
+    assert!(got.header("webhook-signature").starts_with("v1,"));
+
+    let core = stop(app).await;
+    let view = only_delivery(&core, "acme").await;
+    assert_eq!(view.delivery.id, got.webhook_id());
+    assert_eq!(view.delivery.request_id, id);
+    assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);
+    assert_eq!(view.delivery.attempts, 1);
+    assert_eq!(status_codes(&view), [Some(200)]);
+    assert_eq!(view.attempts[0].error, None);
+    assert!(receiver.already_received().is_empty(), "sent twice");
+}
+
+#[tokio::test]
+async fn failed_request_payload_carries_the_error_and_no_response() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    let app = TestApp::start(&db).await;
+    let key = app
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    let id = submit(&app, &key, "will fail").await;
+    let core = app.running.core.clone();
+    lifecycle::fail(
+        &core,
+        account_id(&core, "acme").await,
+        id,
+        "ChatGPT is unavailable".into(),
+    )
+    .await
+    .expect("fail");
+    webhooks::notify_committed(&core);
+
+    assert_eq!(
+        receiver.next().await.json(),
+        json!({
+            "request_id": id.to_string(),
+            "status": "failed",
+            "message": "will fail",
+            "response": null,
+            "error": "ChatGPT is unavailable",
+            "response_type": "auto",
+            "thinking_time": "standard",
+        })
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signature_verifies_with_the_current_secret_of_the_account() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    receiver.script([Reply::Status(500)]);
+    let app = start(&db, "1s").await;
+    let key = app
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    let core = app.running.core.clone();
+    let first_secret = accounts::find_by_name(&core.db, "acme")
+        .await
+        .unwrap()
+        .webhook_secret;
+    submit_and_complete(&app, "acme", &key, "sign me").await;
+
+    let first = receiver.next().await;
+    assert!(signature_is_valid(&first_secret, &first));
+    let tampered = Received {
+        body: first.body.replace("sign me", "sign you"),
+        ..first
+    };
+    assert!(!signature_is_valid(&first_secret, &tampered));
+
+    // Rotated between attempts: the retry is signed with the new secret.
+    let second_secret = accounts::rotate_webhook_secret(&core.db, "acme")
+        .await
+        .expect("rotate");
+    let second = receiver.next().await;
+    assert_eq!(second.webhook_id(), tampered.webhook_id());
+    assert!(signature_is_valid(&second_secret, &second));
+    assert!(!signature_is_valid(&first_secret, &second));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn receiver_failing_twice_gets_three_attempts_and_one_success() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    receiver.script([Reply::Status(500), Reply::Status(503)]);
+    let app = start(&db, "100ms,100ms,100ms").await;
+    let key = app
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    submit_and_complete(&app, "acme", &key, "flaky").await;
+
+    let attempts = [
+        receiver.next().await,
+        receiver.next().await,
+        receiver.next().await,
+    ];
+    let ids: HashSet<Uuid> = attempts.iter().map(Received::webhook_id).collect();
+    assert_eq!(ids.len(), 1, "webhook-id is stable across attempts");
+    assert!(attempts.iter().all(|a| a.body == attempts[0].body));
+
+    let core = stop(app).await;
+    let view = only_delivery(&core, "acme").await;
+    assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);
+    assert_eq!(view.delivery.attempts, 3);
+    assert_eq!(status_codes(&view), [Some(500), Some(503), Some(200)]);
+    let numbers: Vec<i32> = view.attempts.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert_eq!(
+        view.attempts[0].error.as_deref(),
+        Some("HTTP 500 Internal Server Error")
+    );
+    assert_eq!(view.attempts[2].error, None);
+    assert!(receiver.already_received().is_empty(), "a fourth attempt");
+}
+
+#[tokio::test]
+async fn exhausted_schedule_fails_the_delivery_and_retry_sends_it_again() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    receiver.otherwise(Reply::Status(500));
+    let app = start(&db, "50ms,50ms").await;
+    let key = app
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    submit_and_complete(&app, "acme", &key, "unlucky").await;
+    for _ in 0..3 {
+        receiver.next().await;
+    }
+    let core = stop(app).await;
+    let view = only_delivery(&core, "acme").await;
+    assert_eq!(view.delivery.status, DeliveryStatus::Failed);
+    assert_eq!(view.delivery.attempts, 3);
+    assert_eq!(status_codes(&view), [Some(500); 3]);
+    assert!(
+        receiver.already_received().is_empty(),
+        "more than the schedule"
+    );
+
+    let id = view.delivery.id;
+    let retried = webhooks::retry(&core.db, id).await.expect("retry");
+    assert_eq!(retried.status, DeliveryStatus::Pending);
+    assert!(
+        webhooks::retry(&core.db, id).await.is_err(),
+        "already pending"
+    );
+    assert!(webhooks::retry(&core.db, Uuid::now_v7()).await.is_err());
+
+    receiver.otherwise(Reply::Status(204));
+    let app = start(&db, "50ms,50ms").await;
+    assert_eq!(receiver.next().await.webhook_id(), id);
+    let core = stop(app).await;
+    let view = webhooks::get(&core.db, id).await.expect("get");
+    assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);
+    assert_eq!(view.delivery.attempts, 4);
+    assert_eq!(status_codes(&view).last(), Some(&Some(204)));
+}
+
+#[tokio::test]
+async fn receiver_down_across_a_restart_still_gets_its_webhook() {
+    let db = TestDb::new().await;
+    let mut dead = DeadReceiver::start().await;
+    let url = format!("http://{}/hook", dead.addr);
+    let app = start(&db, "300ms,300ms,300ms,300ms,300ms,300ms").await;
+    let key = app.account_with_webhook("acme", Some(&url)).await;
+    let id = submit_and_complete(&app, "acme", &key, "patience").await;
+    dead.next_connection().await;
+    let core = stop(app).await;
+    let before = only_delivery(&core, "acme").await;
+    assert_eq!(before.delivery.status, DeliveryStatus::Pending);
+    assert!(before.delivery.attempts >= 1);
+    assert!(before.attempts.iter().all(|a| a.error.is_some()));
+
+    let mut receiver = Receiver::start_on(dead.revive().await).await;
+    let app = start(&db, "300ms,300ms,300ms,300ms,300ms,300ms").await;
+    let got = receiver.next().await;
+    assert_eq!(got.webhook_id(), before.delivery.id);
+    assert_eq!(got.json()["request_id"], id.to_string());
+    let core = stop(app).await;
+    let after = only_delivery(&core, "acme").await;
+    assert_eq!(after.delivery.status, DeliveryStatus::Succeeded);
+    assert_eq!(after.delivery.attempts, before.delivery.attempts + 1);
+    assert_eq!(status_codes(&after).last(), Some(&Some(200)));
+}
+
+#[tokio::test]
+async fn attempt_whose_core_died_is_retried_after_its_claim_lapses() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    let app = TestApp::start(&db).await;
+    let key = app
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    submit_and_complete(&app, "acme", &key, "again").await;
+    let first = receiver.next().await;
+    let core = stop(app).await;
+
+    // As if another core had claimed attempt 2 and died before reporting.
+    let view = only_delivery(&core, "acme").await;
+    let lapses_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 300;
+    let mut claimed: webhook_delivery::ActiveModel = view.delivery.into();
+    claimed.status = Set(DeliveryStatus::Pending);
+    claimed.attempts = Set(2);
+    claimed.claimed_by = Set(Some(Uuid::new_v4()));
+    claimed.next_attempt_at = Set(lapses_at);
+    claimed.update(&core.db.write).await.expect("fake a claim");
+
+    let app = TestApp::start(&db).await;
+    let again = receiver.next().await;
+    assert_eq!(again.webhook_id(), first.webhook_id());
+    let core = stop(app).await;
+    let view = only_delivery(&core, "acme").await;
+    assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);
+    assert_eq!(view.delivery.attempts, 3);
+    let numbers: Vec<i32> = view.attempts.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, [1, 3], "attempt 2 never reported back");
+}
+
+#[tokio::test]
+async fn slow_receiver_times_out_without_holding_up_others_or_rest() {
+    let db = TestDb::new().await;
+    let mut slow = Receiver::start().await;
+    slow.otherwise(Reply::Slow(Duration::from_secs(60)));
+    let mut fast = Receiver::start().await;
+    let app = TestApp::start_with(&db, |core, _| {
+        core.webhooks.retry_schedule = schedule("none");
+        core.webhooks.timeout = Duration::from_secs(3);
+    })
+    .await;
+    let slow_key = app.account_with_webhook("slow", Some(&slow.url())).await;
+    let fast_key = app.account_with_webhook("fast", Some(&fast.url())).await;
+
+    submit_and_complete(&app, "slow", &slow_key, "take your time").await;
+    slow.next().await;
+    // The slow attempt is in flight; everything else goes on.
+    let core = app.running.core.clone();
+    let submitted = submit_and_complete(&app, "fast", &fast_key, "quick").await;
+    assert_eq!(
+        fast.next().await.json()["request_id"],
+        submitted.to_string()
+    );
+    let (status, _) = app
+        .get(&fast_key, &format!("/api/chat/requests/{submitted}/"))
+        .await;
+    assert_eq!(status, 200);
+    let in_flight = only_delivery(&core, "slow").await;
+    assert_eq!(in_flight.delivery.status, DeliveryStatus::Pending);
+    assert!(
+        in_flight.attempts.is_empty(),
+        "the slow attempt already ended"
+    );
+
+    let core = stop(app).await;
+    let view = only_delivery(&core, "slow").await;
+    assert_eq!(view.delivery.status, DeliveryStatus::Failed);
+    assert_eq!(view.attempts.len(), 1);
+    let attempt = &view.attempts[0];
+    assert_eq!(attempt.status_code, None);
+    let error = attempt.error.as_deref().unwrap_or_default();
+    assert!(error.contains("timed out"), "{error}");
+    assert!(attempt.duration_ms >= 2_900, "{}", attempt.duration_ms);
+    assert!(attempt.duration_ms < 10_000, "{}", attempt.duration_ms);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    receiver.script([Reply::Redirect("/elsewhere")]);
+    let app = start(&db, "none").await;
+    let key = app
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    submit_and_complete(&app, "acme", &key, "go away").await;
+    assert_eq!(receiver.next().await.path, "/hook");
+    let core = stop(app).await;
+    assert!(receiver.already_received().is_empty(), "redirect followed");
+    let view = only_delivery(&core, "acme").await;
+    assert_eq!(view.delivery.status, DeliveryStatus::Failed);
+    assert_eq!(status_codes(&view), [Some(302)]);
+    let error = view.attempts[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("redirects are not followed"), "{error}");
+}
+
+#[tokio::test]
+async fn account_without_webhook_url_has_no_deliveries() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("quiet").await;
+    let done = submit(&app, &key, "answer me").await;
+    let failed = submit(&app, &key, "fail me").await;
+    let core = app.running.core.clone();
+    let account = account_id(&core, "quiet").await;
+    lifecycle::complete(&core, account, done, "ok".into(), "chatgpt-q".into(), None)
+        .await
+        .expect("complete");
+    lifecycle::fail(&core, account, failed, "no".into())
+        .await
+        .expect("fail");
+    // The delivery would have been written in the same transaction.
+    assert!(deliveries(&core, "quiet").await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn several_cores_share_the_outbox_without_sending_twice() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    let first = TestApp::start(&db).await;
+    let second = TestApp::start(&db).await;
+    let key = first
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    const N: usize = 12;
+    for i in 0..N {
+        let app = if i % 2 == 0 { &first } else { &second };
+        submit_and_complete(app, "acme", &key, &format!("message {i}")).await;
+    }
+    let mut ids = HashSet::new();
+    for _ in 0..N {
+        ids.insert(receiver.next().await.webhook_id());
+    }
+    assert_eq!(ids.len(), N);
+    let core = stop(first).await;
+    stop(second).await;
+    assert!(
+        receiver.already_received().is_empty(),
+        "a webhook sent twice"
+    );
+    let all = deliveries(&core, "acme").await;
+    assert_eq!(all.len(), N);
+    for view in all {
+        assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);
+        assert_eq!(view.delivery.attempts, 1, "{view:#?}");
+    }
+}
+
+#[tokio::test]
+async fn webhook_cli_lists_deliveries_and_retries_a_failed_one() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    receiver.script([Reply::Status(410)]);
+    let app = start(&db, "none").await;
+    let key = app
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    submit_and_complete(&app, "acme", &key, "gone").await;
+    let webhook_id = receiver.next().await.webhook_id().to_string();
+    let _ = stop(app).await;
+
+    let (ok, listed) = chatrelay(&db, &["webhook", "list", "--account", "acme"]).await;
+    assert!(ok, "{listed}");
+    assert!(listed.contains(&webhook_id), "{listed}");
+    assert!(listed.contains("failed"), "{listed}");
+    assert!(listed.contains("#1"), "{listed}");
+    assert!(listed.contains("HTTP 410 Gone"), "{listed}");
+
+    let (ok, out) = chatrelay(&db, &["webhook", "retry", &webhook_id]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = chatrelay(&db, &["webhook", "retry", &webhook_id]).await;
+    assert!(!ok, "retrying a pending delivery: {out}");
+    let (ok, out) = chatrelay(&db, &["webhook", "retry", "not-a-uuid"]).await;
+    assert!(!ok, "{out}");
+
+    let app = start(&db, "none").await;
+    assert_eq!(receiver.next().await.webhook_id().to_string(), webhook_id);
+    let _ = stop(app).await;
+    let (ok, listed) = chatrelay(&db, &["webhook", "list"]).await;
+    assert!(ok, "{listed}");
+    assert!(listed.contains("succeeded"), "{listed}");
+    assert!(listed.contains("#2"), "{listed}");
+}
+
+/// Runs the real `chatrelay` binary on the test's database: (succeeded,
+/// stdout and stderr).
+async fn chatrelay(db: &TestDb, args: &[&str]) -> (bool, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatrelay"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CHATRELAY_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run chatrelay");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
