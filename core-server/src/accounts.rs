@@ -183,15 +183,23 @@ pub async fn rotate_webhook_secret(db: &Db, name: &str) -> CoreResult<String> {
 }
 
 /// Resolves an API key to its account.
-pub async fn authenticate(db: &Db, key: Option<&str>) -> CoreResult<AccountId> {
-    let key = key
-        .map(str::trim)
+/// The API key the caller sent, if it sent one.
+pub fn present_key(key: Option<&str>) -> CoreResult<&str> {
+    key.map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or(CoreError::Unauthenticated(
             "missing API key (X-API-Key header)",
-        ))?;
+        ))
+}
+
+pub async fn authenticate(db: &Db, key: Option<&str>) -> CoreResult<AccountId> {
+    authenticate_hash(db, &hash_api_key(present_key(key)?)).await
+}
+
+/// Resolves the SHA-256 of an API key to its account.
+pub async fn authenticate_hash(db: &Db, key_hash: &str) -> CoreResult<AccountId> {
     api_key::Entity::find()
-        .filter(api_key::Column::KeyHash.eq(hash_api_key(key)))
+        .filter(api_key::Column::KeyHash.eq(key_hash))
         .one(&db.read)
         .await?
         .map(|k| AccountId(k.account_id))

@@ -9,6 +9,7 @@ pub mod db;
 pub mod dispatch;
 pub mod error;
 pub mod grpc;
+pub mod intake;
 pub mod lifecycle;
 pub mod model;
 pub mod requests;
@@ -26,6 +27,8 @@ pub struct Core {
     pub db: db::Db,
     pub config: CoreConfig,
     pub dispatch: dispatch::Dispatch,
+    /// The submit path's group-commit writer.
+    pub intake: intake::Intake,
     /// This process's identity in leases, so other cores can tell its
     /// requests from their own.
     pub node_id: uuid::Uuid,
@@ -45,6 +48,7 @@ impl Core {
             db,
             config,
             dispatch: dispatch::Dispatch::default(),
+            intake: intake::Intake::default(),
             node_id: uuid::Uuid::new_v4(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -52,6 +56,7 @@ impl Core {
         });
         dispatch::lease::release_orphans(&core).await?;
         dispatch::lease::start_keeper(&core);
+        intake::start_writer(&core);
         dispatch::start_listener(&core);
         webhooks::start_worker(&core);
         Ok(core)

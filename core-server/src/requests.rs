@@ -2,16 +2,17 @@
 //! scoped to the calling account; another account's request is "not found".
 
 use sea_orm::{
-    sea_query::OnConflict, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::{OnConflict, Query},
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
 use crate::{
-    db::entities::{chat, message_request},
-    dispatch,
+    accounts,
+    db::entities::{api_key, chat, message_request},
     error::{CoreError, CoreResult},
-    model::{new_request_id, now, AccountId, RequestStatus, RequestView, Submission},
+    model::{now, AccountId, RequestStatus, RequestView, Submission},
     Core,
 };
 
@@ -35,7 +36,7 @@ pub fn page_size(limit: u32) -> u32 {
     }
 }
 
-fn validate(core: &Core, submission: &Submission) -> CoreResult<()> {
+pub(crate) fn validate(core: &Core, submission: &Submission) -> CoreResult<()> {
     if submission.message.trim().is_empty() {
         return Err(CoreError::invalid("message: must not be empty"));
     }
@@ -59,7 +60,7 @@ fn validate(core: &Core, submission: &Submission) -> CoreResult<()> {
 }
 
 /// The account's chat with this ChatGPT id, created if it is not known yet.
-async fn chat_for(
+pub(crate) async fn chat_for(
     conn: &impl ConnectionTrait,
     account: AccountId,
     chatgpt_id: Option<&str>,
@@ -100,54 +101,53 @@ async fn chat_for(
         .ok_or_else(|| CoreError::Unavailable("chat vanished while submitting".into()))
 }
 
+/// Submits a message for the holder of `api_key`.
 pub async fn submit(
     core: &Core,
-    account: AccountId,
+    api_key: Option<&str>,
     submission: Submission,
 ) -> CoreResult<RequestView> {
-    validate(core, &submission)?;
-    let txn = core.db.write.begin().await?;
-    let chat = chat_for(&txn, account, submission.chat_id.as_deref()).await?;
-    let request = message_request::ActiveModel {
-        id: Set(new_request_id()),
-        account_id: Set(account.0),
-        chat_id: Set(chat.id),
-        message: Set(submission.message),
-        response_type: Set(submission.response_type),
-        thinking_time: Set(submission.thinking_time),
-        status: Set(RequestStatus::Idle),
-        response: Set(None),
-        error_message: Set(None),
-        queued_at: Set(now()),
-        started_at: Set(None),
-        completed_at: Set(None),
-        attempts: Set(0),
-        lease_session: Set(None),
-        lease_node: Set(None),
-        lease_expires_at: Set(None),
-    }
-    .insert(&txn)
-    .await?;
-    dispatch::publish_work(&txn, core, account).await?;
-    txn.commit().await?;
-    core.dispatch.submitted(account);
-    Ok(RequestView::new(request, Some(chat)))
+    let key = accounts::present_key(api_key)?;
+    core.intake
+        .submit(accounts::hash_api_key(key), submission)
+        .await
 }
 
 fn parse_id(id: &str) -> Option<Uuid> {
     Uuid::parse_str(id.trim()).ok()
 }
 
-pub async fn get(core: &Core, account: AccountId, id: &str) -> CoreResult<RequestView> {
+/// The request `id` of the holder of `api_key`. The key is checked in the
+/// same query; only a miss asks which of key and id was wrong.
+pub async fn get(core: &Core, api_key: Option<&str>, id: &str) -> CoreResult<RequestView> {
+    let key = accounts::present_key(api_key)?;
+    let key_hash = accounts::hash_api_key(key);
     let not_found = || CoreError::not_found("request not found");
-    let id = parse_id(id).ok_or_else(not_found)?;
-    let (request, chat) = message_request::Entity::find_by_id(id)
-        .filter(message_request::Column::AccountId.eq(account.0))
-        .find_also_related(chat::Entity)
-        .one(&core.db.read)
-        .await?
-        .ok_or_else(not_found)?;
-    Ok(RequestView::new(request, chat))
+    let found = match parse_id(id) {
+        None => None,
+        Some(id) => {
+            message_request::Entity::find_by_id(id)
+                .filter(
+                    message_request::Column::AccountId.in_subquery(
+                        Query::select()
+                            .column(api_key::Column::AccountId)
+                            .from(api_key::Entity)
+                            .and_where(api_key::Column::KeyHash.eq(key_hash.as_str()))
+                            .to_owned(),
+                    ),
+                )
+                .find_also_related(chat::Entity)
+                .one(&core.db.read)
+                .await?
+        }
+    };
+    match found {
+        Some((request, chat)) => Ok(RequestView::new(request, chat)),
+        None => {
+            accounts::authenticate_hash(&core.db, &key_hash).await?;
+            Err(not_found())
+        }
+    }
 }
 
 pub async fn list(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chatrelay_proto::v1::{self as pb, chat_service_server::ChatService};
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert};
+use super::{api_key, caller, convert};
 use crate::{chats, model::Submission, requests, Core};
 
 pub struct ChatApi {
@@ -24,9 +24,9 @@ impl ChatService for ChatApi {
         &self,
         request: Request<pb::SubmitMessageRequest>,
     ) -> Result<Response<pb::MessageRequest>, Status> {
-        let account = caller(&self.core, request.metadata()).await?;
+        let key = api_key(request.metadata()).map(str::to_string);
         let submission = Submission::try_from(request.into_inner())?;
-        let view = requests::submit(&self.core, account, submission).await?;
+        let view = requests::submit(&self.core, key.as_deref(), submission).await?;
         Ok(Response::new(view.into()))
     }
 
@@ -34,8 +34,8 @@ impl ChatService for ChatApi {
         &self,
         request: Request<pb::GetRequestRequest>,
     ) -> Result<Response<pb::MessageRequest>, Status> {
-        let account = caller(&self.core, request.metadata()).await?;
-        let view = requests::get(&self.core, account, &request.get_ref().id).await?;
+        let key = api_key(request.metadata());
+        let view = requests::get(&self.core, key, &request.get_ref().id).await?;
         Ok(Response::new(view.into()))
     }
 

@@ -21,6 +21,11 @@ use crate::{accounts, error::CoreResult, model::AccountId, Core};
 /// The metadata entry that carries the API key.
 pub const API_KEY_METADATA: &str = "x-api-key";
 
+/// The caller's API key, as sent.
+pub(crate) fn api_key(metadata: &MetadataMap) -> Option<&str> {
+    metadata.get(API_KEY_METADATA).and_then(|v| v.to_str().ok())
+}
+
 /// Resolves the caller's API key to its account.
 pub(crate) async fn caller(core: &Core, metadata: &MetadataMap) -> CoreResult<AccountId> {
     let key = metadata.get(API_KEY_METADATA).and_then(|v| v.to_str().ok());

@@ -1,0 +1,267 @@
+//! The submit path's group commit. Submissions queue on a bounded channel; one
+//! writer takes whatever has gathered (up to a batch) and stores it in a
+//! single transaction with multi-row inserts, then answers each caller. Under
+//! load the batches grow while the previous one commits; when idle a lone
+//! submission is written at once. Callers see exactly what a transaction per
+//! request would give them — their request is durable when they get an answer.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    db::entities::{api_key, chat, message_request},
+    dispatch,
+    error::{CoreError, CoreResult},
+    model::{new_request_id, now, AccountId, RequestStatus, RequestView, Submission},
+    requests::{chat_for, validate},
+    Core,
+};
+
+/// Most submissions stored in one transaction.
+const MAX_BATCH: usize = 256;
+/// Submissions that may wait for the writer before callers wait to enqueue.
+const QUEUE: usize = 4096;
+
+struct Pending {
+    /// SHA-256 of the caller's API key: the batch resolves all its keys in
+    /// one query, so authenticating costs no round trip of its own.
+    key_hash: String,
+    submission: Submission,
+    reply: oneshot::Sender<CoreResult<RequestView>>,
+}
+
+pub struct Intake {
+    tx: mpsc::Sender<Pending>,
+    rx: std::sync::Mutex<Option<mpsc::Receiver<Pending>>>,
+}
+
+impl Default for Intake {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Self {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl Intake {
+    /// Authenticates, validates and stores a submission; resolves once it is
+    /// committed.
+    pub async fn submit(
+        &self,
+        key_hash: String,
+        submission: Submission,
+    ) -> CoreResult<RequestView> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                key_hash,
+                submission,
+                reply,
+            })
+            .await
+            .map_err(|_| CoreError::Unavailable("chatrelay is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| CoreError::Unavailable("chatrelay is shutting down".into()))?
+    }
+}
+
+/// Starts the writer. At shutdown it stops taking new submissions, stores
+/// the ones already queued, and ends.
+pub fn start_writer(core: &Arc<Core>) {
+    let Some(mut rx) = core.intake.rx.lock().ok().and_then(|mut rx| rx.take()) else {
+        return;
+    };
+    let core = core.clone();
+    let tracker = core.tasks.clone();
+    tracker.spawn(async move {
+        loop {
+            let first = tokio::select! {
+                first = rx.recv() => first,
+                _ = core.shutdown.cancelled() => {
+                    rx.close();
+                    rx.recv().await
+                }
+            };
+            let Some(first) = first else { return };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            store(&core, batch).await;
+        }
+    });
+}
+
+/// The accounts of the batch's keys, in one query.
+async fn accounts_of(core: &Core, batch: &[Pending]) -> CoreResult<HashMap<String, AccountId>> {
+    let hashes: BTreeSet<&str> = batch.iter().map(|p| p.key_hash.as_str()).collect();
+    Ok(api_key::Entity::find()
+        .filter(api_key::Column::KeyHash.is_in(hashes))
+        .all(&core.db.read)
+        .await?
+        .into_iter()
+        .map(|k| (k.key_hash, AccountId(k.account_id)))
+        .collect())
+}
+
+/// Answers the submissions that fail authentication or validation and
+/// stores the rest.
+async fn store(core: &Core, batch: Vec<Pending>) {
+    let accounts = match accounts_of(core, &batch).await {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not resolve API keys");
+            for pending in batch {
+                let _ = pending
+                    .reply
+                    .send(Err(CoreError::Unavailable("database unavailable".into())));
+            }
+            return;
+        }
+    };
+    let mut valid = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let checked = match accounts.get(&pending.key_hash) {
+            None => Err(CoreError::Unauthenticated("invalid API key")),
+            Some(account) => validate(core, &pending.submission).map(|()| *account),
+        };
+        match checked {
+            Ok(account) => valid.push((account, pending)),
+            Err(e) => {
+                let _ = pending.reply.send(Err(e));
+            }
+        }
+    }
+    if !valid.is_empty() {
+        store_valid(core, valid).await;
+    }
+}
+
+/// Stores a batch in one transaction; if that fails, each submission alone,
+/// so one bad submission cannot fail its neighbours.
+async fn store_valid(core: &Core, batch: Vec<(AccountId, Pending)>) {
+    let items: Vec<(AccountId, &Submission)> =
+        batch.iter().map(|(a, p)| (*a, &p.submission)).collect();
+    match write(core, &items).await {
+        Ok(views) => {
+            let accounts: BTreeSet<i64> = batch.iter().map(|(a, _)| a.0).collect();
+            for ((_, pending), view) in batch.into_iter().zip(views) {
+                let _ = pending.reply.send(Ok(view));
+            }
+            for account in accounts {
+                core.dispatch.submitted(AccountId(account));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            let (_, pending) = batch.into_iter().next().expect("one");
+            let _ = pending.reply.send(Err(e));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, size = batch.len(), "batch failed; storing one by one");
+            for item in batch {
+                Box::pin(store_valid(core, vec![item])).await;
+            }
+        }
+    }
+}
+
+async fn write(core: &Core, items: &[(AccountId, &Submission)]) -> CoreResult<Vec<RequestView>> {
+    let txn = core.db.write.begin().await?;
+    let chats = chats_for(&txn, items).await?;
+    let at = now();
+    let requests: Vec<message_request::Model> = items
+        .iter()
+        .zip(&chats)
+        .map(|((account, submission), chat)| message_request::Model {
+            id: new_request_id(),
+            account_id: account.0,
+            chat_id: chat.id,
+            message: submission.message.clone(),
+            response_type: submission.response_type,
+            thinking_time: submission.thinking_time,
+            status: RequestStatus::Idle,
+            response: None,
+            error_message: None,
+            queued_at: at,
+            started_at: None,
+            completed_at: None,
+            attempts: 0,
+            lease_session: None,
+            lease_node: None,
+            lease_expires_at: None,
+        })
+        .collect();
+    message_request::Entity::insert_many(
+        requests
+            .iter()
+            .cloned()
+            .map(message_request::ActiveModel::from),
+    )
+    .exec_without_returning(&txn)
+    .await?;
+    let accounts: BTreeSet<i64> = items.iter().map(|(a, _)| a.0).collect();
+    for account in accounts {
+        dispatch::publish_work(&txn, core, AccountId(account)).await?;
+    }
+    txn.commit().await?;
+    Ok(requests
+        .into_iter()
+        .zip(chats)
+        .map(|(request, chat)| RequestView::new(request, Some(chat)))
+        .collect())
+}
+
+/// The chat of each submission, in order: new chats are created with one
+/// multi-row insert, named chats found or created one by one.
+async fn chats_for(
+    txn: &DatabaseTransaction,
+    items: &[(AccountId, &Submission)],
+) -> CoreResult<Vec<chat::Model>> {
+    let at = now();
+    let fresh: Vec<chat::ActiveModel> = items
+        .iter()
+        .filter(|(_, s)| s.chat_id.is_none())
+        .map(|(account, _)| chat::ActiveModel {
+            account_id: Set(account.0),
+            chatgpt_id: Set(None),
+            title: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+            ..Default::default()
+        })
+        .collect();
+    let mut fresh = if fresh.is_empty() {
+        Vec::new()
+    } else {
+        chat::Entity::insert_many(fresh)
+            .exec_with_returning_many(txn)
+            .await?
+    };
+    // Ids are assigned in VALUES order; RETURNING's order is not promised.
+    fresh.sort_by_key(|c| c.id);
+    let mut fresh = fresh.into_iter();
+    let mut chats = Vec::with_capacity(items.len());
+    for (account, submission) in items {
+        let chat = match submission.chat_id.as_deref() {
+            None => fresh.next().ok_or_else(|| {
+                CoreError::Unavailable("chat insert returned too few rows".into())
+            })?,
+            Some(chatgpt_id) => chat_for(txn, *account, Some(chatgpt_id)).await?,
+        };
+        chats.push(chat);
+    }
+    Ok(chats)
+}
