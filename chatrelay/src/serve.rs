@@ -1,11 +1,11 @@
 //! `chatrelay serve`: the core and the edge in one process, the edge talking
 //! to the core over loopback gRPC exactly as a split deployment would.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chatrelay_core::{Core, CoreConfig};
 use chatrelay_edge::{EdgeConfig, EdgeState};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 /// Where a running chatrelay listens.
@@ -18,10 +18,16 @@ pub struct Addresses {
 /// A chatrelay whose listeners are bound and whose database is ready.
 pub struct Running {
     pub addrs: Addresses,
-    pub core: std::sync::Arc<Core>,
-    tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    pub core: Arc<Core>,
+    edge: JoinHandle<anyhow::Result<()>>,
+    grpc: JoinHandle<anyhow::Result<()>>,
+    /// Asks the whole process to stop.
     shutdown: CancellationToken,
+    edge_stop: CancellationToken,
 }
+
+/// How long each shutdown phase may take before it is cut short.
+pub const SHUTDOWN_PHASE: Duration = Duration::from_secs(10);
 
 impl Running {
     /// Binds both listeners, connects and migrates the database, and starts serving.
@@ -38,20 +44,24 @@ impl Running {
         let core = Core::start(core_config).await?;
         edge_config.core_url = format!("http://{}", addrs.grpc);
         let edge = EdgeState::new(edge_config)?;
-        // Stopping the servers stops the core's sessions and tasks too.
-        let shutdown = core.shutdown.clone();
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(chatrelay_core::grpc::serve(
+        let edge_stop = CancellationToken::new();
+        let grpc = tokio::spawn(chatrelay_core::grpc::serve(
             core.clone(),
             grpc_listener,
-            shutdown.clone(),
+            core.shutdown.clone(),
         ));
-        tasks.spawn(chatrelay_edge::serve(edge, http_listener, shutdown.clone()));
+        let edge = tokio::spawn(chatrelay_edge::serve(
+            edge,
+            http_listener,
+            edge_stop.clone(),
+        ));
         Ok(Self {
             addrs,
             core,
-            tasks,
-            shutdown,
+            edge,
+            grpc,
+            shutdown: CancellationToken::new(),
+            edge_stop,
         })
     }
 
@@ -59,19 +69,45 @@ impl Running {
         self.shutdown.clone()
     }
 
-    /// Runs until shut down or until a server fails.
+    /// Runs until asked to stop (or until a server fails), then stops in
+    /// order: the edge stops accepting and finishes its REST calls while the
+    /// core still serves them; then the core ends the extension sessions
+    /// (their requests go back to the queue, their sockets get a close
+    /// frame), stores queued submissions and lets its tasks finish.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut result = Ok(());
-        while let Some(joined) = self.tasks.join_next().await {
-            // One server ending (even cleanly) ends the process: stop the other.
-            self.shutdown.cancel();
-            if let Err(e) = joined? {
-                if result.is_ok() {
-                    result = Err(e);
+        let mut edge_done = false;
+        let mut grpc_done = false;
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            joined = &mut self.edge => { edge_done = true; result = flatten(joined); }
+            joined = &mut self.grpc => { grpc_done = true; result = flatten(joined); }
+        }
+        self.edge_stop.cancel();
+        if !edge_done {
+            match tokio::time::timeout(SHUTDOWN_PHASE, &mut self.edge).await {
+                Ok(joined) => result = result.and(flatten(joined)),
+                Err(_) => {
+                    tracing::warn!(
+                        "REST calls still running after the grace period; cutting them off"
+                    );
+                    self.edge.abort();
                 }
             }
         }
-        self.core.stop().await;
+        self.core.shutdown.cancel();
+        if !grpc_done {
+            match tokio::time::timeout(SHUTDOWN_PHASE, &mut self.grpc).await {
+                Ok(joined) => result = result.and(flatten(joined)),
+                Err(_) => self.grpc.abort(),
+            }
+        }
+        if tokio::time::timeout(SHUTDOWN_PHASE, self.core.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks still running after the grace period");
+        }
         result
     }
 
@@ -80,6 +116,10 @@ impl Running {
         self.shutdown.cancel();
         self.wait().await
     }
+}
+
+fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    joined.map_err(anyhow::Error::from).and_then(|r| r)
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).

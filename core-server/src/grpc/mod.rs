@@ -28,9 +28,65 @@ pub(crate) fn api_key(metadata: &MetadataMap) -> Option<&str> {
 
 /// Resolves the caller's API key to its account.
 pub(crate) async fn caller(core: &Core, metadata: &MetadataMap) -> CoreResult<AccountId> {
-    let key = metadata.get(API_KEY_METADATA).and_then(|v| v.to_str().ok());
-    accounts::authenticate(&core.db, key).await
+    accounts::authenticate(&core.db, api_key(metadata)).await
 }
+
+/// The metadata entry (and REST header) that carries a call's request id.
+pub const REQUEST_ID_METADATA: &str = "x-request-id";
+
+/// Every call gets a span with its method and the request id the edge
+/// passed along, so a REST call can be followed into the core's logs.
+fn call_span(request: &http::Request<tonic::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("grpc", method = %request.uri().path(), request_id = %request_id)
+}
+
+/// Keeps `grpc.health.v1` honest: the core is serving while its database
+/// answers.
+fn watch_database(core: &Arc<Core>, health: tonic_health::server::HealthReporter) {
+    let core = core.clone();
+    let tracker = core.tasks.clone();
+    tracker.spawn(async move {
+        let mut ticks = tokio::time::interval(HEALTH_PROBE);
+        let mut serving = Some(true);
+        loop {
+            tokio::select! {
+                _ = core.shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let up = tokio::time::timeout(HEALTH_PROBE, core.db.read.ping())
+                .await
+                .is_ok_and(|pinged| pinged.is_ok());
+            if serving == Some(up) {
+                continue;
+            }
+            serving = Some(up);
+            let status = if up {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tracing::warn!("database not answering; reporting NOT_SERVING");
+                tonic_health::ServingStatus::NotServing
+            };
+            for service in HEALTH_SERVICES {
+                health.set_service_status(service, status).await;
+            }
+        }
+    });
+}
+
+/// How often the database is probed for the health service.
+const HEALTH_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The names health reports on: the whole server and each API service.
+const HEALTH_SERVICES: [&str; 3] = [
+    "",
+    "chatrelay.v1.ChatService",
+    "chatrelay.v1.ExtensionService",
+];
 
 /// Serves the core's gRPC API on `listener` until `shutdown` is cancelled.
 pub async fn serve(
@@ -45,14 +101,19 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ChatServiceServer<chat::ChatApi>>()
-        .await;
-    health
-        .set_serving::<ExtensionServiceServer<extension::ExtensionApi>>()
-        .await;
+    // The database was just connected and migrated: start as serving.
+    for service in HEALTH_SERVICES {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    watch_database(&core, health);
 
+    // HTTP/1.1 and the grpc-web layer let browsers call the API directly.
     Server::builder()
+        .accept_http1(true)
+        .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(call_span))
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
