@@ -28,6 +28,11 @@ pub struct EdgeConfig {
     /// Seconds between WebSocket pings; a peer silent for three periods is dropped.
     #[arg(long, env = "CHATRELAY_WS_PING_SECS", default_value_t = 20)]
     pub ws_ping_secs: u64,
+
+    /// Browser origins allowed to call the REST API (comma-separated, `*` for
+    /// any); none by default.
+    #[arg(long, env = "CHATRELAY_CORS_ORIGINS", value_delimiter = ',', num_args = 0..)]
+    pub cors_origins: Vec<String>,
 }
 
 impl EdgeConfig {
@@ -39,6 +44,7 @@ impl EdgeConfig {
             max_body_bytes: 1024 * 1024,
             max_ws_frame_bytes: 4 * 1024 * 1024,
             ws_ping_secs: 20,
+            cors_origins: Vec::new(),
         }
     }
 }

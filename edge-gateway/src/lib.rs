@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod error;
+pub mod health;
+pub mod observe;
 pub mod rest;
 pub mod ws;
 
@@ -23,6 +25,7 @@ pub use error::ApiError;
 pub struct EdgeState {
     pub chat: ChatServiceClient<Channel>,
     pub extension: ExtensionServiceClient<Channel>,
+    pub health: tonic_health::pb::health_client::HealthClient<Channel>,
     pub config: EdgeConfig,
 }
 
@@ -35,7 +38,8 @@ impl EdgeState {
             .connect_lazy();
         Ok(Self {
             chat: ChatServiceClient::new(channel.clone()),
-            extension: ExtensionServiceClient::new(channel),
+            extension: ExtensionServiceClient::new(channel.clone()),
+            health: tonic_health::pb::health_client::HealthClient::new(channel),
             config,
         })
     }
@@ -43,7 +47,55 @@ impl EdgeState {
 
 /// The edge's HTTP application.
 pub fn app(state: EdgeState) -> axum::Router {
-    rest::router(state.clone()).merge(ws::router(state))
+    let cors = cors(&state.config.cors_origins);
+    let metrics = axum::Router::new()
+        .route("/metrics", axum::routing::get(observe::metrics_text))
+        .with_state(observe::prometheus());
+    let app = rest::router(state.clone())
+        .merge(ws::router(state.clone()))
+        .merge(health::router(state))
+        .merge(metrics);
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    observe::layers(app)
+}
+
+/// CORS for the configured origins; none configured, no CORS headers at all.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+                observe::REQUEST_ID,
+            ])
+            .expose_headers([
+                observe::REQUEST_ID,
+                HeaderName::from_static("x-next-cursor"),
+                header::RETRY_AFTER,
+            ])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
 }
 
 /// Serves the edge on `listener` until `shutdown` is cancelled.

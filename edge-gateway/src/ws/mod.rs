@@ -76,6 +76,7 @@ pub async fn connect(
     let (to_core, rx) = mpsc::channel::<pb::ExtensionFrame>(INBOUND_FRAMES);
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     request.metadata_mut().insert(API_KEY_HEADER, key);
+    crate::rest::forward_request_id(&headers, request.metadata_mut());
     let from_core = match state.extension.clone().extension_session(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => return ApiError::from(status).into_response(),
