@@ -76,7 +76,19 @@ pub fn authed<T>(headers: &HeaderMap, message: T) -> Result<tonic::Request<T>, A
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key"))?;
         request.metadata_mut().insert(API_KEY_HEADER, value);
     }
+    forward_request_id(headers, request.metadata_mut());
     Ok(request)
+}
+
+/// Passes the call's request id on to the core, so its logs carry it too.
+pub fn forward_request_id(headers: &HeaderMap, metadata: &mut tonic::metadata::MetadataMap) {
+    if let Some(id) = headers
+        .get(crate::observe::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| MetadataValue::try_from(v).ok())
+    {
+        metadata.insert("x-request-id", id);
+    }
 }
 
 pub(crate) fn client(state: &EdgeState) -> ChatServiceClient<Channel> {
