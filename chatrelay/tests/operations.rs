@@ -1,0 +1,258 @@
+//! What operators and integrators rely on: health and readiness, metrics,
+//! CORS, request ids and grpc-web — against the real servers.
+
+mod common;
+
+use std::sync::Arc;
+
+use chatrelay_core::{Core, CoreConfig};
+use chatrelay_edge::{EdgeConfig, EdgeState};
+use common::{json_of, TestApp, TestDb};
+use prost::Message;
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_when_all_is_up() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let (status, body) = json_of(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok" })));
+    let (status, body) = json_of(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "status": "ready" }))
+    );
+    app.stop().await;
+}
+
+/// A split deployment: the edge stays up while the core goes away.
+#[tokio::test]
+async fn readyz_turns_unready_when_the_core_stops() {
+    let db = TestDb::new().await;
+    let core_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let core_url = format!("http://{}", core_listener.local_addr().unwrap());
+    let core: Arc<Core> = Core::start(CoreConfig::with_database(&db.url))
+        .await
+        .unwrap();
+    let core_task = tokio::spawn(chatrelay_core::grpc::serve(
+        core.clone(),
+        core_listener,
+        core.shutdown.clone(),
+    ));
+    let edge_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let edge_url = format!("http://{}", edge_listener.local_addr().unwrap());
+    let edge_stop = CancellationToken::new();
+    let edge_task = tokio::spawn(chatrelay_edge::serve(
+        EdgeState::new(EdgeConfig::for_core(core_url)).unwrap(),
+        edge_listener,
+        edge_stop.clone(),
+    ));
+    let client = reqwest::Client::new();
+    let ready = |client: &reqwest::Client| client.get(format!("{edge_url}/readyz")).send();
+    assert_eq!(ready(&client).await.unwrap().status(), StatusCode::OK);
+
+    core.stop().await;
+    core_task.await.unwrap().unwrap();
+    let (status, body) = json_of(ready(&client).await.unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("core"),
+        "{body}"
+    );
+    // The edge itself is still alive.
+    let healthz = client
+        .get(format!("{edge_url}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK);
+    edge_stop.cancel();
+    edge_task.await.unwrap().unwrap();
+}
+
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_route_and_status() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let scrape = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let route = "route=\"/api/chat/submit/\"";
+    let before = metric(
+        &scrape().await,
+        "chatrelay_http_requests_total",
+        &[route, "status=\"201\""],
+    );
+    let bad_before = metric(
+        &scrape().await,
+        "chatrelay_http_requests_total",
+        &[route, "status=\"400\""],
+    );
+    for i in 0..3 {
+        app.submit_message(&key, &format!("m{i}")).await;
+    }
+    app.submit(&key, json!({ "message": "" })).await;
+    let text = scrape().await;
+    assert_eq!(
+        metric(
+            &text,
+            "chatrelay_http_requests_total",
+            &[route, "status=\"201\""]
+        ) - before,
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "chatrelay_http_requests_total",
+            &[route, "status=\"400\""]
+        ) - bad_before,
+        1.0
+    );
+    assert!(
+        text.contains("chatrelay_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cors_preflight_passes_for_allowed_origins_only() {
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |_, edge| {
+        edge.cors_origins = vec!["https://app.example".into()]
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/chat/submit/"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "x-api-key, content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let allowed_headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed_headers.contains("x-api-key"), "{allowed_headers}");
+
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_configured_origins_no_cors_headers_are_sent() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_echoes_a_given_one() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let response = app
+        .client
+        .get(app.url("/api/chat/requests/"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    let response = app
+        .client
+        .get(app.url("/api/chat/requests/nope/"))
+        .header("X-API-Key", &key)
+        .header("X-Request-Id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    app.stop().await;
+}
+
+/// A browser-style grpc-web call (HTTP/1.1, base framing) to the core.
+#[tokio::test]
+async fn grpc_web_call_reaches_the_core() {
+    use chatrelay_proto::v1 as pb;
+
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let created = app.submit_message(&key, "via grpc-web").await;
+
+    let message = pb::GetRequestRequest {
+        id: created["id"].as_str().unwrap().to_string(),
+    }
+    .encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let response = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .unwrap()
+        .post(format!("{}/chatrelay.v1.ChatService/GetRequest", app.grpc))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("x-api-key", &key)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.bytes().await.unwrap();
+    // First frame: the message; then a trailer frame (flag 0x80) with grpc-status.
+    assert_eq!(bytes[0], 0);
+    let len = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+    let got = pb::MessageRequest::decode(&bytes[5..5 + len]).unwrap();
+    assert_eq!(got.message, "via grpc-web");
+    let trailers = String::from_utf8_lossy(&bytes[5 + len + 5..]).to_ascii_lowercase();
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    app.stop().await;
+}
