@@ -256,3 +256,53 @@ async fn grpc_web_call_reaches_the_core() {
     assert!(trailers.contains("grpc-status:0"), "{trailers}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_cover_sessions_dispatch_and_finished_requests() {
+    use common::ws::Extension;
+
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let scrape = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let mut ext = Extension::connect(&app, &key).await;
+    let id = app.submit_message(&key, "measure me").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(ext.recv_request().await["request_id"], id.as_str());
+    ext.respond(&id, "measured", "c-m", None).await;
+    app.wait_for_status(&key, &id, "done").await;
+
+    let text = scrape().await;
+    assert_eq!(
+        metric(&text, "chatrelay_extension_sessions", &[]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "chatrelay_dispatch_latency_seconds_count", &[]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "chatrelay_requests_finished_total",
+            &["status=\"done\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    ext.close().await;
+    app.stop().await;
+}

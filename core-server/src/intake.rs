@@ -100,6 +100,7 @@ pub fn start_writer(core: &Arc<Core>) {
                     Err(_) => break,
                 }
             }
+            metrics::histogram!("chatrelay_submit_batch_size").record(batch.len() as f64);
             store(&core, batch).await;
         }
     });

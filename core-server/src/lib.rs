@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod intake;
 pub mod lifecycle;
 pub mod model;
+pub mod queue_depth;
 pub mod requests;
 pub mod webhooks;
 
@@ -57,6 +58,7 @@ impl Core {
         dispatch::lease::release_orphans(&core).await?;
         dispatch::lease::start_keeper(&core);
         intake::start_writer(&core);
+        queue_depth::start(&core);
         dispatch::start_listener(&core);
         webhooks::start_worker(&core);
         Ok(core)

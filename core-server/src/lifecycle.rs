@@ -177,6 +177,8 @@ async fn finish(
         )));
     }
     webhooks::enqueue(txn, &request).await?;
+    metrics::counter!("chatrelay_requests_finished_total", "status" => request.status.as_str())
+        .increment(1);
     dispatch::publish_finished(txn, core, AccountId(request.account_id), request.id).await?;
     Ok(request)
 }
@@ -204,6 +206,7 @@ pub async fn complete(
     let request = finish(core, &txn, request).await?;
     txn.commit().await?;
     core.dispatch.finished_local(account, id);
+    webhooks::notify_committed(core);
     Ok(request)
 }
 
@@ -219,6 +222,7 @@ pub async fn fail(
     let request = fail_in(core, &txn, request, error).await?;
     txn.commit().await?;
     core.dispatch.finished_local(account, id);
+    webhooks::notify_committed(core);
     Ok(request)
 }
 

@@ -268,6 +268,10 @@ impl MigrationTrait for Migration {
                 ],
             ),
             (
+                "message_requests_status",
+                vec![MessageRequests::Status],
+            ),
+            (
                 "message_requests_lease_session",
                 vec![MessageRequests::LeaseSession],
             ),

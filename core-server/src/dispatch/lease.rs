@@ -19,7 +19,7 @@ use crate::{
     error::CoreResult,
     lifecycle,
     model::{now_millis, AccountId, RequestStatus},
-    Core,
+    webhooks, Core,
 };
 
 const OPEN: [RequestStatus; 2] = [RequestStatus::Idle, RequestStatus::Executing];
@@ -93,6 +93,7 @@ async fn give_back_where(core: &Core, filter: sea_orm::Condition, why: &str) -> 
     }
     let accounts = give_back(core, &txn, held, why).await?;
     txn.commit().await?;
+    webhooks::notify_committed(core);
     for account in accounts {
         core.dispatch.wake_local(AccountId(account));
     }

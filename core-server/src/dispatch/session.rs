@@ -95,6 +95,7 @@ pub async fn run<S>(
         closed: false,
     };
     tracing::debug!(session = %session.id, account = account.0, "extension session started");
+    metrics::gauge!("chatrelay_extension_sessions").increment(1.0);
     session.fill().await;
     while !session.closed {
         let room = session.held.len() < session.window;
@@ -120,6 +121,7 @@ pub async fn run<S>(
         // The lease lapses and the keeper gives the requests back instead.
         tracing::warn!(session = %session.id, error = %e, "could not release session's requests");
     }
+    metrics::gauge!("chatrelay_extension_sessions").decrement(1.0);
     tracing::debug!(session = %session.id, "extension session ended");
 }
 
@@ -166,6 +168,14 @@ impl Session {
             .unwrap_or_default();
         for request in claimed {
             self.held.insert(request.id);
+            if request.attempts == 1 {
+                // Submit → frame sent, for first deliveries only.
+                let waited = (chrono::Utc::now() - request.queued_at)
+                    .to_std()
+                    .unwrap_or_default();
+                metrics::histogram!("chatrelay_dispatch_latency_seconds")
+                    .record(waited.as_secs_f64());
+            }
             let chatgpt_id = chats
                 .iter()
                 .find(|c| c.id == request.chat_id)

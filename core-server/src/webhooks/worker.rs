@@ -155,6 +155,14 @@ async fn attempt(core: &Core, client: &Client, delivery: webhook_delivery::Model
         error: sent.error,
     };
     let error = outcome.error.clone().unwrap_or_default();
+    let result = if outcome.error.is_none() {
+        "success"
+    } else {
+        "failure"
+    };
+    metrics::counter!("chatrelay_webhook_attempts_total", "outcome" => result).increment(1);
+    metrics::histogram!("chatrelay_webhook_attempt_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
     match outbox::settle(core, &delivery, outcome).await {
         Ok(Some(DeliveryStatus::Succeeded)) => tracing::info!(
             webhook_id = %delivery.id,
