@@ -460,7 +460,6 @@ async fn reflection_lists_the_chatrelay_services_over_v1_and_v1alpha() {
 /// `grpcurl … grpc.health.v1.Health/Check` needs the health service's
 /// descriptors from reflection.
 #[tokio::test]
-#[ignore = "core-server/src/grpc/mod.rs does not register tonic_health::pb::FILE_DESCRIPTOR_SET with reflection"]
 async fn reflection_lists_the_health_service() {
     let db = TestDb::new().await;
     let app = TestApp::start(&db).await;

@@ -306,3 +306,80 @@ async fn metrics_cover_sessions_dispatch_and_finished_requests() {
     ext.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn submit_rate_limit_answers_429_with_retry_after() {
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |core, _| core.submit_rate = 2).await;
+    let key = app.account("acme").await;
+    let other = app.account("other").await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..4 {
+        let response = app
+            .client
+            .post(app.url("/api/chat/submit/"))
+            .header("X-API-Key", &key)
+            .json(&json!({ "message": format!("m{i}") }))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let (_, body) = json_of(response).await;
+            assert!(
+                body["detail"].as_str().unwrap().contains("rate limit"),
+                "{body}"
+            );
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    assert_eq!(&statuses[..2], &[201, 201]);
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    // Limits are per account, and a refused submit stored nothing.
+    let (status, _) = app.submit(&other, json!({ "message": "fine" })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, listed) = app.get(&key, "/api/chat/requests/").await;
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        statuses.iter().filter(|s| **s == 201).count()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn extension_sessions_per_account_are_limited() {
+    use common::ws::Extension;
+
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |core, _| core.max_sessions_per_account = 2).await;
+    let key = app.account("acme").await;
+    let first = Extension::connect(&app, &key).await;
+    let _second = Extension::connect(&app, &key).await;
+    let (status, body) = Extension::try_connect(&app, &key)
+        .await
+        .err()
+        .expect("third refused");
+    assert_eq!(status, 429, "{body}");
+    // Another account is not affected, and a freed slot can be reused.
+    let other = app.account("other").await;
+    Extension::connect(&app, &other).await;
+    first.close().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Extension::try_connect(&app, &key).await {
+            Ok(_) => break,
+            Err((429, _)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(other) => panic!("slot never freed: {other:?}"),
+        }
+    }
+    app.stop().await;
+}

@@ -49,6 +49,19 @@ pub struct CoreConfig {
     #[arg(long, env = "CHATRELAY_LEASE_TTL_SECS", default_value_t = 30)]
     pub lease_ttl_secs: u64,
 
+    /// Extension sessions one account may hold open on this core.
+    #[arg(
+        long,
+        env = "CHATRELAY_MAX_SESSIONS_PER_ACCOUNT",
+        default_value_t = 100
+    )]
+    pub max_sessions_per_account: usize,
+
+    /// Submits per second one account may make (0: unlimited); bursts of up
+    /// to one second's worth are allowed.
+    #[arg(long, env = "CHATRELAY_SUBMIT_RATE", default_value_t = 0)]
+    pub submit_rate: u32,
+
     #[command(flatten)]
     pub webhooks: WebhookConfig,
 }
@@ -66,6 +79,8 @@ impl CoreConfig {
             session_window: 16,
             max_attempts: 3,
             lease_ttl_secs: 30,
+            max_sessions_per_account: 100,
+            submit_rate: 0,
             webhooks: WebhookConfig::default(),
         }
     }

@@ -16,6 +16,9 @@ pub enum CoreError {
     FailedPrecondition(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Over a rate limit: try again after this many seconds.
+    #[error("submit rate limit exceeded; retry after {0} s")]
+    RateLimited(u64),
     #[error("{0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -23,6 +26,9 @@ pub enum CoreError {
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+/// The status metadata entry that says when a rate-limited call may retry.
+pub const RETRY_AFTER_METADATA: &str = "retry-after";
 
 impl CoreError {
     pub fn invalid(msg: impl Into<String>) -> Self {
@@ -43,6 +49,13 @@ impl From<CoreError> for Status {
             CoreError::AlreadyExists(_) => Code::AlreadyExists,
             CoreError::FailedPrecondition(_) => Code::FailedPrecondition,
             CoreError::ResourceExhausted(_) => Code::ResourceExhausted,
+            CoreError::RateLimited(secs) => {
+                let mut status = Status::resource_exhausted(err.to_string());
+                if let Ok(value) = secs.to_string().parse() {
+                    status.metadata_mut().insert(RETRY_AFTER_METADATA, value);
+                }
+                return status;
+            }
             CoreError::Unavailable(_) => Code::Unavailable,
             CoreError::Database(e) => {
                 // The detail stays in the log; clients get no SQL.

@@ -7,9 +7,12 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
+    panic::AssertUnwindSafe,
     sync::Arc,
+    time::Instant,
 };
 
+use futures::FutureExt;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
 };
@@ -42,6 +45,32 @@ pub struct Intake {
     rx: std::sync::Mutex<Option<mpsc::Receiver<Pending>>>,
 }
 
+/// A token bucket per account, for `CHATRELAY_SUBMIT_RATE`. Only the writer
+/// task touches it.
+struct RateLimits {
+    rate: f64,
+    buckets: HashMap<i64, (f64, Instant)>,
+}
+
+impl RateLimits {
+    /// Takes a token for `account`, or says how many seconds until one is due.
+    fn take(&mut self, account: AccountId) -> Result<(), u64> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let (tokens, at) = self.buckets.entry(account.0).or_insert((self.rate, now));
+        *tokens = (*tokens + at.elapsed().as_secs_f64() * self.rate).min(self.rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
 impl Default for Intake {
     fn default() -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -71,7 +100,7 @@ impl Intake {
             .map_err(|_| CoreError::Unavailable("chatrelay is shutting down".into()))?;
         answer
             .await
-            .map_err(|_| CoreError::Unavailable("chatrelay is shutting down".into()))?
+            .map_err(|_| CoreError::Unavailable("the submission could not be stored".into()))?
     }
 }
 
@@ -84,6 +113,10 @@ pub fn start_writer(core: &Arc<Core>) {
     let core = core.clone();
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
+        let mut limits = RateLimits {
+            rate: f64::from(core.config.submit_rate),
+            buckets: HashMap::new(),
+        };
         loop {
             let first = tokio::select! {
                 first = rx.recv() => first,
@@ -101,7 +134,12 @@ pub fn start_writer(core: &Arc<Core>) {
                 }
             }
             metrics::histogram!("chatrelay_submit_batch_size").record(batch.len() as f64);
-            store(&core, batch).await;
+            // A bug in one batch must not stop every later submit: its callers
+            // get an error (their reply senders are dropped) and the writer goes on.
+            let stored = AssertUnwindSafe(store(&core, &mut limits, batch)).catch_unwind();
+            if stored.await.is_err() {
+                tracing::error!("submit batch panicked; its callers were answered with an error");
+            }
         }
     });
 }
@@ -120,7 +158,7 @@ async fn accounts_of(core: &Core, batch: &[Pending]) -> CoreResult<HashMap<Strin
 
 /// Answers the submissions that fail authentication or validation and
 /// stores the rest.
-async fn store(core: &Core, batch: Vec<Pending>) {
+async fn store(core: &Core, limits: &mut RateLimits, batch: Vec<Pending>) {
     let accounts = match accounts_of(core, &batch).await {
         Ok(accounts) => accounts,
         Err(e) => {
@@ -137,7 +175,11 @@ async fn store(core: &Core, batch: Vec<Pending>) {
     for pending in batch {
         let checked = match accounts.get(&pending.key_hash) {
             None => Err(CoreError::Unauthenticated("invalid API key")),
-            Some(account) => validate(core, &pending.submission).map(|()| *account),
+            Some(account) => limits
+                .take(*account)
+                .map_err(CoreError::RateLimited)
+                .and_then(|()| validate(core, &pending.submission))
+                .map(|()| *account),
         };
         match checked {
             Ok(account) => valid.push((account, pending)),

@@ -13,6 +13,8 @@ use tonic::Code;
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// Seconds after which a rate-limited client may retry (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
         Self {
             status,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -60,16 +63,28 @@ impl From<tonic::Status> for ApiError {
             }
             _ => status.message().to_string(),
         };
-        Self::new(http_status(status.code()), detail)
+        let mut error = Self::new(http_status(status.code()), detail);
+        error.retry_after = status
+            .metadata()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        error
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({ "detail": self.detail })),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -30,6 +30,8 @@ pub struct AccountHub {
     /// Requests of the account that reached a terminal status, so the session
     /// holding one frees its slot even when the result came another way.
     pub finished: broadcast::Sender<Uuid>,
+    /// Sessions of the account open on this core.
+    pub sessions: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for AccountHub {
@@ -37,7 +39,32 @@ impl Default for AccountHub {
         Self {
             work: Notify::new(),
             finished: broadcast::channel(1024).0,
+            sessions: Default::default(),
         }
+    }
+}
+
+/// A session's place in its account's count; given back when dropped.
+pub struct SessionSlot(Arc<AccountHub>);
+
+impl AccountHub {
+    /// Takes a session slot unless the account already holds `limit`.
+    pub fn take_slot(self: &Arc<Self>, limit: usize) -> Option<SessionSlot> {
+        use std::sync::atomic::Ordering;
+        let before = self.sessions.fetch_add(1, Ordering::AcqRel);
+        if before >= limit {
+            self.sessions.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(SessionSlot(self.clone()))
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0
+            .sessions
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

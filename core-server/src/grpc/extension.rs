@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::caller;
 use crate::{
     dispatch::session::{self, ClientFrame, ServerFrame},
+    error::CoreError,
     Core,
 };
 
@@ -97,6 +98,17 @@ impl ExtensionService for ExtensionApi {
         request: Request<Streaming<pb::ExtensionFrame>>,
     ) -> Result<Response<Self::ExtensionSessionStream>, Status> {
         let account = caller(&self.core, request.metadata()).await?;
+        let limit = self.core.config.max_sessions_per_account;
+        let slot = self
+            .core
+            .dispatch
+            .account(account)
+            .take_slot(limit)
+            .ok_or_else(|| {
+                CoreError::ResourceExhausted(format!(
+                    "this account already has {limit} extension sessions open"
+                ))
+            })?;
         // A transport error ends the inbound stream, and with it the session.
         let inbound = request
             .into_inner()
@@ -104,9 +116,10 @@ impl ExtensionService for ExtensionApi {
             .filter_map(|frame| futures::future::ready(frame.ok().map(ClientFrame::from)));
         let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
         let core = self.core.clone();
-        self.core
-            .tasks
-            .spawn(session::run(core, account, Box::pin(inbound), tx));
+        self.core.tasks.spawn(async move {
+            let _slot = slot;
+            session::run(core, account, Box::pin(inbound), tx).await;
+        });
         let outbound = ReceiverStream::new(rx).map(|frame| Ok(pb::ServerFrame::from(frame)));
         Ok(Response::new(Box::pin(outbound)))
     }
