@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod queue_depth;
 pub mod requests;
+pub mod telemetry;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! `core-server`: the core half of a split deployment.
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -10,27 +9,28 @@ use tokio_util::sync::CancellationToken;
     about = "chatrelay core: state, rules and gRPC API"
 )]
 struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "CHATRELAY_LOG_JSON")]
+    log_json: bool,
+
     #[command(flatten)]
     core: chatrelay_core::CoreConfig,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    chatrelay_core::telemetry::init_logging(cli.log_json);
     let listener = tokio::net::TcpListener::bind(cli.core.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "core gRPC listening");
     let core = chatrelay_core::Core::start(cli.core).await?;
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
+    let signal = core.shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        chatrelay_core::telemetry::shutdown_signal().await;
+        tracing::info!("shutting down");
         signal.cancel();
     });
-    chatrelay_core::grpc::serve(core, listener, shutdown).await
+    let served = chatrelay_core::grpc::serve(core.clone(), listener, core.shutdown.clone()).await;
+    core.stop().await;
+    served
 }
