@@ -1,0 +1,55 @@
+//! A REST client for the drivers that need request ids back (lifecycles,
+//! webhooks, the GET scenario's request); wrk does the plain load.
+
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// The submit body every scenario sends (the same as `lua/submit.lua`).
+pub const SUBMIT_BODY: &str =
+    r#"{"message":"benchmark message","response_type":"auto","thinking_time":"standard"}"#;
+
+#[derive(Clone)]
+pub struct RestClient {
+    client: reqwest::Client,
+    submit_url: String,
+    api_key: String,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: String,
+}
+
+impl RestClient {
+    pub fn new(http: SocketAddr, api_key: &str) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(Self {
+            client,
+            submit_url: format!("http://{http}/api/chat/submit/"),
+            api_key: api_key.to_string(),
+        })
+    }
+
+    /// Submits the benchmark message; returns the new request's id.
+    pub async fn submit(&self) -> anyhow::Result<String> {
+        let response = self
+            .client
+            .post(&self.submit_url)
+            .header("X-API-Key", &self.api_key)
+            .header("Content-Type", "application/json")
+            .body(SUBMIT_BODY)
+            .send()
+            .await?;
+        let status = response.status();
+        if status != reqwest::StatusCode::CREATED {
+            bail!("submit answered {status}: {}", response.text().await?);
+        }
+        let created: Created = response.json().await.context("submit response")?;
+        Ok(created.id)
+    }
+}
