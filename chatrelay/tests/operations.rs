@@ -383,3 +383,94 @@ async fn extension_sessions_per_account_are_limited() {
     }
     app.stop().await;
 }
+
+/// SIGTERM while clients submit and an extension holds a request: every
+/// submit that was answered 201 is stored, the held request goes back to the
+/// queue, the extension gets a close frame, and the process exits 0.
+#[tokio::test]
+async fn sigterm_during_traffic_loses_no_request_and_exits_zero() {
+    use common::process::{create_account, http_get, Served};
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let db = TestDb::new().await;
+    let (key, _) = create_account(&db, "acme").await;
+    let served = Served::start(&db).await;
+    let client = reqwest::Client::new();
+    let submit = |message: String| {
+        client
+            .post(format!("{}/api/chat/submit/", served.http))
+            .header("X-API-Key", &key)
+            .json(&json!({ "message": message }))
+            .send()
+    };
+    let (held_status, held) = json_of(submit("held".into()).await.unwrap()).await;
+    assert_eq!(held_status, StatusCode::CREATED);
+    let ws_url = format!(
+        "{}/ws/extension/?api_key={key}",
+        served.http.replacen("http", "ws", 1)
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let Some(Ok(Message::Text(frame))) = socket.next().await else {
+        panic!("no frame")
+    };
+    assert!(frame.contains(held["id"].as_str().unwrap()));
+
+    let (progress, mut submitted) = tokio::sync::mpsc::channel::<usize>(1);
+    let traffic = {
+        let (client, http, key) = (client.clone(), served.http.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0..5_000 {
+                let sent = client
+                    .post(format!("{http}/api/chat/submit/"))
+                    .header("X-API-Key", &key)
+                    .json(&json!({ "message": format!("m{i}") }))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { break };
+                if response.status() != StatusCode::CREATED {
+                    break;
+                }
+                let body: serde_json::Value = response.json().await.unwrap();
+                accepted.push(body["id"].as_str().unwrap().to_string());
+                let _ = progress.try_send(accepted.len());
+            }
+            accepted
+        })
+    };
+    while submitted.recv().await.unwrap_or(usize::MAX) < 20 {}
+    served.terminate();
+    let accepted = traffic.await.unwrap();
+    assert!(accepted.len() >= 20);
+
+    let close = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(15), socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    let status = served.exit_status(std::time::Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+
+    let served = Served::start(&db).await;
+    for id in &accepted {
+        let (status, body) =
+            http_get(&served.http, &key, &format!("/api/chat/requests/{id}/")).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "accepted request {id} was lost: {body}"
+        );
+    }
+    let (_, held_now) = http_get(
+        &served.http,
+        &key,
+        &format!("/api/chat/requests/{}/", held["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(held_now["status"], "idle", "{held_now}");
+    served.kill().await;
+}

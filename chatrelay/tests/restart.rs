@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::process::Stdio;
-
-use common::{json_of, TestApp, TestDb};
+use common::{
+    process::{create_account, http_get, http_submit, run, Served},
+    TestApp, TestDb,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, ChildStdout, Command},
-};
 
 fn id_of(request: &Value) -> &str {
     request["id"].as_str().expect("id is a string")
@@ -136,132 +133,6 @@ async fn other_account_stays_isolated_after_a_restart() {
 }
 
 // ---- the real binary --------------------------------------------------------------
-
-/// `chatrelay ARGS` on the test's database, with no stray `CHATRELAY_…`
-/// settings from the environment.
-fn chatrelay(db: &TestDb) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chatrelay"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CHATRELAY_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
-
-/// Runs a command to completion: (succeeded, stdout lines, stderr).
-async fn run(db: &TestDb, args: &[&str]) -> (bool, Vec<String>, String) {
-    let output = chatrelay(db)
-        .args(args)
-        .output()
-        .await
-        .expect("run chatrelay");
-    let stdout = String::from_utf8(output.stdout).expect("UTF-8 stdout");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (
-        output.status.success(),
-        stdout.lines().map(str::to_string).collect(),
-        stderr,
-    )
-}
-
-/// `chatrelay account create --name NAME`: the API key from the last line.
-async fn create_account(db: &TestDb, name: &str) -> (String, Vec<String>) {
-    let (ok, lines, stderr) = run(db, &["account", "create", "--name", name]).await;
-    assert!(ok, "account create failed: {stderr}");
-    let key = lines.last().expect("output").clone();
-    (key, lines)
-}
-
-/// A `chatrelay serve` process and the addresses it announced.
-struct Served {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    http: String,
-    grpc: String,
-}
-
-impl Served {
-    async fn start(db: &TestDb) -> Self {
-        let mut child = chatrelay(db)
-            .arg("serve")
-            .env("CHATRELAY_HTTP_ADDR", "127.0.0.1:0")
-            .env("CHATRELAY_GRPC_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn chatrelay serve");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let announce = async {
-            let mut line = String::new();
-            loop {
-                line.clear();
-                let read = stdout.read_line(&mut line).await.expect("read stdout");
-                assert!(read > 0, "chatrelay serve exited before listening");
-                if line.starts_with("chatrelay listening:") {
-                    return line.trim_end().to_string();
-                }
-            }
-        };
-        let line = tokio::time::timeout(std::time::Duration::from_secs(60), announce)
-            .await
-            .expect("chatrelay serve announces its addresses");
-        let (http, grpc) = parse_announcement(&line);
-        Self {
-            child,
-            _stdout: stdout,
-            http,
-            grpc,
-        }
-    }
-
-    async fn kill(mut self) {
-        self.child.kill().await.expect("kill chatrelay serve");
-    }
-}
-
-/// `chatrelay listening: REST and WebSocket on http://A, gRPC on http://B`.
-fn parse_announcement(line: &str) -> (String, String) {
-    let rest = line
-        .strip_prefix("chatrelay listening: REST and WebSocket on ")
-        .unwrap_or_else(|| panic!("unexpected announcement {line:?}"));
-    let (http, grpc) = rest
-        .split_once(", gRPC on ")
-        .unwrap_or_else(|| panic!("unexpected announcement {line:?}"));
-    for url in [http, grpc] {
-        let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url:?}: {e}"));
-        assert_eq!(parsed.scheme(), "http");
-        assert_eq!(parsed.host_str(), Some("127.0.0.1"));
-        assert_ne!(parsed.port(), Some(0), "{url}");
-    }
-    (http.to_string(), grpc.to_string())
-}
-
-async fn http_get(base: &str, key: &str, path: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .get(format!("{base}{path}"))
-        .header("X-API-Key", key)
-        .send()
-        .await
-        .expect("GET");
-    json_of(response).await
-}
-
-async fn http_submit(base: &str, key: &str, body: Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/api/chat/submit/"))
-        .header("X-API-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    json_of(response).await
-}
 
 #[tokio::test]
 async fn account_create_prints_secret_line_and_key_alone_on_last_line() {
