@@ -5,6 +5,11 @@ use chatrelay_core::{config::DatabaseConfig, CoreConfig};
 use chatrelay_edge::EdgeConfig;
 use clap::{Parser, Subcommand};
 
+/// mimalloc: markedly cheaper than the system allocator for the many small,
+/// short-lived allocations of request handling across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "chatrelay",

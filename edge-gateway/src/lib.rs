@@ -10,6 +10,8 @@ pub mod observe;
 pub mod rest;
 pub mod ws;
 
+use std::sync::Arc;
+
 use chatrelay_proto::v1::{
     chat_service_client::ChatServiceClient, extension_service_client::ExtensionServiceClient,
 };
@@ -26,7 +28,7 @@ pub struct EdgeState {
     pub chat: ChatServiceClient<Channel>,
     pub extension: ExtensionServiceClient<Channel>,
     pub health: tonic_health::pb::health_client::HealthClient<Channel>,
-    pub config: EdgeConfig,
+    pub config: Arc<EdgeConfig>,
 }
 
 impl EdgeState {
@@ -40,7 +42,7 @@ impl EdgeState {
             chat: ChatServiceClient::new(channel.clone()),
             extension: ExtensionServiceClient::new(channel.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(channel),
-            config,
+            config: Arc::new(config),
         })
     }
 }

@@ -5,7 +5,10 @@
 //! three ping periods is taken for dead. Either side ending ends both.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -32,7 +35,7 @@ pub async fn run(
     socket: WebSocket,
     to_core: mpsc::Sender<pb::ExtensionFrame>,
     mut from_core: Streaming<pb::ServerFrame>,
-    config: EdgeConfig,
+    config: Arc<EdgeConfig>,
 ) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_MESSAGES);

@@ -21,6 +21,9 @@ use tonic::metadata::MetadataValue;
 
 use crate::{rest::API_KEY_HEADER, ApiError, EdgeState};
 
+/// Initial read and write buffer of each socket.
+const SOCKET_BUFFER: usize = 4 * 1024;
+
 /// Frames from the extension queued towards the core before reading pauses.
 const INBOUND_FRAMES: usize = 32;
 
@@ -82,7 +85,11 @@ pub async fn connect(
         Err(status) => return ApiError::from(status).into_response(),
     };
     let config = state.config.clone();
+    // Small socket buffers (they grow for large frames): an idle extension
+    // should cost kilobytes, not tungstenite's default 256 KiB.
     upgrade
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
         .max_message_size(config.max_ws_frame_bytes)
         .max_frame_size(config.max_ws_frame_bytes)
         .on_upgrade(move |socket| bridge::run(socket, to_core, from_core, config))
