@@ -58,6 +58,8 @@ enum Command {
         #[command(subcommand)]
         command: webhooks::WebhookCommand,
     },
+    /// Print the REST API's OpenAPI 3.1 document (the one served at /api/openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +122,10 @@ async fn main() -> anyhow::Result<()> {
             running.wait().await
         }
         Command::Migrate { db } => admin::migrate(&db).await,
+        Command::Openapi => {
+            println!("{}", chatrelay_edge::rest::openapi::document_json());
+            Ok(())
+        }
         Command::Webhook { db, command } => webhooks::run(&db, command).await,
         Command::Extension {
             command: ExtensionCommand::Simulate(options),

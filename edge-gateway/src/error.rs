@@ -6,7 +6,17 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use serde::Serialize;
 use tonic::Code;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a human.
+    #[schema(example = "message: this field is required")]
+    pub detail: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{status}: {detail}")]
@@ -77,7 +87,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(serde_json::json!({ "detail": self.detail })),
+            Json(ErrorBody {
+                detail: self.detail,
+            }),
         )
             .into_response();
         if let Some(secs) = self.retry_after {

@@ -56,6 +56,7 @@ pub fn app(state: EdgeState) -> axum::Router {
     let app = rest::router(state.clone())
         .merge(ws::router(state.clone()))
         .merge(health::router(state))
+        .merge(rest::openapi::router())
         .merge(metrics);
     let app = match cors {
         Some(cors) => app.layer(cors),

@@ -8,20 +8,46 @@ use axum::{
 };
 use chatrelay_proto::v1 as pb;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::{
     authed, client,
     json::ChatJson,
     requests::{page, parse_limit},
 };
-use crate::{ApiError, EdgeState};
+use crate::{error::ErrorBody, ApiError, EdgeState};
 
-#[derive(Debug, Deserialize)]
+/// Query parameters of `GET /api/chat/chats/`, checked by hand like the
+/// requests list's.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Page size, 1 to 1000; absent, the core's default page (100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// Where the page starts: the `X-Next-Cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List chats
+///
+/// The account's chats, newest first, a page at a time. A chat whose
+/// `chat_id` and `title` are `null` was just created and waits for the
+/// extension to report them.
+#[utoipa::path(
+    get,
+    path = "/api/chat/chats/",
+    tag = "chats",
+    operation_id = "list_chats",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of chats.", body = [ChatJson],
+            headers(("X-Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "Invalid `limit` or `cursor`.", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
+        (status = 503, description = "The core is unavailable.", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     State(state): State<EdgeState>,
     headers: HeaderMap,
@@ -41,6 +67,22 @@ pub async fn list(
     Ok(page(items, listed.next_cursor))
 }
 
+/// Get a chat
+///
+/// One of the account's chats, by its ChatGPT chat id.
+#[utoipa::path(
+    get,
+    path = "/api/chat/chats/{chat_id}/",
+    tag = "chats",
+    operation_id = "get_chat",
+    params(("chat_id" = String, Path, description = "The ChatGPT chat id.")),
+    responses(
+        (status = 200, description = "The chat.", body = ChatJson),
+        (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
+        (status = 404, description = "The account has no chat with this id.", body = ErrorBody),
+        (status = 503, description = "The core is unavailable.", body = ErrorBody),
+    ),
+)]
 pub async fn get(
     State(state): State<EdgeState>,
     headers: HeaderMap,

@@ -1,9 +1,12 @@
 //! The JSON shapes of api-spec.md, and their translation from the core's
-//! proto messages and to its enums. Every key is always present.
+//! proto messages and to its enums. Every key is always present. The types
+//! derive `ToSchema`: the OpenAPI document (`openapi.rs`) is generated from
+//! them, so it describes exactly what is sent and read.
 
 use chatrelay_proto::v1 as pb;
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// ISO-8601 UTC with microseconds, e.g. `2024-01-01T12:00:00.000000Z`.
 pub fn timestamp(ts: Option<prost_types::Timestamp>) -> Option<String> {
@@ -12,79 +15,234 @@ pub fn timestamp(ts: Option<prost_types::Timestamp>) -> Option<String> {
         .map(|at| at.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
-pub fn status_name(status: pb::RequestStatus) -> &'static str {
-    match status {
-        pb::RequestStatus::Unspecified | pb::RequestStatus::Idle => "idle",
-        pb::RequestStatus::Executing => "executing",
-        pb::RequestStatus::Done => "done",
-        pb::RequestStatus::Failed => "failed",
+/// A request's place in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    /// Queued, waiting for an extension.
+    Idle,
+    /// An extension is running it.
+    Executing,
+    /// Finished with a response.
+    Done,
+    /// Finished with an error message.
+    Failed,
+}
+
+/// How ChatGPT is asked to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseType {
+    Thinking,
+    Auto,
+    Instant,
+}
+
+/// How long ChatGPT may think (thinking mode only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkingTime {
+    Standard,
+    Extended,
+}
+
+impl RequestStatus {
+    pub const ALL: [Self; 4] = [Self::Idle, Self::Executing, Self::Done, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Executing => "executing",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
     }
 }
 
-pub fn parse_status(name: &str) -> Option<pb::RequestStatus> {
-    match name {
-        "idle" => Some(pb::RequestStatus::Idle),
-        "executing" => Some(pb::RequestStatus::Executing),
-        "done" => Some(pb::RequestStatus::Done),
-        "failed" => Some(pb::RequestStatus::Failed),
-        _ => None,
+impl ResponseType {
+    pub const ALL: [Self; 3] = [Self::Thinking, Self::Auto, Self::Instant];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Thinking => "thinking",
+            Self::Auto => "auto",
+            Self::Instant => "instant",
+        }
     }
+}
+
+impl ThinkingTime {
+    pub const ALL: [Self; 2] = [Self::Standard, Self::Extended];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Extended => "extended",
+        }
+    }
+}
+
+/// The variant of `all` whose JSON name is `name`.
+fn named<T: Copy>(all: &[T], as_str: fn(T) -> &'static str, name: &str) -> Option<T> {
+    all.iter().copied().find(|value| as_str(*value) == name)
+}
+
+impl From<pb::RequestStatus> for RequestStatus {
+    fn from(status: pb::RequestStatus) -> Self {
+        match status {
+            pb::RequestStatus::Unspecified | pb::RequestStatus::Idle => Self::Idle,
+            pb::RequestStatus::Executing => Self::Executing,
+            pb::RequestStatus::Done => Self::Done,
+            pb::RequestStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+impl From<RequestStatus> for pb::RequestStatus {
+    fn from(status: RequestStatus) -> Self {
+        match status {
+            RequestStatus::Idle => Self::Idle,
+            RequestStatus::Executing => Self::Executing,
+            RequestStatus::Done => Self::Done,
+            RequestStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+impl From<pb::ResponseType> for ResponseType {
+    fn from(value: pb::ResponseType) -> Self {
+        match value {
+            pb::ResponseType::Unspecified | pb::ResponseType::Auto => Self::Auto,
+            pb::ResponseType::Thinking => Self::Thinking,
+            pb::ResponseType::Instant => Self::Instant,
+        }
+    }
+}
+
+impl From<ResponseType> for pb::ResponseType {
+    fn from(value: ResponseType) -> Self {
+        match value {
+            ResponseType::Thinking => Self::Thinking,
+            ResponseType::Auto => Self::Auto,
+            ResponseType::Instant => Self::Instant,
+        }
+    }
+}
+
+impl From<pb::ThinkingTime> for ThinkingTime {
+    fn from(value: pb::ThinkingTime) -> Self {
+        match value {
+            pb::ThinkingTime::Unspecified | pb::ThinkingTime::Standard => Self::Standard,
+            pb::ThinkingTime::Extended => Self::Extended,
+        }
+    }
+}
+
+impl From<ThinkingTime> for pb::ThinkingTime {
+    fn from(value: ThinkingTime) -> Self {
+        match value {
+            ThinkingTime::Standard => Self::Standard,
+            ThinkingTime::Extended => Self::Extended,
+        }
+    }
+}
+
+pub fn status_name(status: pb::RequestStatus) -> &'static str {
+    RequestStatus::from(status).as_str()
+}
+
+pub fn parse_status(name: &str) -> Option<RequestStatus> {
+    named(&RequestStatus::ALL, RequestStatus::as_str, name)
 }
 
 pub fn response_type_name(value: pb::ResponseType) -> &'static str {
-    match value {
-        pb::ResponseType::Unspecified | pb::ResponseType::Auto => "auto",
-        pb::ResponseType::Thinking => "thinking",
-        pb::ResponseType::Instant => "instant",
-    }
+    ResponseType::from(value).as_str()
 }
 
-pub fn parse_response_type(name: &str) -> Option<pb::ResponseType> {
-    match name {
-        "auto" => Some(pb::ResponseType::Auto),
-        "thinking" => Some(pb::ResponseType::Thinking),
-        "instant" => Some(pb::ResponseType::Instant),
-        _ => None,
-    }
+pub fn parse_response_type(name: &str) -> Option<ResponseType> {
+    named(&ResponseType::ALL, ResponseType::as_str, name)
 }
 
 pub fn thinking_time_name(value: pb::ThinkingTime) -> &'static str {
-    match value {
-        pb::ThinkingTime::Unspecified | pb::ThinkingTime::Standard => "standard",
-        pb::ThinkingTime::Extended => "extended",
+    ThinkingTime::from(value).as_str()
+}
+
+pub fn parse_thinking_time(name: &str) -> Option<ThinkingTime> {
+    named(&ThinkingTime::ALL, ThinkingTime::as_str, name)
+}
+
+// Read by hand from the JSON object (`requests::submission`), so that every
+// rejection names its field; the doc comment below is the schema's description.
+/// The body of `POST /api/chat/submit/`. An optional field that is `null`
+/// is the same as one that is absent.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
+pub struct SubmitBody {
+    /// The message to send to ChatGPT: not empty or only whitespace, at most
+    /// the configured number of characters (`CHATRELAY_MAX_MESSAGE_CHARS`).
+    #[schema(example = "Explain quantum computing")]
+    pub message: String,
+    /// Default `auto`.
+    pub response_type: Option<ResponseType>,
+    /// Default `standard`; only matters in thinking mode.
+    pub thinking_time: Option<ThinkingTime>,
+    /// A ChatGPT chat id to continue that conversation; omitted, a new chat
+    /// is created and its id filled in by the extension later.
+    #[schema(example = "chatgpt-abc123")]
+    pub chat_id: Option<String>,
+}
+
+impl From<SubmitBody> for pb::SubmitMessageRequest {
+    fn from(body: SubmitBody) -> Self {
+        let response_type = body
+            .response_type
+            .map_or(pb::ResponseType::Unspecified, Into::into);
+        let thinking_time = body
+            .thinking_time
+            .map_or(pb::ThinkingTime::Unspecified, Into::into);
+        Self {
+            message: body.message,
+            response_type: response_type.into(),
+            thinking_time: thinking_time.into(),
+            chat_id: body.chat_id,
+        }
     }
 }
 
-pub fn parse_thinking_time(name: &str) -> Option<pb::ThinkingTime> {
-    match name {
-        "standard" => Some(pb::ThinkingTime::Standard),
-        "extended" => Some(pb::ThinkingTime::Extended),
-        _ => None,
-    }
-}
-
-/// A message request, in api-spec.md's key order.
-#[derive(Debug, Serialize)]
+// Fields in api-spec.md's key order; the doc comment is the schema's description.
+/// A message request. Every key is always present; those that are not known
+/// yet are `null`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MessageRequest)]
 pub struct RequestJson {
+    #[schema(format = "uuid")]
     pub id: String,
     pub message: String,
-    pub response_type: &'static str,
-    pub thinking_time: &'static str,
-    pub status: &'static str,
+    pub response_type: ResponseType,
+    pub thinking_time: ThinkingTime,
+    pub status: RequestStatus,
+    /// ChatGPT's answer, once `done`.
+    #[schema(required = true)]
     pub response: Option<String>,
+    /// Why it failed, once `failed`.
+    #[schema(required = true)]
     pub error_message: Option<String>,
+    /// The ChatGPT chat id, or `null` while the extension has not reported it.
+    #[schema(required = true)]
     pub chat: Option<String>,
+    #[schema(required = true, format = DateTime, example = "2024-01-01T12:00:00.000000Z")]
     pub queued_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
     pub started_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
     pub completed_at: Option<String>,
 }
 
 impl From<pb::MessageRequest> for RequestJson {
     fn from(r: pb::MessageRequest) -> Self {
         Self {
-            response_type: response_type_name(r.response_type()),
-            thinking_time: thinking_time_name(r.thinking_time()),
-            status: status_name(r.status()),
+            response_type: r.response_type().into(),
+            thinking_time: r.thinking_time().into(),
+            status: r.status().into(),
             id: r.id,
             message: r.message,
             response: r.response,
@@ -97,13 +255,23 @@ impl From<pb::MessageRequest> for RequestJson {
     }
 }
 
-/// A chat, in api-spec.md's key order.
-#[derive(Debug, Serialize)]
+// Fields in api-spec.md's key order; the doc comment is the schema's description.
+/// A chat. Every key is always present; `chat_id` and `title` are `null`
+/// until the extension reports them for a newly created chat.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Chat)]
 pub struct ChatJson {
+    /// chatrelay's own id of the chat (`chat_db_id` in WebSocket frames).
+    #[schema(example = 123)]
     pub id: i64,
+    /// The ChatGPT chat id.
+    #[schema(required = true, example = "chatgpt-abc123")]
     pub chat_id: Option<String>,
+    #[schema(required = true, example = "Quantum Computing Basics")]
     pub title: Option<String>,
+    #[schema(required = true, format = DateTime)]
     pub created_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
     pub updated_at: Option<String>,
 }
 
@@ -116,5 +284,24 @@ impl From<pb::Chat> for ChatJson {
             created_at: timestamp(c.created_at),
             updated_at: timestamp(c.updated_at),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `as_str` (what parsing and the WebSocket frames use) and the serde
+    /// names (what REST bodies and the OpenAPI schemas use) never disagree.
+    #[test]
+    fn enum_names_match_their_json() {
+        fn check<T: Serialize + Copy>(all: &[T], as_str: fn(T) -> &'static str) {
+            for value in all {
+                assert_eq!(serde_json::to_value(value).unwrap(), as_str(*value));
+            }
+        }
+        check(&RequestStatus::ALL, RequestStatus::as_str);
+        check(&ResponseType::ALL, ResponseType::as_str);
+        check(&ThinkingTime::ALL, ThinkingTime::as_str);
     }
 }

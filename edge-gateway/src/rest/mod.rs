@@ -4,6 +4,7 @@
 mod body;
 mod chats;
 pub mod json;
+pub mod openapi;
 mod requests;
 
 use axum::{

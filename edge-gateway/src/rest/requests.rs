@@ -9,19 +9,19 @@ use axum::{
 };
 use chatrelay_proto::v1 as pb;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::{
     authed, body, client,
-    json::{self, RequestJson},
+    json::{self, RequestJson, RequestStatus, SubmitBody},
 };
-use crate::{ApiError, EdgeState};
+use crate::{error::ErrorBody, ApiError, EdgeState};
 
 /// The response header that carries the cursor of the next page of a list.
 pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
 
-fn submission(
-    object: &serde_json::Map<String, serde_json::Value>,
-) -> Result<pb::SubmitMessageRequest, ApiError> {
+/// Reads the submit body, naming the field in every rejection.
+fn submission(object: &serde_json::Map<String, serde_json::Value>) -> Result<SubmitBody, ApiError> {
     let message = match object.get("message") {
         None | Some(serde_json::Value::Null) => {
             return Err(ApiError::bad_request("message: this field is required"))
@@ -29,42 +29,82 @@ fn submission(
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(_) => return Err(ApiError::bad_request("message: must be a string")),
     };
-    let response_type = match body::optional_string(object, "response_type")? {
-        None => pb::ResponseType::Unspecified,
-        Some(name) => json::parse_response_type(name).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "response_type: {name:?} is not one of thinking, auto, instant"
-            ))
-        })?,
-    };
-    let thinking_time = match body::optional_string(object, "thinking_time")? {
-        None => pb::ThinkingTime::Unspecified,
-        Some(name) => json::parse_thinking_time(name).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "thinking_time: {name:?} is not one of standard, extended"
-            ))
-        })?,
-    };
+    let response_type = body::optional_string(object, "response_type")?
+        .map(|name| {
+            json::parse_response_type(name).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "response_type: {name:?} is not one of thinking, auto, instant"
+                ))
+            })
+        })
+        .transpose()?;
+    let thinking_time = body::optional_string(object, "thinking_time")?
+        .map(|name| {
+            json::parse_thinking_time(name).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "thinking_time: {name:?} is not one of standard, extended"
+                ))
+            })
+        })
+        .transpose()?;
     let chat_id = body::optional_string(object, "chat_id")?.map(str::to_string);
-    Ok(pb::SubmitMessageRequest {
+    Ok(SubmitBody {
         message,
-        response_type: response_type.into(),
-        thinking_time: thinking_time.into(),
+        response_type,
+        thinking_time,
         chat_id,
     })
 }
 
+/// Submit a message
+///
+/// Queues a message for the account's browser extension and answers with the
+/// new request, `idle`. Without `chat_id` a new chat is created.
+#[utoipa::path(
+    post,
+    path = "/api/chat/submit/",
+    tag = "requests",
+    operation_id = "submit_message",
+    request_body = SubmitBody,
+    responses(
+        (status = 201, description = "The request, queued.", body = RequestJson),
+        (status = 400, description = "Invalid body; the detail names the field.", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit.", body = ErrorBody),
+        (status = 415, description = "The Content-Type is not JSON.", body = ErrorBody),
+        (status = 429, description = "The account's submit rate is exceeded.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before submitting again."))),
+        (status = 503, description = "The core is unavailable.", body = ErrorBody),
+    ),
+)]
 pub async fn submit(
     State(state): State<EdgeState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let object = body::json_object(&headers, body, state.config.max_body_bytes)?;
-    let request = authed(&headers, submission(&object)?)?;
+    let message = pb::SubmitMessageRequest::from(submission(&object)?);
+    let request = authed(&headers, message)?;
     let created = client(&state).submit_message(request).await?.into_inner();
     Ok((StatusCode::CREATED, Json(RequestJson::from(created))))
 }
 
+/// Get a request
+///
+/// The request's status and, once finished, its response or error message.
+#[utoipa::path(
+    get,
+    path = "/api/chat/requests/{id}/",
+    tag = "requests",
+    operation_id = "get_request",
+    params(("id" = String, Path, format = "uuid", description = "The request's id.")),
+    responses(
+        (status = 200, description = "The request.", body = RequestJson),
+        (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
+        (status = 404, description = "No request of this account has this id.", body = ErrorBody),
+        (status = 503, description = "The core is unavailable.", body = ErrorBody),
+    ),
+)]
 pub async fn get(
     State(state): State<EdgeState>,
     headers: HeaderMap,
@@ -75,10 +115,18 @@ pub async fn get(
     Ok(Json(found.into()))
 }
 
-#[derive(Debug, Deserialize)]
+/// Query parameters of `GET /api/chat/requests/`. Read as text and checked
+/// by hand, so a bad value is a 400 that names the parameter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only requests in this status.
+    #[param(value_type = Option<RequestStatus>)]
     status: Option<String>,
+    /// Page size, 1 to 1000; absent, the core's default page (100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// Where the page starts: the `X-Next-Cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -107,6 +155,23 @@ pub fn page<T: serde::Serialize>(items: Vec<T>, next_cursor: String) -> Response
     response
 }
 
+/// List requests
+///
+/// The account's requests, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/chat/requests/",
+    tag = "requests",
+    operation_id = "list_requests",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of requests.", body = [RequestJson],
+            headers(("X-Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "Invalid `status`, `limit` or `cursor`.", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
+        (status = 503, description = "The core is unavailable.", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     State(state): State<EdgeState>,
     headers: HeaderMap,
@@ -116,7 +181,7 @@ pub async fn list(
         params.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
     let status = match params.status.as_deref().filter(|s| !s.is_empty()) {
         None => pb::RequestStatus::Unspecified,
-        Some(name) => json::parse_status(name).ok_or_else(|| {
+        Some(name) => json::parse_status(name).map(Into::into).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "status: {name:?} is not one of idle, executing, done, failed"
             ))
