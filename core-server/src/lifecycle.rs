@@ -17,8 +17,6 @@ use crate::{
     webhooks, Core,
 };
 
-const OPEN: [RequestStatus; 2] = [RequestStatus::Idle, RequestStatus::Executing];
-
 /// The account's request, if it is still open; the error names why not.
 async fn load_open(
     conn: &impl ConnectionTrait,
@@ -136,7 +134,7 @@ async fn finish(
     request.lease_session = None;
     request.lease_node = None;
     request.lease_expires_at = None;
-    let updated = message_request::Entity::update_many()
+    let updated = message_request::without_lease(message_request::Entity::update_many())
         .col_expr(message_request::Column::Status, Expr::value(request.status))
         .col_expr(
             message_request::Column::Response,
@@ -154,20 +152,8 @@ async fn finish(
             message_request::Column::ChatId,
             Expr::value(request.chat_id),
         )
-        .col_expr(
-            message_request::Column::LeaseSession,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(
-            message_request::Column::LeaseNode,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(
-            message_request::Column::LeaseExpiresAt,
-            Expr::value(Option::<i64>::None),
-        )
         .filter(message_request::Column::Id.eq(request.id))
-        .filter(message_request::Column::Status.is_in(OPEN))
+        .filter(message_request::Column::Status.is_in(RequestStatus::OPEN))
         .exec(txn)
         .await?;
     if updated.rows_affected == 0 {

@@ -21,6 +21,9 @@ pub enum RequestStatus {
 }
 
 impl RequestStatus {
+    /// The statuses of a request that has not finished.
+    pub const OPEN: [RequestStatus; 2] = [RequestStatus::Idle, RequestStatus::Executing];
+
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Done | Self::Failed)
     }

@@ -12,25 +12,17 @@ use crate::{
     Core,
 };
 
-const SQLITE: &str = "
-UPDATE message_requests
-SET lease_session = ?, lease_node = ?, lease_expires_at = ?, attempts = attempts + 1
-WHERE id IN (
-  SELECT r.id FROM message_requests r
-  WHERE r.account_id = ? AND r.status = 'idle' AND r.lease_session IS NULL
-    AND NOT EXISTS (SELECT 1 FROM message_requests o
-                    WHERE o.chat_id = r.chat_id
-                      AND (o.lease_session IS NOT NULL OR o.status = 'executing'))
-    AND NOT EXISTS (SELECT 1 FROM message_requests o
-                    WHERE o.chat_id = r.chat_id AND o.status = 'idle' AND o.id < r.id)
-  ORDER BY r.id
-  LIMIT ?)
-RETURNING *";
-
-// SKIP LOCKED lets cores claim side by side: a row another core is claiming
-// is passed over, and since only the oldest idle request of a chat is
-// eligible, a chat never gets two requests in flight.
-const POSTGRES: &str = "
+/// The claim, for both back ends (`$n` parameters work in SQLite too).
+/// SKIP LOCKED lets PostgreSQL cores claim side by side: a row another core
+/// is claiming is passed over, and since only the oldest idle request of a
+/// chat is eligible, a chat never gets two requests in flight.
+fn claim_sql(backend: DatabaseBackend) -> String {
+    let lock = match backend {
+        DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
+        _ => "",
+    };
+    format!(
+        "
 UPDATE message_requests
 SET lease_session = $1, lease_node = $2, lease_expires_at = $3, attempts = attempts + 1
 WHERE id IN (
@@ -43,8 +35,10 @@ WHERE id IN (
                     WHERE o.chat_id = r.chat_id AND o.status = 'idle' AND o.id < r.id)
   ORDER BY r.id
   LIMIT $5
-  FOR UPDATE SKIP LOCKED)
-RETURNING *";
+  {lock})
+RETURNING *"
+    )
+}
 
 /// Leases up to `max` of the account's claimable requests to `session`,
 /// oldest first.
@@ -55,13 +49,9 @@ pub async fn claim(
     max: usize,
 ) -> CoreResult<Vec<message_request::Model>> {
     let backend = core.db.backend();
-    let sql = match backend {
-        DatabaseBackend::Postgres => POSTGRES,
-        _ => SQLITE,
-    };
     let statement = Statement::from_sql_and_values(
         backend,
-        sql,
+        claim_sql(backend),
         [
             session.into(),
             core.node_id.into(),

@@ -22,8 +22,6 @@ use crate::{
     webhooks, Core,
 };
 
-const OPEN: [RequestStatus; 2] = [RequestStatus::Idle, RequestStatus::Executing];
-
 /// Requeues or fails `held`, all open and leased, inside `txn`; returns the
 /// accounts that have work again.
 async fn give_back(
@@ -48,7 +46,7 @@ async fn give_back(
         }
     }
     if !requeue.is_empty() {
-        message_request::Entity::update_many()
+        message_request::without_lease(message_request::Entity::update_many())
             .col_expr(
                 message_request::Column::Status,
                 Expr::value(RequestStatus::Idle),
@@ -56,18 +54,6 @@ async fn give_back(
             .col_expr(
                 message_request::Column::StartedAt,
                 Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
-            )
-            .col_expr(
-                message_request::Column::LeaseSession,
-                Expr::value(Option::<Uuid>::None),
-            )
-            .col_expr(
-                message_request::Column::LeaseNode,
-                Expr::value(Option::<Uuid>::None),
-            )
-            .col_expr(
-                message_request::Column::LeaseExpiresAt,
-                Expr::value(Option::<i64>::None),
             )
             .filter(message_request::Column::Id.is_in(requeue))
             .exec(txn)
@@ -83,7 +69,7 @@ async fn give_back_where(core: &Core, filter: sea_orm::Condition, why: &str) -> 
     let txn = core.db.write.begin().await?;
     let mut query = message_request::Entity::find()
         .filter(filter)
-        .filter(message_request::Column::Status.is_in(OPEN));
+        .filter(message_request::Column::Status.is_in(RequestStatus::OPEN));
     if core.db.backend() == DatabaseBackend::Postgres {
         query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }

@@ -194,10 +194,7 @@ impl Session {
             .select_only()
             .column(message_request::Column::Id)
             .filter(message_request::Column::LeaseSession.eq(self.id))
-            .filter(
-                message_request::Column::Status
-                    .is_in([RequestStatus::Idle, RequestStatus::Executing]),
-            )
+            .filter(message_request::Column::Status.is_in(RequestStatus::OPEN))
             .into_tuple::<Uuid>()
             .all(&self.core.db.write)
             .await;

@@ -1,4 +1,4 @@
-use sea_orm::entity::prelude::*;
+use sea_orm::{entity::prelude::*, sea_query::Expr};
 
 use crate::model::{RequestStatus, ResponseType, ThinkingTime};
 
@@ -46,3 +46,12 @@ impl Related<super::chat::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Clears the lease columns in an update: the request is no longer held by
+/// any session.
+pub fn without_lease(update: sea_orm::UpdateMany<Entity>) -> sea_orm::UpdateMany<Entity> {
+    update
+        .col_expr(Column::LeaseSession, Expr::value(Option::<Uuid>::None))
+        .col_expr(Column::LeaseNode, Expr::value(Option::<Uuid>::None))
+        .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+}
