@@ -267,10 +267,7 @@ impl MigrationTrait for Migration {
                     MessageRequests::Id,
                 ],
             ),
-            (
-                "message_requests_status",
-                vec![MessageRequests::Status],
-            ),
+            ("message_requests_status", vec![MessageRequests::Status]),
             (
                 "message_requests_lease_session",
                 vec![MessageRequests::LeaseSession],
