@@ -474,3 +474,58 @@ async fn sigterm_during_traffic_loses_no_request_and_exits_zero() {
     assert_eq!(held_now["status"], "idle", "{held_now}");
     served.kill().await;
 }
+
+/// Even at debug level, neither API keys (the WebSocket URL carries one) nor
+/// message bodies reach the logs.
+#[tokio::test]
+async fn logs_never_contain_api_keys_or_messages() {
+    use common::process::{create_account, http_submit, Served};
+
+    let db = TestDb::new().await;
+    let (key, _) = create_account(&db, "acme").await;
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("stderr.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let served = Served::start_with(&db, |command| {
+        command
+            .env("RUST_LOG", "debug")
+            .env("CHATRELAY_LOG_JSON", "true")
+            .stderr(log_file);
+    })
+    .await;
+    let secret_message = "the-secret-message-body-4711";
+    let (status, created) =
+        http_submit(&served.http, &key, json!({ "message": secret_message })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ws_url = format!(
+        "{}/ws/extension/?api_key={key}",
+        served.http.replacen("http", "ws", 1)
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    use futures::StreamExt;
+    let frame = socket.next().await.unwrap().unwrap();
+    assert!(frame
+        .to_text()
+        .unwrap()
+        .contains(created["id"].as_str().unwrap()));
+    // A wrong key is not logged either.
+    let (status, _) =
+        http_submit(&served.http, "cr_wrong_key_0815", json!({ "message": "x" })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    drop(socket);
+    served.kill().await;
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.lines().count() > 10,
+        "expected debug logs, got: {logs}"
+    );
+    assert!(
+        logs.lines()
+            .all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()),
+        "not JSON lines"
+    );
+    for secret in [key.as_str(), "cr_wrong_key_0815", secret_message] {
+        assert!(!logs.contains(secret), "{secret:?} appears in the logs");
+    }
+}

@@ -63,12 +63,19 @@ pub struct Served {
 
 impl Served {
     pub async fn start(db: &TestDb) -> Self {
-        let mut child = chatrelay(db)
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Starts with the command adjusted by `configure` (environment, stderr).
+    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut Command)) -> Self {
+        let mut command = chatrelay(db);
+        command.stderr(Stdio::inherit());
+        configure(&mut command);
+        let mut child = command
             .arg("serve")
             .env("CHATRELAY_HTTP_ADDR", "127.0.0.1:0")
             .env("CHATRELAY_GRPC_ADDR", "127.0.0.1:0")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn chatrelay serve");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
