@@ -7,7 +7,6 @@ mod common;
 use std::{
     collections::{HashSet, VecDeque},
     net::SocketAddr,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -756,25 +755,6 @@ async fn webhook_cli_lists_deliveries_and_retries_a_failed_one() {
 /// Runs the real `chatrelay` binary on the test's database: (succeeded,
 /// stdout and stderr).
 async fn chatrelay(db: &TestDb, args: &[&str]) -> (bool, String) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatrelay"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CHATRELAY_") {
-            command.env_remove(name);
-        }
-    }
-    let output = command
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run chatrelay");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let (ok, stdout, stderr) = common::process::run(db, args).await;
+    (ok, format!("{}\n{stderr}", stdout.join("\n")))
 }
