@@ -557,3 +557,44 @@ async fn two_cores_on_one_postgres_share_the_queue() {
     first.stop().await;
     second.stop().await;
 }
+
+/// A core that dies stops renewing its leases: any other core (here, the
+/// keeper of this one) gives the requests back once the lease lapses.
+#[tokio::test]
+async fn lapsed_lease_of_a_dead_core_is_given_back() {
+    use chatrelay_core::db::entities::message_request;
+    use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
+
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |core, _| core.lease_ttl_secs = 1).await;
+    let key = app.account("acme").await;
+    let id = app.submit_message(&key, "orphaned").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // As if a core that has since died had delivered it.
+    let expired = chrono::Utc::now().timestamp_millis() - 1;
+    message_request::Entity::update_many()
+        .col_expr(
+            message_request::Column::LeaseSession,
+            Expr::value(uuid::Uuid::new_v4()),
+        )
+        .col_expr(
+            message_request::Column::LeaseNode,
+            Expr::value(uuid::Uuid::new_v4()),
+        )
+        .col_expr(
+            message_request::Column::LeaseExpiresAt,
+            Expr::value(expired),
+        )
+        .col_expr(message_request::Column::Attempts, Expr::value(1))
+        .filter(message_request::Column::Id.eq(uuid::Uuid::parse_str(&id).unwrap()))
+        .exec(&app.running.core.db.write)
+        .await
+        .unwrap();
+    let mut ext = Extension::connect(&app, &key).await;
+    assert_eq!(id_of(&ext.recv_request().await), id);
+    ext.respond(&id, "rescued", "c-r", None).await;
+    app.wait_for_status(&key, &id, "done").await;
+    app.stop().await;
+}

@@ -163,7 +163,7 @@ impl Session {
         let chat_ids: Vec<i64> = claimed.iter().map(|r| r.chat_id).collect();
         let chats = chat::Entity::find()
             .filter(chat::Column::Id.is_in(chat_ids))
-            .all(&self.core.db.write)
+            .all(&self.core.db.read)
             .await
             .unwrap_or_default();
         for request in claimed {
@@ -196,7 +196,7 @@ impl Session {
             .filter(message_request::Column::LeaseSession.eq(self.id))
             .filter(message_request::Column::Status.is_in(RequestStatus::OPEN))
             .into_tuple::<Uuid>()
-            .all(&self.core.db.write)
+            .all(&self.core.db.read)
             .await;
         match held {
             Ok(held) => {
