@@ -10,6 +10,7 @@
 
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -17,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{extension::Extensions, latency::Latencies, rest::RestClient, server::Chatrelay};
+use crate::{extension::Extensions, latency::Latencies, rest::RestClient};
 
 #[derive(Clone, Copy, Debug)]
 pub struct LifecycleLoad {
@@ -41,7 +42,6 @@ pub struct LifecycleReport {
     pub not_dispatched: u64,
     pub submit_errors: u64,
     pub frame_errors: usize,
-    pub server_cpu: Option<f64>,
 }
 
 /// Submits made by one submitter: (request id, submitted at since epoch).
@@ -53,11 +53,17 @@ const MAX_SUBMITS_PER_WORKER: u64 = 10_000_000;
 const DRAIN: Duration = Duration::from_secs(2);
 
 impl LifecycleLoad {
-    pub async fn run(&self, server: &Chatrelay, api_key: &str) -> anyhow::Result<LifecycleReport> {
-        let epoch = Instant::now();
-        let extensions = Extensions::start(server.http, api_key, self.extensions, epoch).await?;
-        let client = RestClient::new(server.http, api_key)?;
-        let start = Instant::now();
+    /// Runs from `start`: extensions connect and submitters begin at once;
+    /// only the window after the warm-up is measured.
+    pub async fn run(
+        &self,
+        http: SocketAddr,
+        api_key: &str,
+        start: Instant,
+    ) -> anyhow::Result<LifecycleReport> {
+        let epoch = start;
+        let extensions = Extensions::start(http, api_key, self.extensions, epoch).await?;
+        let client = RestClient::new(http, api_key)?;
         let measure_from = start + self.warmup;
         let end = measure_from + self.duration;
         let errors = Arc::new(AtomicU64::new(0));
@@ -91,7 +97,6 @@ impl LifecycleLoad {
                 submits
             });
         }
-        let server_cpu = server.cpu_cores_between(measure_from, end).await;
         let mut submitted: HashMap<String, Duration> = HashMap::new();
         let mut submitted_total = 0;
         let window = (measure_from - epoch)..(end - epoch);
@@ -113,7 +118,6 @@ impl LifecycleLoad {
             submitted_per_sec: submitted.len() as f64 / self.duration.as_secs_f64(),
             submit_errors: errors.load(Ordering::Relaxed),
             frame_errors: log.errors.len(),
-            server_cpu,
             ..Default::default()
         };
         let mut completed_in_window = 0;

@@ -59,14 +59,14 @@ pub struct Row {
     pub p50: String,
     pub p99: String,
     pub vs_reference: String,
-    pub server_cpu: String,
+    pub cpu: String,
     pub target: String,
     pub met: Option<bool>,
 }
 
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | throughput | p50 | p99 | vs reference | chatrelay CPU | target | met? |\n\
+        "| scenario | throughput | p50 | p99 | vs reference | CPU cores: chatrelay of machine | target | met? |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
     );
     let cell = |text: &str| {
@@ -90,7 +90,7 @@ pub fn table(rows: &[Row]) -> String {
             cell(&row.p50),
             cell(&row.p99),
             cell(&row.vs_reference),
-            cell(&row.server_cpu),
+            cell(&row.cpu),
             cell(&row.target),
         );
     }
@@ -137,11 +137,6 @@ pub fn percent(ratio: f64) -> String {
     } else {
         format!("{:.1}%", ratio * 100.0)
     }
-}
-
-/// `1.6 cores`
-pub fn cores(cores: Option<f64>) -> String {
-    cores.map_or_else(String::new, |cores| format!("{cores:.2} cores"))
 }
 
 /// `412 MiB`

@@ -1,12 +1,12 @@
 //! The chatrelay under test: `chatrelay serve` as a child process on ephemeral
-//! ports, accounts made with `chatrelay account create`, and what /proc says
-//! about the process (resident memory, CPU time).
+//! ports, accounts made with `chatrelay account create`, and its resident
+//! memory.
 
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context};
@@ -22,7 +22,6 @@ pub struct Chatrelay {
     pub grpc: SocketAddr,
     /// Kept open: the process may write to stdout again.
     _stdout: Lines<BufReader<ChildStdout>>,
-    clock_ticks_per_sec: f64,
 }
 
 impl Chatrelay {
@@ -52,7 +51,6 @@ impl Chatrelay {
             http,
             grpc,
             _stdout: stdout,
-            clock_ticks_per_sec: clock_ticks_per_sec(),
         })
     }
 
@@ -66,27 +64,6 @@ impl Chatrelay {
             .context("no VmRSS line")?
             .parse()?;
         Ok(kib * 1024)
-    }
-
-    /// User + system CPU time the process has used so far.
-    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after "(comm) ": state is the 3rd field, utime the 14th, stime the 15th.
-        let after_comm = &stat[stat.rfind(')').context("malformed stat")? + 2..];
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
-            + fields.get(12).context("stime")?.parse::<u64>()?;
-        Ok(ticks as f64 / self.clock_ticks_per_sec)
-    }
-
-    /// The CPU the process used between two instants, in cores (1.0 = one
-    /// core busy throughout): sleeps until `from`, samples, sleeps until `to`.
-    pub async fn cpu_cores_between(&self, from: Instant, to: Instant) -> Option<f64> {
-        tokio::time::sleep_until(from.into()).await;
-        let start = self.cpu_seconds().ok()?;
-        tokio::time::sleep_until(to.into()).await;
-        let end = self.cpu_seconds().ok()?;
-        Some((end - start) / to.duration_since(from).as_secs_f64())
     }
 
     /// SIGTERM, then waits for a clean exit (killed after 20 s).
@@ -160,16 +137,6 @@ fn parse_listening(line: &str) -> anyhow::Result<(SocketAddr, SocketAddr)> {
         [http, grpc] => Ok((*http, *grpc)),
         _ => bail!("unexpected first line from chatrelay: {line:?}"),
     }
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|output| String::from_utf8(output.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// The release binary next to this one, when `--chatrelay` is not given.

@@ -1,10 +1,11 @@
 //! Webhook deliveries per second: a local receiver (axum, in the harness)
 //! notes every POST; an account whose webhook URL points at it has `requests`
 //! requests completed by simulated extensions; the rate is distinct requests
-//! delivered per second, first delivery to last.
+//! delivered per second, first delivery to last, and the latency is from the
+//! extension's answer to the webhook's arrival.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -16,11 +17,17 @@ use std::{
 use axum::{extract::State, http::StatusCode, routing::post, Router};
 use tokio_util::sync::CancellationToken;
 
-use crate::{extension::Extensions, rest::RestClient, server::Chatrelay};
+use crate::{
+    extension::Extensions,
+    latency::Latencies,
+    observe::{Observer, Usage},
+    rest::RestClient,
+};
 
 #[derive(Default)]
 struct Received {
-    request_ids: HashSet<String>,
+    /// When the first webhook for each request arrived.
+    request_ids: HashMap<String, Instant>,
     posts: u64,
     first: Option<Instant>,
     last: Option<Instant>,
@@ -48,7 +55,10 @@ async fn receive(
     };
     let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
     received.posts += 1;
-    received.request_ids.insert(payload.request_id);
+    received
+        .request_ids
+        .entry(payload.request_id)
+        .or_insert(now);
     received.first.get_or_insert(now);
     received.last = Some(now);
     StatusCode::OK
@@ -104,7 +114,10 @@ pub struct WebhookReport {
     pub per_sec: f64,
     /// First submit to last delivery.
     pub total: Duration,
-    pub server_cpu: Option<f64>,
+    /// The extension's answer → the webhook's arrival.
+    pub latency: Latencies,
+    /// From the first submit until the last webhook arrived.
+    pub cpu: Option<Usage>,
 }
 
 /// How long the scenario waits for every webhook.
@@ -114,7 +127,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// receiver's) with `extensions` simulated extensions and `submitters`
 /// concurrent REST submits, and waits until every webhook arrived.
 pub async fn run(
-    server: &Chatrelay,
+    http: SocketAddr,
+    observer: &Observer,
     receiver: &Receiver,
     api_key: &str,
     requests: usize,
@@ -122,9 +136,9 @@ pub async fn run(
     submitters: usize,
 ) -> anyhow::Result<WebhookReport> {
     let epoch = Instant::now();
-    let extensions = Extensions::start(server.http, api_key, extensions, epoch).await?;
-    let client = RestClient::new(server.http, api_key)?;
-    let cpu_before = server.cpu_seconds().ok();
+    let extensions = Extensions::start(http, api_key, extensions, epoch).await?;
+    let client = RestClient::new(http, api_key)?;
+    let cpu_before = observer.snapshot();
     let started = Instant::now();
     let tickets = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -146,9 +160,8 @@ pub async fn run(
     while receiver.delivered() < requests && started.elapsed() < DEADLINE {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cpu_after = server.cpu_seconds().ok();
-    let measured = started.elapsed().as_secs_f64();
-    extensions.stop().await?;
+    let cpu_after = observer.snapshot();
+    let answered = extensions.stop().await?;
 
     let received = receiver.received.lock().unwrap_or_else(|e| e.into_inner());
     let (first, last) = (
@@ -157,6 +170,12 @@ pub async fn run(
     );
     let span = last.duration_since(first).as_secs_f64();
     let total = last.duration_since(started);
+    let mut latency = Latencies::default();
+    for arrival in &answered.arrivals {
+        if let Some(delivered) = received.request_ids.get(&arrival.request_id) {
+            latency.record(delivered.duration_since(epoch).saturating_sub(arrival.at));
+        }
+    }
     Ok(WebhookReport {
         requests,
         delivered: received.request_ids.len(),
@@ -167,8 +186,9 @@ pub async fn run(
             0.0
         },
         total,
-        server_cpu: cpu_before
+        latency,
+        cpu: cpu_before
             .zip(cpu_after)
-            .map(|(before, after)| (after - before) / measured),
+            .map(|(before, after)| observer.usage(&before, &after)),
     })
 }

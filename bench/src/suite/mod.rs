@@ -1,0 +1,376 @@
+//! The suite: one temporary database, one chatrelay, every scenario in turn
+//! (each with accounts of its own, so one scenario's backlog never reaches
+//! another's extensions), then the table.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+
+use crate::{
+    database::BenchDatabase,
+    lifecycle::LifecycleReport,
+    observe::{Observer, Usage},
+    report::{self, ms, percent, rate, thousands, Machine, Row},
+    server::{self, Chatrelay},
+    webhooks::Receiver,
+    wrk::{Wrk, WrkReport},
+};
+
+mod scenarios;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Rest,
+    Grpc,
+    Get,
+    Lifecycle,
+    Webhooks,
+    Idle,
+}
+
+/// `chatrelay-bench run`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunOptions {
+    /// The release `chatrelay` binary to benchmark [default: `chatrelay` next
+    /// to this binary].
+    #[arg(long)]
+    pub chatrelay: Option<PathBuf>,
+
+    /// Run on PostgreSQL: a server URL the harness may create (and then
+    /// drop) a database from, e.g. postgres://postgres@127.0.0.1:5432/test.
+    /// Without it: a SQLite file in a temporary directory.
+    #[arg(long)]
+    pub postgres: Option<String>,
+
+    /// Seconds measured per scenario.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+
+    /// Seconds of load before each measurement, not counted.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+
+    /// Concurrent connections (wrk) or calls in flight (gRPC, submitters).
+    #[arg(long, default_value_t = 32)]
+    pub connections: u32,
+
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    pub wrk_threads: u32,
+
+    /// HTTP/2 connections the gRPC driver spreads its calls over.
+    #[arg(long, default_value_t = 4)]
+    pub grpc_channels: usize,
+
+    /// Simulated extensions in the lifecycle and webhook scenarios.
+    #[arg(long, default_value_t = 8)]
+    pub extensions: usize,
+
+    /// Idle extension sessions held open.
+    #[arg(long, default_value_t = 10_000)]
+    pub idle_sessions: usize,
+
+    /// Idle sessions per account: the service's default
+    /// CHATRELAY_MAX_SESSIONS_PER_ACCOUNT, so the idle sessions are spread
+    /// over as many accounts as that needs.
+    #[arg(long, default_value_t = 100)]
+    pub sessions_per_account: usize,
+
+    /// Requests completed in the webhook scenario.
+    #[arg(long, default_value_t = 5_000)]
+    pub webhook_requests: usize,
+
+    /// Scenarios to leave out (comma-separated); the reference always runs.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub skip: Vec<Scenario>,
+
+    /// Also profile chatrelay with `perf record` over each measured window:
+    /// DIR/<scenario>.data and a flat report DIR/<scenario>.txt.
+    #[arg(long, value_name = "DIR")]
+    pub perf: Option<PathBuf>,
+}
+
+/// API keys: one account per scenario, and as many as the idle sessions need.
+struct Keys {
+    rest: String,
+    grpc: String,
+    get: String,
+    lifecycle: String,
+    lifecycle_half: String,
+    webhooks: String,
+    idle: Vec<String>,
+}
+
+/// What the suite found: the table, notes on anything that went wrong, and
+/// where chatrelay's CPU went in each scenario.
+#[derive(Default)]
+struct Findings {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+    cpu: Vec<(String, Usage)>,
+}
+
+const GIB: u64 = 1 << 30;
+
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let machine = Machine::detect();
+    let binary = options
+        .chatrelay
+        .clone()
+        .unwrap_or_else(server::default_binary);
+    if let Some(dir) = &options.perf {
+        std::fs::create_dir_all(dir)?;
+    }
+    let database = BenchDatabase::create(options.postgres.as_deref()).await?;
+    progress(&format!(
+        "{} at {}; scratch directory {}",
+        database.description,
+        database.url,
+        database.dir().display()
+    ));
+    let outcome = run_on(&options, &binary, &database).await;
+    if outcome.is_err() {
+        print_log_tail(&database.path("chatrelay.log"));
+    }
+    let description = database.description.clone();
+    let removed = database.remove().await;
+    let findings = outcome?;
+    removed?;
+
+    println!("### chatrelay benchmark: {description}");
+    println!();
+    println!("- machine: {machine}");
+    println!(
+        "- load: wrk {} threads × {} connections; gRPC driver {} calls in flight over {} channels; \
+         {} s measured per scenario after {} s warm-up; load generator on the same machine, loopback",
+        options.wrk_threads,
+        options.connections,
+        options.connections,
+        options.grpc_channels,
+        options.duration,
+        options.warmup
+    );
+    println!(
+        "- chatrelay: `{} serve`, default settings; CPU column: cores chatrelay used of the cores \
+         the whole machine was busy (the rest is the load generator and anything else running)",
+        binary.display()
+    );
+    println!();
+    print!("{}", report::table(&findings.rows));
+    if !findings.notes.is_empty() {
+        println!();
+        for note in &findings.notes {
+            println!("- {note}");
+        }
+    }
+    println!();
+    println!("chatrelay's threads (cores used in the measured window):");
+    println!();
+    for (scenario, usage) in &findings.cpu {
+        println!("- {scenario}: {}", usage.threads_line());
+    }
+    Ok(())
+}
+
+async fn run_on(
+    options: &RunOptions,
+    binary: &Path,
+    database: &BenchDatabase,
+) -> anyhow::Result<Findings> {
+    let receiver = Receiver::start().await?;
+    progress("creating accounts");
+    let account = |name: String, webhook: Option<String>| async move {
+        server::create_account(binary, &database.url, &name, webhook.as_deref()).await
+    };
+    let mut keys = Keys {
+        rest: account("bench-rest".into(), None).await?,
+        grpc: account("bench-grpc".into(), None).await?,
+        get: account("bench-get".into(), None).await?,
+        lifecycle: account("bench-lifecycle".into(), None).await?,
+        lifecycle_half: account("bench-lifecycle-half".into(), None).await?,
+        webhooks: account("bench-webhooks".into(), Some(receiver.url())).await?,
+        idle: Vec::new(),
+    };
+    if !options.skip.contains(&Scenario::Idle) {
+        let accounts = options
+            .idle_sessions
+            .div_ceil(options.sessions_per_account.max(1));
+        for n in 0..accounts {
+            keys.idle
+                .push(account(format!("bench-idle-{n}"), None).await?);
+        }
+    }
+    let server = Chatrelay::start(binary, &database.url, &database.path("chatrelay.log")).await?;
+    progress(&format!(
+        "chatrelay (pid {}) serving REST on {}, gRPC on {}",
+        server.pid, server.http, server.grpc
+    ));
+    let mut suite = Suite {
+        options,
+        server: &server,
+        observer: Observer::new(server.pid, options.perf.clone(), options.postgres.is_some()),
+        wrk: Wrk {
+            threads: options.wrk_threads,
+            connections: options.connections,
+        },
+        submit_script: write_script(database, "submit.lua", include_str!("../../lua/submit.lua"))?,
+        get_script: write_script(database, "get.lua", include_str!("../../lua/get.lua"))?,
+        reference_rps: 0.0,
+        found: Findings::default(),
+    };
+    let outcome = suite.scenarios(&keys, &receiver).await;
+    let found = std::mem::take(&mut suite.found);
+    receiver.stop();
+    let stopped = server.stop().await;
+    outcome?;
+    stopped?;
+    Ok(found)
+}
+
+struct Suite<'a> {
+    options: &'a RunOptions,
+    server: &'a Chatrelay,
+    observer: Observer,
+    wrk: Wrk,
+    submit_script: PathBuf,
+    get_script: PathBuf,
+    reference_rps: f64,
+    found: Findings,
+}
+
+impl Suite<'_> {
+    fn warmup(&self) -> Duration {
+        Duration::from_secs(self.options.warmup)
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.options.duration)
+    }
+
+    fn runs(&self, scenario: Scenario) -> bool {
+        !self.options.skip.contains(&scenario)
+    }
+
+    fn conns(&self) -> u32 {
+        self.options.connections
+    }
+
+    fn vs_reference(&self, per_sec: f64) -> String {
+        percent(per_sec / self.reference_rps)
+    }
+
+    /// A wrk run after a warm-up run of the same load; with a name, also
+    /// where chatrelay's CPU went during the measured run.
+    async fn wrk_measured(
+        &self,
+        name: Option<&str>,
+        url: &str,
+        script: &Path,
+        api_key: &str,
+    ) -> anyhow::Result<(WrkReport, Option<Usage>)> {
+        if self.options.warmup > 0 {
+            self.wrk.run(url, script, api_key, self.warmup()).await?;
+        }
+        let from = Instant::now();
+        let observe = async {
+            match name {
+                Some(name) => {
+                    self.observer
+                        .window(name, from, from + self.duration())
+                        .await
+                }
+                None => None,
+            }
+        };
+        let (report, cpu) =
+            tokio::join!(self.wrk.run(url, script, api_key, self.duration()), observe);
+        Ok((report?, cpu))
+    }
+
+    fn add_wrk_row(
+        &mut self,
+        scenario: String,
+        report: &WrkReport,
+        cpu: Option<Usage>,
+        target: &str,
+        met: Option<bool>,
+    ) {
+        self.progress_wrk(&scenario, report);
+        if let Some(note) = report.error_note() {
+            self.found.notes.push(format!("{scenario}: {note}"));
+        }
+        self.add_cpu(&scenario, &cpu);
+        self.found.rows.push(Row {
+            throughput: rate(report.requests_per_sec),
+            p50: ms(Some(report.p50)),
+            p99: ms(Some(report.p99)),
+            vs_reference: self.vs_reference(report.requests_per_sec),
+            cpu: cpu.map(|cpu| cpu.cell()).unwrap_or_default(),
+            target: target.to_string(),
+            met,
+            scenario,
+        });
+    }
+
+    fn add_cpu(&mut self, scenario: &str, cpu: &Option<Usage>) {
+        if let Some(cpu) = cpu {
+            let label = scenario.split(['(', ':']).next().unwrap_or(scenario).trim();
+            self.found.cpu.push((label.to_string(), cpu.clone()));
+        }
+    }
+
+    fn progress_wrk(&self, what: &str, report: &WrkReport) {
+        progress(&format!(
+            "{what}: {} p50 {} p99 {}",
+            rate(report.requests_per_sec),
+            ms(Some(report.p50)),
+            ms(Some(report.p99))
+        ));
+    }
+
+    fn note_lifecycle(&mut self, what: &str, report: &LifecycleReport) {
+        if report.submit_errors > 0 {
+            self.found
+                .notes
+                .push(format!("{what}: {} submits failed", report.submit_errors));
+        }
+        if report.frame_errors > 0 {
+            self.found.notes.push(format!(
+                "{what}: the server answered {} results with an error frame",
+                report.frame_errors
+            ));
+        }
+        if report.not_dispatched > 0 {
+            self.found.notes.push(format!(
+                "{what}: {} requests submitted in the measured window had not reached an extension \
+                 2 s after the submitters stopped (queued behind the backlog); the dispatch \
+                 percentiles cover only those that had",
+                thousands(report.not_dispatched)
+            ));
+        }
+    }
+}
+
+fn write_script(database: &BenchDatabase, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    let path = database.path(name);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn print_log_tail(log: &Path) {
+    if let Ok(text) = std::fs::read_to_string(log) {
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        eprintln!("last lines of chatrelay's log ({}):", log.display());
+        for line in tail.into_iter().rev() {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+/// Progress goes to stderr; the table alone goes to stdout.
+fn progress(what: &str) {
+    eprintln!("chatrelay-bench: {what}");
+}

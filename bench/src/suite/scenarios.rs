@@ -1,0 +1,422 @@
+//! The scenarios, one method each, in the order the suite runs them; each
+//! adds its rows (and notes) to the findings.
+
+use std::time::{Duration, Instant};
+
+use super::{progress, Keys, Scenario, Suite, GIB};
+use crate::{
+    idle_sessions::IdleSessions,
+    lifecycle::{LifecycleLoad, LifecycleReport},
+    observe::Usage,
+    reference::ReferenceServer,
+    report::{mib, ms, percent, rate, thousands, Row},
+    rest::RestClient,
+    submit_grpc::GrpcLoad,
+    webhooks::{self, Receiver},
+};
+
+impl Suite<'_> {
+    pub(super) async fn scenarios(
+        &mut self,
+        keys: &Keys,
+        receiver: &Receiver,
+    ) -> anyhow::Result<()> {
+        self.reference().await?;
+        let mut rest_rps = None;
+        if self.runs(Scenario::Rest) {
+            rest_rps = Some(self.rest_submit(keys).await?);
+        }
+        if self.runs(Scenario::Grpc) {
+            self.grpc_submit(keys, rest_rps).await?;
+        }
+        if self.runs(Scenario::Get) {
+            self.rest_get(keys).await?;
+        }
+        if self.runs(Scenario::Lifecycle) {
+            self.lifecycles(keys).await?;
+        }
+        // Webhooks before the idle sessions, so their closing does not overlap.
+        if self.runs(Scenario::Webhooks) {
+            self.webhooks(keys, receiver).await?;
+        }
+        if self.runs(Scenario::Idle) {
+            self.idle_sessions(keys).await?;
+        }
+        Ok(())
+    }
+
+    /// The physical reference, with the same wrk settings as the REST scenarios.
+    async fn reference(&mut self) -> anyhow::Result<()> {
+        let reference = ReferenceServer::start(&std::env::current_exe()?).await?;
+        let url = format!("http://{}/api/chat/submit/", reference.addr);
+        let measured = self.wrk_measured(None, &url, &self.submit_script, "").await;
+        reference.stop().await;
+        let (report, _) = measured?;
+        self.progress_wrk("reference", &report);
+        self.reference_rps = report.requests_per_sec;
+        self.found.rows.push(Row {
+            scenario: format!(
+                "reference: bare axum handler parses + returns the submit JSON (wrk, {} conns)",
+                self.conns()
+            ),
+            throughput: rate(report.requests_per_sec),
+            p50: ms(Some(report.p50)),
+            p99: ms(Some(report.p99)),
+            vs_reference: "100%".into(),
+            ..Row::default()
+        });
+        Ok(())
+    }
+
+    /// (1) REST submit with wrk; returns its requests/s.
+    async fn rest_submit(&mut self, keys: &Keys) -> anyhow::Result<f64> {
+        let url = format!("http://{}/api/chat/submit/", self.server.http);
+        let (report, cpu) = self
+            .wrk_measured(Some("1-rest-submit"), &url, &self.submit_script, &keys.rest)
+            .await?;
+        let scenario = format!(
+            "1. REST `POST /api/chat/submit/` (wrk, {} conns)",
+            self.conns()
+        );
+        let met = report.requests_per_sec / self.reference_rps >= 0.15;
+        self.add_wrk_row(scenario, &report, cpu, "≥ 15% of reference", Some(met));
+        Ok(report.requests_per_sec)
+    }
+
+    /// (2) Submit over gRPC directly, with the harness's tonic driver.
+    async fn grpc_submit(&mut self, keys: &Keys, rest_rps: Option<f64>) -> anyhow::Result<()> {
+        let load = GrpcLoad {
+            concurrency: self.conns() as usize,
+            channels: self.options.grpc_channels,
+            warmup: self.warmup(),
+            duration: self.duration(),
+        };
+        let start = Instant::now();
+        let from = start + load.warmup;
+        let (report, cpu) = tokio::join!(
+            load.run(self.server.grpc, &keys.grpc, start),
+            self.observer
+                .window("2-grpc-submit", from, from + load.duration)
+        );
+        let mut report = report?;
+        let per_sec = report.calls as f64 / load.duration.as_secs_f64();
+        if report.errors > 0 {
+            self.found.notes.push(format!(
+                "gRPC submit: {} of {} calls failed, first: {}",
+                report.errors,
+                report.calls + report.errors,
+                report.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        let (p50, p99) = (
+            report.latencies.percentile(50.0),
+            report.latencies.percentile(99.0),
+        );
+        progress(&format!(
+            "gRPC submit: {} p50 {} p99 {}",
+            rate(per_sec),
+            ms(p50),
+            ms(p99)
+        ));
+        let (target, met) = match rest_rps {
+            Some(rest) => (
+                format!("REST ≥ 70% of gRPC (is {})", percent(rest / per_sec)),
+                Some(rest / per_sec >= 0.70),
+            ),
+            None => ("REST ≥ 70% of gRPC".into(), None),
+        };
+        let scenario = format!(
+            "2. gRPC `SubmitMessage` (tonic driver in the harness, {} in flight, {} channels)",
+            self.conns(),
+            load.channels
+        );
+        self.add_cpu(&scenario, &cpu);
+        self.found.rows.push(Row {
+            scenario,
+            throughput: rate(per_sec),
+            p50: ms(p50),
+            p99: ms(p99),
+            vs_reference: self.vs_reference(per_sec),
+            cpu: cpu.map(|cpu| cpu.cell()).unwrap_or_default(),
+            target,
+            met,
+        });
+        Ok(())
+    }
+
+    /// (3) REST GET of one request, with wrk.
+    async fn rest_get(&mut self, keys: &Keys) -> anyhow::Result<()> {
+        let id = RestClient::new(self.server.http, &keys.get)?
+            .submit()
+            .await?;
+        let url = format!("http://{}/api/chat/requests/{id}/", self.server.http);
+        let (report, cpu) = self
+            .wrk_measured(Some("3-rest-get"), &url, &self.get_script, &keys.get)
+            .await?;
+        let scenario = format!(
+            "3. REST `GET /api/chat/requests/{{id}}/` (wrk, {} conns)",
+            self.conns()
+        );
+        let met = report.requests_per_sec / self.reference_rps >= 0.25;
+        self.add_wrk_row(scenario, &report, cpu, "≥ 25% of reference", Some(met));
+        Ok(())
+    }
+
+    /// (4) Full lifecycles, flat out and then paced at half that rate.
+    async fn lifecycles(&mut self, keys: &Keys) -> anyhow::Result<()> {
+        let (extensions, conns) = (self.options.extensions, self.conns());
+        let full = LifecycleLoad {
+            extensions,
+            submitters: conns as usize,
+            pace: None,
+            warmup: self.warmup(),
+            duration: self.duration(),
+        };
+        let (mut report, cpu) = self
+            .lifecycle_run(&full, &keys.lifecycle, "4a-lifecycles")
+            .await?;
+        let (p50, p99) = (
+            report.dispatch.percentile(50.0),
+            report.dispatch.percentile(99.0),
+        );
+        let full_rate = report.completed_per_sec;
+        progress(&format!(
+            "lifecycles flat out: {} completed, {} submitted; dispatch p50 {} p99 {}",
+            rate(full_rate),
+            rate(report.submitted_per_sec),
+            ms(p50),
+            ms(p99)
+        ));
+        self.note_lifecycle("4a", &report);
+        let scenario = format!(
+            "4a. lifecycles: {extensions} extensions answer at once, {conns} REST submitters flat out \
+             ({} submitted); p50/p99 = dispatch latency, submit → `new_request`",
+            rate(report.submitted_per_sec)
+        );
+        self.add_cpu(&scenario, &cpu);
+        self.found.rows.push(Row {
+            scenario,
+            throughput: rate(full_rate),
+            p50: ms(p50),
+            p99: ms(p99),
+            vs_reference: self.vs_reference(full_rate),
+            cpu: cpu.map(|cpu| cpu.cell()).unwrap_or_default(),
+            target: "≥ 3,000 lifecycles/s".into(),
+            met: Some(full_rate >= 3_000.0),
+        });
+
+        let half_rate = (full_rate / 2.0).max(1.0);
+        let half = LifecycleLoad {
+            pace: Some(half_rate),
+            submitters: (conns as usize * 2).max(64),
+            ..full
+        };
+        let (mut report, cpu) = self
+            .lifecycle_run(&half, &keys.lifecycle_half, "4b-lifecycles-half")
+            .await?;
+        let (p50, p99) = (
+            report.dispatch.percentile(50.0),
+            report.dispatch.percentile(99.0),
+        );
+        progress(&format!(
+            "lifecycles paced at {}: {} completed; dispatch p50 {} p99 {}",
+            rate(half_rate),
+            rate(report.completed_per_sec),
+            ms(p50),
+            ms(p99)
+        ));
+        self.note_lifecycle("4b", &report);
+        if full_rate < 1_500.0 {
+            self.found.notes.push(format!(
+                "4b ran at half of the rate 4a reached ({}), less than half of the 3,000/s \
+                 target: its dispatch target counts as met only at ≥ 1,500/s",
+                rate(half_rate)
+            ));
+        }
+        let scenario = format!(
+            "4b. lifecycles paced at half of 4a ({} submitted); p50/p99 = dispatch latency",
+            rate(report.submitted_per_sec)
+        );
+        self.add_cpu(&scenario, &cpu);
+        self.found.rows.push(Row {
+            scenario,
+            throughput: rate(report.completed_per_sec),
+            p50: ms(p50),
+            p99: ms(p99),
+            vs_reference: self.vs_reference(report.completed_per_sec),
+            cpu: cpu.map(|cpu| cpu.cell()).unwrap_or_default(),
+            target: "dispatch p99 ≤ 10 ms at ≥ 1,500/s".into(),
+            met: p99.map(|p99| p99 <= Duration::from_millis(10) && half_rate >= 1_500.0),
+        });
+        Ok(())
+    }
+
+    async fn lifecycle_run(
+        &self,
+        load: &LifecycleLoad,
+        api_key: &str,
+        name: &str,
+    ) -> anyhow::Result<(LifecycleReport, Option<Usage>)> {
+        let start = Instant::now();
+        let from = start + load.warmup;
+        let (report, cpu) = tokio::join!(
+            load.run(self.server.http, api_key, start),
+            self.observer.window(name, from, from + load.duration)
+        );
+        Ok((report?, cpu))
+    }
+
+    /// (6) Webhook deliveries to the harness's receiver.
+    async fn webhooks(&mut self, keys: &Keys, receiver: &Receiver) -> anyhow::Result<()> {
+        let requests = self.options.webhook_requests;
+        let mut report = webhooks::run(
+            self.server.http,
+            &self.observer,
+            receiver,
+            &keys.webhooks,
+            requests,
+            self.options.extensions,
+            self.conns() as usize,
+        )
+        .await?;
+        let (p50, p99) = (
+            report.latency.percentile(50.0),
+            report.latency.percentile(99.0),
+        );
+        progress(&format!(
+            "webhooks: {} of {} delivered, {} ({} POSTs); the last {:.1} s after the first submit; \
+             answer → webhook p50 {} p99 {}",
+            report.delivered,
+            report.requests,
+            rate(report.per_sec),
+            report.posts,
+            report.total.as_secs_f64(),
+            ms(p50),
+            ms(p99)
+        ));
+        if report.delivered < report.requests {
+            self.found.notes.push(format!(
+                "webhooks: only {} of {} webhooks arrived within the deadline",
+                report.delivered, report.requests
+            ));
+        }
+        let scenario = format!(
+            "6. webhook deliveries to a local receiver ({} requests completed by {} extensions; \
+             all delivered {:.1} s after the first submit); p50/p99 = extension's answer → webhook",
+            thousands(requests as u64),
+            self.options.extensions,
+            report.total.as_secs_f64()
+        );
+        self.add_cpu(&scenario, &report.cpu);
+        self.found.rows.push(Row {
+            scenario,
+            throughput: rate(report.per_sec),
+            p50: ms(p50),
+            p99: ms(p99),
+            vs_reference: self.vs_reference(report.per_sec),
+            cpu: report.cpu.map(|cpu| cpu.cell()).unwrap_or_default(),
+            ..Row::default()
+        });
+        Ok(())
+    }
+
+    /// (5) Idle extension sessions: memory, and submit latency with them open.
+    async fn idle_sessions(&mut self, keys: &Keys) -> anyhow::Result<()> {
+        let count = self.options.idle_sessions;
+        let url = format!("http://{}/api/chat/submit/", self.server.http);
+        let (without, cpu_without) = self
+            .wrk_measured(
+                Some("5b-rest-submit"),
+                &url,
+                &self.submit_script,
+                &keys.rest,
+            )
+            .await?;
+        let rss_before = self.server.rss_bytes()?;
+        let per_account = self.options.sessions_per_account.max(1);
+        let sessions = IdleSessions::open(self.server.http, &keys.idle, per_account, count).await;
+        let rss_after = self.settled_rss().await?;
+        progress(&format!(
+            "{} idle sessions open ({} failed) in {:.1} s; RSS {} → {}",
+            sessions.connected,
+            sessions.failed,
+            sessions.connect_time.as_secs_f64(),
+            mib(rss_before),
+            mib(rss_after)
+        ));
+        let measured = self
+            .wrk_measured(
+                Some("5c-rest-submit-idle"),
+                &url,
+                &self.submit_script,
+                &keys.rest,
+            )
+            .await;
+        let ended = sessions.ended();
+        let (connected, failed) = (sessions.connected, sessions.failed);
+        let first_error = sessions.first_error.clone();
+        let connect_secs = sessions.connect_time.as_secs_f64();
+        sessions.close().await;
+        let (with, cpu_with) = measured?;
+        if failed > 0 {
+            self.found.notes.push(format!(
+                "5: {failed} of {count} idle sessions failed to open, first: {}",
+                first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        if ended > 0 {
+            self.found.notes.push(format!(
+                "5: the server ended {ended} idle sessions while they were held"
+            ));
+        }
+
+        let per_session = rss_after.saturating_sub(rss_before) as f64 / connected.max(1) as f64;
+        self.found.rows.push(Row {
+            scenario: format!(
+                "5a. {} idle extension sessions ({} accounts, opened in {:.1} s): \
+                 RSS of chatrelay (edge + core) before → with them",
+                thousands(connected),
+                keys.idle.len(),
+                connect_secs
+            ),
+            throughput: format!(
+                "{} → {} ({:.1} KiB/session)",
+                mib(rss_before),
+                mib(rss_after),
+                per_session / 1024.0
+            ),
+            target: format!("≤ 1 GiB with {} sessions", thousands(count as u64)),
+            met: Some(rss_after <= GIB && connected as usize == count),
+            ..Row::default()
+        });
+        let scenario = format!(
+            "5b. REST submit, no idle sessions (wrk, {} conns)",
+            self.conns()
+        );
+        self.add_wrk_row(scenario, &without, cpu_without, "", None);
+        let p50_ratio = with.p50.as_secs_f64() / without.p50.as_secs_f64();
+        let p99_ratio = with.p99.as_secs_f64() / without.p99.as_secs_f64();
+        let scenario = format!(
+            "5c. REST submit with {} idle sessions connected",
+            thousands(connected)
+        );
+        let target = format!("p50, p99 ≤ 1.25× 5b (are {p50_ratio:.2}×, {p99_ratio:.2}×)");
+        let met = p50_ratio <= 1.25 && p99_ratio <= 1.25;
+        self.add_wrk_row(scenario, &with, cpu_with, &target, Some(met));
+        Ok(())
+    }
+
+    /// Resident memory once it stops growing (the sessions settle in).
+    async fn settled_rss(&self) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = self.server.rss_bytes()?;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.server.rss_bytes()?;
+            if now.abs_diff(last) * 200 < last || Instant::now() >= deadline {
+                return Ok(now);
+            }
+            last = now;
+        }
+    }
+}
