@@ -12,7 +12,7 @@ pub struct BenchDatabase {
     /// What the table calls it, e.g. `SQLite` or `PostgreSQL 15.8`.
     pub description: String,
     /// The run's scratch directory (the SQLite file, chatrelay's log, wrk scripts).
-    pub dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     postgres: Option<(String, String)>,
 }
 
@@ -63,6 +63,17 @@ impl BenchDatabase {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Leaves the database and the scratch directory in place, for a look
+    /// afterwards; says where they are.
+    pub fn keep(self) -> String {
+        let dir = self.dir.keep();
+        format!(
+            "database {} and scratch directory {} kept",
+            self.url,
+            dir.display()
+        )
     }
 
     /// Drops the PostgreSQL database; the temporary directory goes with `self`.

@@ -87,6 +87,11 @@ pub struct RunOptions {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<Scenario>,
 
+    /// Keep the database and the scratch directory (chatrelay's log) after
+    /// the run instead of removing them.
+    #[arg(long)]
+    pub keep_database: bool,
+
     /// Also profile chatrelay with `perf record` over each measured window:
     /// DIR/<scenario>.data and a flat report DIR/<scenario>.txt.
     #[arg(long, value_name = "DIR")]
@@ -136,7 +141,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         print_log_tail(&database.path("chatrelay.log"));
     }
     let description = database.description.clone();
-    let removed = database.remove().await;
+    let removed = if options.keep_database {
+        progress(&database.keep());
+        Ok(())
+    } else {
+        database.remove().await
+    };
     let findings = outcome?;
     removed?;
 
