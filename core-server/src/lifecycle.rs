@@ -4,8 +4,9 @@
 //! same transaction.
 
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    EntityTrait, QueryFilter, Set, TransactionTrait,
+    sea_query::{Expr, Func, Query, SimpleExpr},
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -74,8 +75,9 @@ pub async fn mark_executing(
     Ok(())
 }
 
-/// Points the request at the chat the extension reported and records the
-/// chat's ChatGPT id and title.
+/// Records the chat's ChatGPT id and title. The common cases — the chat
+/// already has that id, or is new and no other chat of the account has it —
+/// take one statement; the rest find or create the named chat.
 async fn settle_chat(
     txn: &DatabaseTransaction,
     request: &message_request::Model,
@@ -83,24 +85,48 @@ async fn settle_chat(
     title: Option<String>,
 ) -> CoreResult<i64> {
     let at = now();
-    let current = chat::Entity::find_by_id(request.chat_id)
+    let named_here = chat::Entity::update_many()
+        .col_expr(chat::Column::ChatgptId, Expr::value(chatgpt_id))
+        .col_expr(
+            chat::Column::Title,
+            SimpleExpr::from(Func::coalesce([
+                Expr::value(title.clone()),
+                Expr::col(chat::Column::Title).into(),
+            ])),
+        )
+        .col_expr(chat::Column::UpdatedAt, Expr::value(at))
+        .filter(chat::Column::Id.eq(request.chat_id))
+        .filter(
+            Condition::any()
+                .add(chat::Column::ChatgptId.eq(chatgpt_id))
+                .add(chat::Column::ChatgptId.is_null()),
+        )
+        .filter(
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(chat::Entity)
+                    .and_where(chat::Column::AccountId.eq(request.account_id))
+                    .and_where(chat::Column::ChatgptId.eq(chatgpt_id))
+                    .and_where(chat::Column::Id.ne(request.chat_id))
+                    .to_owned(),
+            )
+            .not(),
+        )
+        .exec(txn)
+        .await?;
+    if named_here.rows_affected == 1 {
+        return Ok(request.chat_id);
+    }
+    // The extension answered in a conversation the account already has
+    // under another chat, or in another one than the one asked for.
+    let target = match chat::Entity::find()
+        .filter(chat::Column::AccountId.eq(request.account_id))
+        .filter(chat::Column::ChatgptId.eq(chatgpt_id))
         .one(txn)
         .await?
-        .ok_or_else(|| CoreError::Unavailable("request's chat is missing".into()))?;
-    let named = if current.chatgpt_id.as_deref() == Some(chatgpt_id) {
-        Some(current.clone())
-    } else {
-        chat::Entity::find()
-            .filter(chat::Column::AccountId.eq(request.account_id))
-            .filter(chat::Column::ChatgptId.eq(chatgpt_id))
-            .one(txn)
-            .await?
-    };
-    let target = match named {
+    {
         Some(chat) => chat,
-        // A new chat learns its ChatGPT id now.
-        None if current.chatgpt_id.is_none() => current,
-        // The extension answered in another conversation than the one asked for.
         None => {
             chat::ActiveModel {
                 account_id: Set(request.account_id),
@@ -115,58 +141,68 @@ async fn settle_chat(
         }
     };
     let mut active: chat::ActiveModel = target.clone().into();
-    active.chatgpt_id = Set(Some(chatgpt_id.to_string()));
     if title.is_some() {
         active.title = Set(title);
     }
     active.updated_at = Set(at);
     active.update(txn).await?;
+    message_request::Entity::update_many()
+        .col_expr(message_request::Column::ChatId, Expr::value(target.id))
+        .filter(message_request::Column::Id.eq(request.id))
+        .exec(txn)
+        .await?;
     Ok(target.id)
 }
 
-/// Writes a terminal status, guarded so that of two racing results exactly
-/// one wins, then enqueues the webhook in the same transaction.
+/// Writes a terminal status in one guarded statement — of two racing
+/// results exactly one wins — and returns the finished request; on a miss,
+/// says why.
 async fn finish(
+    txn: &DatabaseTransaction,
+    account: AccountId,
+    id: Uuid,
+    status: RequestStatus,
+    response: Option<String>,
+    error: Option<String>,
+) -> CoreResult<message_request::Model> {
+    let finished = message_request::without_lease(message_request::Entity::update_many())
+        .col_expr(message_request::Column::Status, Expr::value(status))
+        .col_expr(message_request::Column::Response, Expr::value(response))
+        .col_expr(message_request::Column::ErrorMessage, Expr::value(error))
+        .col_expr(message_request::Column::CompletedAt, Expr::value(now()))
+        .filter(message_request::Column::Id.eq(id))
+        .filter(message_request::Column::AccountId.eq(account.0))
+        .filter(message_request::Column::Status.is_in(RequestStatus::OPEN))
+        .exec_with_returning(txn)
+        .await?;
+    match finished.into_iter().next() {
+        Some(request) => Ok(request),
+        None => {
+            load_open(txn, account, id).await?;
+            Err(CoreError::FailedPrecondition(format!(
+                "request {id} is already finished; a finished request never changes"
+            )))
+        }
+    }
+}
+
+/// What every terminal transition does in its transaction besides the
+/// status: the webhook, the count, the word to other cores.
+async fn finished(
     core: &Core,
     txn: &DatabaseTransaction,
-    mut request: message_request::Model,
-) -> CoreResult<message_request::Model> {
-    request.lease_session = None;
-    request.lease_node = None;
-    request.lease_expires_at = None;
-    let updated = message_request::without_lease(message_request::Entity::update_many())
-        .col_expr(message_request::Column::Status, Expr::value(request.status))
-        .col_expr(
-            message_request::Column::Response,
-            Expr::value(request.response.clone()),
-        )
-        .col_expr(
-            message_request::Column::ErrorMessage,
-            Expr::value(request.error_message.clone()),
-        )
-        .col_expr(
-            message_request::Column::CompletedAt,
-            Expr::value(request.completed_at),
-        )
-        .col_expr(
-            message_request::Column::ChatId,
-            Expr::value(request.chat_id),
-        )
-        .filter(message_request::Column::Id.eq(request.id))
-        .filter(message_request::Column::Status.is_in(RequestStatus::OPEN))
-        .exec(txn)
-        .await?;
-    if updated.rows_affected == 0 {
-        return Err(CoreError::FailedPrecondition(format!(
-            "request {} is already finished; a finished request never changes",
-            request.id
-        )));
-    }
-    webhooks::enqueue(txn, &request).await?;
+    request: &message_request::Model,
+) -> CoreResult<()> {
+    webhooks::enqueue(txn, request).await?;
     metrics::counter!("chatrelay_requests_finished_total", "status" => request.status.as_str())
         .increment(1);
-    dispatch::publish_finished(txn, core, AccountId(request.account_id), request.id).await?;
-    Ok(request)
+    dispatch::publish_finished(txn, core, AccountId(request.account_id), request.id).await
+}
+
+/// Tells this process's sessions and the webhook worker, after the commit.
+fn committed(core: &Core, account: AccountId, id: Uuid) {
+    core.dispatch.finished_local(account, id);
+    webhooks::notify_committed(core);
 }
 
 /// ChatGPT answered: the request is `done`, its chat named.
@@ -181,18 +217,13 @@ pub async fn complete(
     if chatgpt_id.trim().is_empty() {
         return Err(CoreError::invalid("chat_id: must not be empty"));
     }
-    let txn = core.db.write.begin().await?;
-    let mut request = load_open(&txn, account, id).await?;
     let chat_title = chat_title.filter(|t| !t.trim().is_empty());
+    let txn = core.db.write.begin().await?;
+    let mut request = finish(&txn, account, id, RequestStatus::Done, Some(response), None).await?;
     request.chat_id = settle_chat(&txn, &request, &chatgpt_id, chat_title).await?;
-    request.status = RequestStatus::Done;
-    request.response = Some(response);
-    request.error_message = None;
-    request.completed_at = Some(now());
-    let request = finish(core, &txn, request).await?;
+    finished(core, &txn, &request).await?;
     txn.commit().await?;
-    core.dispatch.finished_local(account, id);
-    webhooks::notify_committed(core);
+    committed(core, account, id);
     Ok(request)
 }
 
@@ -204,24 +235,22 @@ pub async fn fail(
     error: String,
 ) -> CoreResult<message_request::Model> {
     let txn = core.db.write.begin().await?;
-    let request = load_open(&txn, account, id).await?;
-    let request = fail_in(core, &txn, request, error).await?;
+    let request = fail_in(core, &txn, account, id, error).await?;
     txn.commit().await?;
-    core.dispatch.finished_local(account, id);
-    webhooks::notify_committed(core);
+    committed(core, account, id);
     Ok(request)
 }
 
-/// Fails an open request inside the caller's transaction.
+/// Fails an open request inside the caller's transaction (the caller
+/// commits, then tells this process's sessions and webhook worker).
 pub(crate) async fn fail_in(
     core: &Core,
     txn: &DatabaseTransaction,
-    mut request: message_request::Model,
+    account: AccountId,
+    id: Uuid,
     error: String,
 ) -> CoreResult<message_request::Model> {
-    request.status = RequestStatus::Failed;
-    request.response = None;
-    request.error_message = Some(error);
-    request.completed_at = Some(now());
-    finish(core, txn, request).await
+    let request = finish(txn, account, id, RequestStatus::Failed, None, Some(error)).await?;
+    finished(core, txn, &request).await?;
+    Ok(request)
 }
