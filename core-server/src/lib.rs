@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod queue_depth;
 pub mod requests;
+pub mod results;
 pub mod telemetry;
 pub mod webhooks;
 
@@ -31,6 +32,8 @@ pub struct Core {
     pub dispatch: dispatch::Dispatch,
     /// The submit path's group-commit writer.
     pub intake: intake::Intake,
+    /// The result path's group-commit writer.
+    pub results: results::Results,
     /// This process's identity in leases, so other cores can tell its
     /// requests from their own.
     pub node_id: uuid::Uuid,
@@ -51,6 +54,7 @@ impl Core {
             config,
             dispatch: dispatch::Dispatch::default(),
             intake: intake::Intake::default(),
+            results: results::Results::default(),
             node_id: uuid::Uuid::new_v4(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -59,6 +63,7 @@ impl Core {
         dispatch::lease::release_orphans(&core).await?;
         dispatch::lease::start_keeper(&core);
         intake::start_writer(&core);
+        results::start_writer(&core);
         queue_depth::start(&core);
         dispatch::start_listener(&core);
         webhooks::start_worker(&core);

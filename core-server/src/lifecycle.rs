@@ -6,7 +6,7 @@
 use sea_orm::{
     sea_query::{Expr, Func, Query, SimpleExpr},
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set, TransactionTrait,
+    QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -200,9 +200,47 @@ async fn finished(
 }
 
 /// Tells this process's sessions and the webhook worker, after the commit.
-fn committed(core: &Core, account: AccountId, id: Uuid) {
+pub(crate) fn committed(core: &Core, account: AccountId, id: Uuid) {
     core.dispatch.finished_local(account, id);
     webhooks::notify_committed(core);
+}
+
+/// How an extension finished a request.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// ChatGPT answered, in the chat with this ChatGPT id.
+    Done {
+        response: String,
+        chatgpt_id: String,
+        chat_title: Option<String>,
+    },
+    /// The request could not be run.
+    Failed { error: String },
+}
+
+/// Finishes a request as the extension reported; resolves once committed.
+pub async fn settle_outcome(
+    core: &Core,
+    account: AccountId,
+    id: Uuid,
+    outcome: Outcome,
+) -> CoreResult<message_request::Model> {
+    let outcome = match outcome {
+        Outcome::Done { chatgpt_id, .. } if chatgpt_id.trim().is_empty() => {
+            return Err(CoreError::invalid("chat_id: must not be empty"))
+        }
+        Outcome::Done {
+            response,
+            chatgpt_id,
+            chat_title,
+        } => Outcome::Done {
+            response,
+            chatgpt_id,
+            chat_title: chat_title.filter(|t| !t.trim().is_empty()),
+        },
+        failed => failed,
+    };
+    core.results.apply(account, id, outcome).await
 }
 
 /// ChatGPT answered: the request is `done`, its chat named.
@@ -214,17 +252,12 @@ pub async fn complete(
     chatgpt_id: String,
     chat_title: Option<String>,
 ) -> CoreResult<message_request::Model> {
-    if chatgpt_id.trim().is_empty() {
-        return Err(CoreError::invalid("chat_id: must not be empty"));
-    }
-    let chat_title = chat_title.filter(|t| !t.trim().is_empty());
-    let txn = core.db.write.begin().await?;
-    let mut request = finish(&txn, account, id, RequestStatus::Done, Some(response), None).await?;
-    request.chat_id = settle_chat(&txn, &request, &chatgpt_id, chat_title).await?;
-    finished(core, &txn, &request).await?;
-    txn.commit().await?;
-    committed(core, account, id);
-    Ok(request)
+    let outcome = Outcome::Done {
+        response,
+        chatgpt_id,
+        chat_title,
+    };
+    settle_outcome(core, account, id, outcome).await
 }
 
 /// The extension could not run the request: it is `failed`.
@@ -234,23 +267,50 @@ pub async fn fail(
     id: Uuid,
     error: String,
 ) -> CoreResult<message_request::Model> {
-    let txn = core.db.write.begin().await?;
-    let request = fail_in(core, &txn, account, id, error).await?;
-    txn.commit().await?;
-    committed(core, account, id);
-    Ok(request)
+    settle_outcome(core, account, id, Outcome::Failed { error }).await
 }
 
-/// Fails an open request inside the caller's transaction (the caller
-/// commits, then tells this process's sessions and webhook worker).
-pub(crate) async fn fail_in(
+/// Applies an outcome inside the caller's transaction. A request that is
+/// unknown or already finished is refused before anything is written, so
+/// the caller may go on with the transaction; after the commit the caller
+/// calls [`committed`].
+pub(crate) async fn apply_in(
     core: &Core,
     txn: &DatabaseTransaction,
     account: AccountId,
     id: Uuid,
-    error: String,
+    outcome: &Outcome,
 ) -> CoreResult<message_request::Model> {
-    let request = finish(txn, account, id, RequestStatus::Failed, None, Some(error)).await?;
+    let request = match outcome {
+        Outcome::Done {
+            response,
+            chatgpt_id,
+            chat_title,
+        } => {
+            let mut request = finish(
+                txn,
+                account,
+                id,
+                RequestStatus::Done,
+                Some(response.clone()),
+                None,
+            )
+            .await?;
+            request.chat_id = settle_chat(txn, &request, chatgpt_id, chat_title.clone()).await?;
+            request
+        }
+        Outcome::Failed { error } => {
+            finish(
+                txn,
+                account,
+                id,
+                RequestStatus::Failed,
+                None,
+                Some(error.clone()),
+            )
+            .await?
+        }
+    };
     finished(core, txn, &request).await?;
     Ok(request)
 }

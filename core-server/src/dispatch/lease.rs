@@ -40,7 +40,14 @@ async fn give_back(
                 "gave up after {} delivery attempts: {why} before finishing the request",
                 request.attempts
             );
-            lifecycle::fail_in(core, txn, AccountId(request.account_id), request.id, error).await?;
+            lifecycle::apply_in(
+                core,
+                txn,
+                AccountId(request.account_id),
+                request.id,
+                &lifecycle::Outcome::Failed { error },
+            )
+            .await?;
         } else {
             requeue.push(request.id);
         }

@@ -5,7 +5,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use super::{claim::claim, lease, AccountHub};
 use crate::{
     db::entities::{chat, message_request},
     error::CoreError,
-    lifecycle,
+    lifecycle::{self, Outcome},
     model::{AccountId, RequestStatus},
     Core,
 };
@@ -60,6 +60,9 @@ pub enum ServerFrame {
     },
 }
 
+/// Frames taken from the extension in one go.
+const MAX_FRAMES_AT_ONCE: usize = 64;
+
 struct Session {
     core: Arc<Core>,
     account: AccountId,
@@ -102,7 +105,17 @@ pub async fn run<S>(
         tokio::select! {
             _ = core.shutdown.cancelled() => break,
             frame = inbound.next() => match frame {
-                Some(frame) => session.handle(frame).await,
+                Some(frame) => {
+                    // Take every frame already waiting, so results can share a transaction.
+                    let mut frames = vec![frame];
+                    while frames.len() < MAX_FRAMES_AT_ONCE {
+                        match inbound.next().now_or_never() {
+                            Some(Some(frame)) => frames.push(frame),
+                            _ => break,
+                        }
+                    }
+                    session.handle_all(frames).await
+                }
                 None => break,
             },
             _ = hub.work.notified(), if room => session.fill().await,
@@ -207,62 +220,91 @@ impl Session {
         }
     }
 
-    async fn handle(&mut self, frame: ClientFrame) {
-        let (raw_id, result) = match frame {
-            ClientFrame::Invalid { request_id, error } => {
-                return self.reject(request_id, error).await;
+    /// Applies frames in order. Consecutive results go to the result
+    /// writer together, so they can share a transaction.
+    async fn handle_all(&mut self, frames: Vec<ClientFrame>) {
+        let mut results = Vec::new();
+        let mut freed = false;
+        for frame in frames {
+            let (request_id, outcome) = match frame {
+                ClientFrame::Response {
+                    request_id,
+                    response,
+                    chat_id,
+                    chat_title,
+                } => (
+                    request_id,
+                    Outcome::Done {
+                        response,
+                        chatgpt_id: chat_id,
+                        chat_title,
+                    },
+                ),
+                ClientFrame::Error { request_id, error } => (request_id, Outcome::Failed { error }),
+                other => {
+                    freed |= self.apply_results(std::mem::take(&mut results)).await;
+                    self.handle_one(other).await;
+                    continue;
+                }
+            };
+            if let Some(id) = self.parse_id(&request_id).await {
+                results.push((request_id, id, outcome));
             }
+        }
+        freed |= self.apply_results(results).await;
+        if freed {
+            self.fill().await;
+        }
+    }
+
+    /// Applies results concurrently and answers the refused ones in order;
+    /// says whether a slot of this session was freed.
+    async fn apply_results(&mut self, results: Vec<(String, Uuid, Outcome)>) -> bool {
+        let (core, account) = (&self.core, self.account);
+        let applied = futures::future::join_all(results.into_iter().map(
+            |(request_id, id, outcome)| async move {
+                let result = lifecycle::settle_outcome(core, account, id, outcome).await;
+                (request_id, id, result)
+            },
+        ))
+        .await;
+        let mut freed = false;
+        for (request_id, id, result) in applied {
+            match result {
+                Ok(_) => freed |= self.held.remove(&id),
+                Err(e @ CoreError::Database(_)) => {
+                    tracing::warn!(session = %self.id, error = %e, "frame not applied");
+                    self.reject(Some(request_id), "internal error; send the frame again")
+                        .await;
+                }
+                Err(e) => self.reject(Some(request_id), e.to_string()).await,
+            }
+        }
+        freed
+    }
+
+    /// A frame that is not a result.
+    async fn handle_one(&mut self, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Invalid { request_id, error } => self.reject(request_id, error).await,
             ClientFrame::Executing { request_id } => {
                 let Some(id) = self.parse_id(&request_id).await else {
                     return;
                 };
-                let result = lifecycle::mark_executing(&self.core, self.account, id, self.id).await;
-                if result.is_ok() {
-                    self.held.insert(id);
-                }
-                (request_id, result.map(|_| None))
-            }
-            ClientFrame::Response {
-                request_id,
-                response,
-                chat_id,
-                chat_title,
-            } => {
-                let Some(id) = self.parse_id(&request_id).await else {
-                    return;
-                };
-                let result = lifecycle::complete(
-                    &self.core,
-                    self.account,
-                    id,
-                    response,
-                    chat_id,
-                    chat_title,
-                )
-                .await;
-                (request_id, result.map(|_| Some(id)))
-            }
-            ClientFrame::Error { request_id, error } => {
-                let Some(id) = self.parse_id(&request_id).await else {
-                    return;
-                };
-                let result = lifecycle::fail(&self.core, self.account, id, error).await;
-                (request_id, result.map(|_| Some(id)))
-            }
-        };
-        match result {
-            Ok(Some(finished)) => {
-                if self.held.remove(&finished) {
-                    self.fill().await;
+                match lifecycle::mark_executing(&self.core, self.account, id, self.id).await {
+                    Ok(()) => {
+                        self.held.insert(id);
+                    }
+                    Err(e @ CoreError::Database(_)) => {
+                        tracing::warn!(session = %self.id, error = %e, "frame not applied");
+                        self.reject(Some(request_id), "internal error; send the frame again")
+                            .await;
+                    }
+                    Err(e) => self.reject(Some(request_id), e.to_string()).await,
                 }
             }
-            Ok(None) => {}
-            Err(e @ CoreError::Database(_)) => {
-                tracing::warn!(session = %self.id, error = %e, "frame not applied");
-                self.reject(Some(raw_id), "internal error; send the frame again")
-                    .await;
-            }
-            Err(e) => self.reject(Some(raw_id), e.to_string()).await,
+            // Results never reach here: `handle_all` batches them.
+            ClientFrame::Response { .. } | ClientFrame::Error { .. } => {}
         }
     }
 
