@@ -16,9 +16,10 @@ use futures::FutureExt;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::{
+    batch,
     db::entities::{api_key, chat, message_request},
     dispatch,
     error::{CoreError, CoreResult},
@@ -41,8 +42,7 @@ struct Pending {
 }
 
 pub struct Intake {
-    tx: mpsc::Sender<Pending>,
-    rx: std::sync::Mutex<Option<mpsc::Receiver<Pending>>>,
+    queue: batch::Queue<Pending>,
 }
 
 /// A token bucket per account, for `CHATRELAY_SUBMIT_RATE`. Only the writer
@@ -73,10 +73,8 @@ impl RateLimits {
 
 impl Default for Intake {
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
         Self {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
+            queue: batch::Queue::new(QUEUE),
         }
     }
 }
@@ -90,7 +88,7 @@ impl Intake {
         submission: Submission,
     ) -> CoreResult<RequestView> {
         let (reply, answer) = oneshot::channel();
-        self.tx
+        self.queue
             .send(Pending {
                 key_hash,
                 submission,
@@ -107,7 +105,7 @@ impl Intake {
 /// Starts the writer. At shutdown it stops taking new submissions, stores
 /// the ones already queued, and ends.
 pub fn start_writer(core: &Arc<Core>) {
-    let Some(mut rx) = core.intake.rx.lock().ok().and_then(|mut rx| rx.take()) else {
+    let Some(mut rx) = core.intake.queue.take_receiver() else {
         return;
     };
     let core = core.clone();
@@ -117,22 +115,7 @@ pub fn start_writer(core: &Arc<Core>) {
             rate: f64::from(core.config.submit_rate),
             buckets: HashMap::new(),
         };
-        loop {
-            let first = tokio::select! {
-                first = rx.recv() => first,
-                _ = core.shutdown.cancelled() => {
-                    rx.close();
-                    rx.recv().await
-                }
-            };
-            let Some(first) = first else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = rx.next(&core.shutdown, MAX_BATCH).await {
             metrics::histogram!("chatrelay_submit_batch_size").record(batch.len() as f64);
             // A bug in one batch must not stop every later submit: its callers
             // get an error (their reply senders are dropped) and the writer goes on.

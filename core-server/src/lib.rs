@@ -3,6 +3,7 @@
 //! serves them over gRPC (`chatrelay.v1`). Nothing else touches the database.
 
 pub mod accounts;
+pub mod batch;
 pub mod chats;
 pub mod config;
 pub mod db;

@@ -8,10 +8,11 @@ use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use futures::FutureExt;
 use sea_orm::TransactionTrait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
+    batch,
     db::entities::message_request,
     error::{CoreError, CoreResult},
     lifecycle::{self, Outcome},
@@ -32,16 +33,13 @@ struct Pending {
 }
 
 pub struct Results {
-    tx: mpsc::Sender<Pending>,
-    rx: std::sync::Mutex<Option<mpsc::Receiver<Pending>>>,
+    queue: batch::Queue<Pending>,
 }
 
 impl Default for Results {
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
         Self {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
+            queue: batch::Queue::new(QUEUE),
         }
     }
 }
@@ -56,7 +54,7 @@ impl Results {
     ) -> CoreResult<message_request::Model> {
         let (reply, answer) = oneshot::channel();
         let unavailable = || CoreError::Unavailable("the result could not be stored".into());
-        self.tx
+        self.queue
             .send(Pending {
                 account,
                 id,
@@ -72,28 +70,13 @@ impl Results {
 /// Starts the writer. At shutdown it stops taking results, applies the ones
 /// already queued, and ends.
 pub fn start_writer(core: &Arc<Core>) {
-    let Some(mut rx) = core.results.rx.lock().ok().and_then(|mut rx| rx.take()) else {
+    let Some(mut rx) = core.results.queue.take_receiver() else {
         return;
     };
     let core = core.clone();
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
-        loop {
-            let first = tokio::select! {
-                first = rx.recv() => first,
-                _ = core.shutdown.cancelled() => {
-                    rx.close();
-                    rx.recv().await
-                }
-            };
-            let Some(first) = first else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = rx.next(&core.shutdown, MAX_BATCH).await {
             if AssertUnwindSafe(store(&core, batch))
                 .catch_unwind()
                 .await
