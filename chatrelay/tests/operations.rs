@@ -529,3 +529,93 @@ async fn logs_never_contain_api_keys_or_messages() {
         assert!(!logs.contains(secret), "{secret:?} appears in the logs");
     }
 }
+
+#[tokio::test]
+async fn metrics_count_webhook_attempts_by_outcome() {
+    use axum::{routing::post, Router};
+    use common::ws::Extension;
+
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", receiver.local_addr().unwrap());
+    let (delivered, mut arrivals) = tokio::sync::mpsc::channel::<()>(4);
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let delivered = delivered.clone();
+            async move {
+                let _ = delivered.send(()).await;
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(receiver, app).await });
+
+    let db = TestDb::new().await;
+    let relay = TestApp::start(&db).await;
+    let key = relay.account_with_webhook("acme", Some(&hook)).await;
+    let mut ext = Extension::connect(&relay, &key).await;
+    let id = relay.submit_message(&key, "hook me").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(ext.recv_request().await["request_id"], id.as_str());
+    ext.respond(&id, "hooked", "c-h", None).await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), arrivals.recv())
+        .await
+        .expect("webhook within 10 s");
+
+    // The attempt is counted once the worker has recorded it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = relay
+            .client
+            .get(relay.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metric(
+            &text,
+            "chatrelay_webhook_attempts_total",
+            &["outcome=\"success\""],
+        ) == 1.0
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_websocket_message_closes_the_session_and_requeues() {
+    use common::ws::Extension;
+
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |_, edge| edge.max_ws_frame_bytes = 1024).await;
+    let key = app.account("acme").await;
+    let id = app.submit_message(&key, "small").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ext = Extension::connect(&app, &key).await;
+    assert_eq!(ext.recv_request().await["request_id"], id.as_str());
+    ext.respond(&id, &"x".repeat(4096), "c-big", None).await;
+    assert!(
+        ext.try_recv(std::time::Duration::from_secs(10))
+            .await
+            .is_none(),
+        "connection stays open"
+    );
+    // Nothing was applied, and the request is delivered again.
+    let mut again = Extension::connect(&app, &key).await;
+    assert_eq!(again.recv_request().await["request_id"], id.as_str());
+    assert_eq!(
+        app.get(&key, &format!("/api/chat/requests/{id}/")).await.1["status"],
+        "idle"
+    );
+    app.stop().await;
+}
