@@ -1,3 +1,5 @@
+//! `accounts`: who calls chatrelay, where its webhooks go and how they are signed.
+
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

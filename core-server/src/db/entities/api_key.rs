@@ -1,3 +1,5 @@
+//! `api_keys`: an account's keys, kept only as SHA-256 hashes.
+
 use sea_orm::entity::prelude::*;
 
 /// An API key, stored only as the SHA-256 of the key.

@@ -1,3 +1,5 @@
+//! `chats`: ChatGPT conversations, named by the extension once it knows them.
+
 use sea_orm::entity::prelude::*;
 
 /// A ChatGPT conversation. `chatgpt_id` and `title` stay null until the

@@ -1,3 +1,5 @@
+//! `message_requests`: the queue — every submitted message, its status, and its lease while delivered.
+
 use sea_orm::{entity::prelude::*, sea_query::Expr};
 
 use crate::model::{RequestStatus, ResponseType, ThinkingTime};

@@ -1,3 +1,5 @@
+//! `webhook_attempts`: one row per attempt to deliver a webhook (when, outcome, how long).
+
 use sea_orm::entity::prelude::*;
 
 /// One try at sending a webhook delivery, and how it went.

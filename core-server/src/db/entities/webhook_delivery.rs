@@ -1,3 +1,5 @@
+//! `webhook_deliveries`: the outbox — one webhook per finished request, with its retry state.
+
 use sea_orm::entity::prelude::*;
 
 /// Where a webhook delivery stands.
