@@ -1,19 +1,22 @@
-//! The result path's group commit, the twin of [`crate::intake`]: results
-//! from every extension session queue on one channel, and one writer applies
-//! whatever has gathered in a single transaction — so on SQLite's single
-//! write connection a transaction carries many results instead of one.
-//! Each caller is answered once its result is committed (or refused).
+//! The extension sessions' group commit, the twin of [`crate::intake`]:
+//! results and claims from every session queue on one channel, and one
+//! writer applies whatever has gathered in a single transaction — so on
+//! SQLite's single write connection a transaction carries many results and
+//! the claims they make room for, instead of one statement each competing
+//! for the connection. Each caller is answered once its write is committed
+//! (or refused).
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use futures::FutureExt;
-use sea_orm::TransactionTrait;
+use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
     batch,
     db::entities::message_request,
+    dispatch::claim_in,
     error::{CoreError, CoreResult},
     lifecycle::{self, Outcome},
     model::AccountId,
@@ -25,15 +28,87 @@ const MAX_BATCH: usize = 256;
 /// Results that may wait for the writer before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
-struct Pending {
-    account: AccountId,
-    id: Uuid,
-    outcome: Outcome,
-    reply: oneshot::Sender<CoreResult<message_request::Model>>,
+/// A write an extension session waits for.
+enum Job {
+    /// Finish a request as the extension reported.
+    Outcome {
+        account: AccountId,
+        id: Uuid,
+        outcome: Outcome,
+        reply: oneshot::Sender<CoreResult<message_request::Model>>,
+    },
+    /// Lease up to `max` claimable requests of the account to a session.
+    Claim {
+        account: AccountId,
+        session: Uuid,
+        max: usize,
+        reply: oneshot::Sender<CoreResult<Vec<message_request::Model>>>,
+    },
+}
+
+/// What a job wrote, until its transaction commits.
+enum Written {
+    Outcome(message_request::Model),
+    Claim(Vec<message_request::Model>),
+}
+
+impl Job {
+    async fn write(&self, core: &Core, txn: &DatabaseTransaction) -> CoreResult<Written> {
+        match self {
+            Job::Outcome {
+                account,
+                id,
+                outcome,
+                ..
+            } => lifecycle::apply_in(core, txn, *account, *id, outcome)
+                .await
+                .map(Written::Outcome),
+            Job::Claim {
+                account,
+                session,
+                max,
+                ..
+            } => claim_in(core, txn, *account, *session, *max)
+                .await
+                .map(Written::Claim),
+        }
+    }
+
+    /// Answers the caller (after the commit, for what was written).
+    fn answer(self, core: &Core, written: CoreResult<Written>) {
+        match (self, written) {
+            (
+                Job::Outcome {
+                    account, id, reply, ..
+                },
+                Ok(Written::Outcome(request)),
+            ) => {
+                lifecycle::committed(core, account, id);
+                let _ = reply.send(Ok(request));
+            }
+            (Job::Claim { reply, .. }, Ok(Written::Claim(claimed))) => {
+                let _ = reply.send(Ok(claimed));
+            }
+            (Job::Outcome { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Job::Claim { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (job, Ok(_)) => {
+                let _ = job;
+                tracing::error!("a session write was answered with another job's result");
+            }
+        }
+    }
+
+    fn is_claim(&self) -> bool {
+        matches!(self, Job::Claim { .. })
+    }
 }
 
 pub struct Results {
-    queue: batch::Queue<Pending>,
+    queue: batch::Queue<Job>,
 }
 
 impl Default for Results {
@@ -42,6 +117,10 @@ impl Default for Results {
             queue: batch::Queue::new(QUEUE),
         }
     }
+}
+
+fn unavailable() -> CoreError {
+    CoreError::Unavailable("the session's write could not be stored".into())
 }
 
 impl Results {
@@ -53,12 +132,32 @@ impl Results {
         outcome: Outcome,
     ) -> CoreResult<message_request::Model> {
         let (reply, answer) = oneshot::channel();
-        let unavailable = || CoreError::Unavailable("the result could not be stored".into());
         self.queue
-            .send(Pending {
+            .send(Job::Outcome {
                 account,
                 id,
                 outcome,
+                reply,
+            })
+            .await
+            .map_err(|_| unavailable())?;
+        answer.await.map_err(|_| unavailable())?
+    }
+
+    /// Leases up to `max` of the account's claimable requests to `session`,
+    /// oldest first, in the same transaction as the results gathered with it.
+    pub async fn claim(
+        &self,
+        account: AccountId,
+        session: Uuid,
+        max: usize,
+    ) -> CoreResult<Vec<message_request::Model>> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job::Claim {
+                account,
+                session,
+                max,
                 reply,
             })
             .await
@@ -88,77 +187,68 @@ pub fn start_writer(core: &Arc<Core>) {
     });
 }
 
-/// Applies a batch in one transaction. A refused result (unknown request,
-/// already finished) wrote nothing and is answered at once; if the
-/// transaction itself fails, each result is applied alone so one cannot
-/// fail its neighbours.
-async fn store(core: &Core, batch: Vec<Pending>) {
+/// Applies a batch in one transaction, results before claims so the claims
+/// see the slots and chats the results freed. A refused result (unknown
+/// request, already finished) wrote nothing and is answered at once; if the
+/// transaction itself fails, each job is applied alone so one cannot fail
+/// its neighbours.
+async fn store(core: &Core, mut batch: Vec<Job>) {
+    batch.sort_by_key(Job::is_claim);
     let txn = match core.db.write.begin().await {
         Ok(txn) => txn,
         Err(e) => {
-            let error = CoreError::from(e);
-            for pending in batch {
-                let _ = pending
-                    .reply
-                    .send(Err(CoreError::Unavailable(error.to_string())));
+            let error = CoreError::from(e).to_string();
+            for job in batch {
+                job.answer(core, Err(CoreError::Unavailable(error.clone())));
             }
             return;
         }
     };
     let single = batch.len() == 1;
-    let mut applied = Vec::with_capacity(batch.len());
+    let mut written = Vec::with_capacity(batch.len());
     let mut failure = None;
     let mut rest = batch.into_iter();
-    for pending in rest.by_ref() {
-        match lifecycle::apply_in(core, &txn, pending.account, pending.id, &pending.outcome).await {
-            Ok(request) => applied.push((pending, request)),
+    for job in rest.by_ref() {
+        match job.write(core, &txn).await {
+            Ok(done) => written.push((job, done)),
             Err(e @ CoreError::Database(_)) => {
-                failure = Some((pending, e));
+                failure = Some((job, e));
                 break;
             }
-            Err(refused) => {
-                let _ = pending.reply.send(Err(refused));
-            }
+            Err(refused) => job.answer(core, Err(refused)),
         }
     }
     let committed = match failure {
         None => txn.commit().await.map_err(CoreError::from),
-        Some((pending, e)) if single => {
-            let _ = pending.reply.send(Err(e));
+        Some((job, e)) if single => {
+            job.answer(core, Err(e));
             return;
         }
-        Some((pending, e)) => {
+        Some((job, e)) => {
             drop(txn);
-            tracing::warn!(error = %e, "result batch failed; applying one by one");
-            let retry = applied
-                .into_iter()
-                .map(|(p, _)| p)
-                .chain([pending])
-                .chain(rest);
-            for pending in retry {
-                Box::pin(store(core, vec![pending])).await;
+            tracing::warn!(error = %e, "session write batch failed; applying one by one");
+            let retry = written.into_iter().map(|(j, _)| j).chain([job]).chain(rest);
+            for job in retry {
+                Box::pin(store(core, vec![job])).await;
             }
             return;
         }
     };
     match committed {
         Ok(()) => {
-            for (pending, request) in applied {
-                lifecycle::committed(core, pending.account, pending.id);
-                let _ = pending.reply.send(Ok(request));
+            for (job, done) in written {
+                job.answer(core, Ok(done));
             }
         }
-        Err(e) if applied.len() <= 1 => {
-            for (pending, _) in applied {
-                let _ = pending
-                    .reply
-                    .send(Err(CoreError::Unavailable(e.to_string())));
+        Err(e) if written.len() <= 1 => {
+            for (job, _) in written {
+                job.answer(core, Err(CoreError::Unavailable(e.to_string())));
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "result batch did not commit; applying one by one");
-            for (pending, _) in applied {
-                Box::pin(store(core, vec![pending])).await;
+            tracing::warn!(error = %e, "session write batch did not commit; applying one by one");
+            for (job, _) in written {
+                Box::pin(store(core, vec![job])).await;
             }
         }
     }

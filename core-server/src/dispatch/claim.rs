@@ -2,7 +2,7 @@
 //! first, requests whose chat has nothing in flight (and only the oldest idle
 //! one of each chat), and leases them to the session.
 
-use sea_orm::{DatabaseBackend, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
 use uuid::Uuid;
 
 use crate::{
@@ -42,8 +42,9 @@ RETURNING *"
 
 /// Leases up to `max` of the account's claimable requests to `session`,
 /// oldest first.
-pub async fn claim(
+pub async fn claim_in(
     core: &Core,
+    conn: &impl ConnectionTrait,
     account: AccountId,
     session: Uuid,
     max: usize,
@@ -62,7 +63,7 @@ pub async fn claim(
     );
     let mut claimed = message_request::Entity::find()
         .from_raw_sql(statement)
-        .all(&core.db.write)
+        .all(conn)
         .await?;
     // RETURNING gives no order guarantee.
     claimed.sort_by_key(|r| r.id);

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::model::AccountId;
 
+pub use claim::claim_in;
 pub use notify::{publish_finished, publish_work, start_listener};
 
 /// What the sessions of one account, in this process, share.

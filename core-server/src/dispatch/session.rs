@@ -6,11 +6,11 @@
 use std::{collections::HashSet, sync::Arc};
 
 use futures::{FutureExt, Stream, StreamExt};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
-use super::{claim::claim, lease, AccountHub};
+use super::{claim_in, lease, AccountHub};
 use crate::{
     db::entities::{chat, message_request},
     error::CoreError,
@@ -159,7 +159,15 @@ impl Session {
         if room == 0 || self.closed {
             return;
         }
-        let claimed = match claim(&self.core, self.account, self.id, room).await {
+        // SQLite has one write connection: the claim joins the session
+        // writer's transaction instead of queueing for it. PostgreSQL claims
+        // side by side on its pool.
+        let claimed = if self.core.db.backend() == DatabaseBackend::Sqlite {
+            self.core.results.claim(self.account, self.id, room).await
+        } else {
+            claim_in(&self.core, &self.core.db.write, self.account, self.id, room).await
+        };
+        let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(session = %self.id, error = %e, "claim failed");
