@@ -108,6 +108,7 @@ impl Running {
         {
             tracing::warn!("background tasks still running after the grace period");
         }
+
         result
     }
 

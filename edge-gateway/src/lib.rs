@@ -29,6 +29,12 @@ pub struct EdgeState {
     pub extension: ExtensionServiceClient<Channel>,
     pub health: tonic_health::pb::health_client::HealthClient<Channel>,
     pub config: Arc<EdgeConfig>,
+    /// The WebSocket bridges, which outlive the HTTP server's graceful stop
+    /// (they end when the core ends their sessions): shutdown waits on them
+    /// so every extension gets its close frame.
+    pub bridges: tokio_util::task::TaskTracker,
+    /// Cancelled when the edge stops: each bridge then ends its session.
+    pub stopping: CancellationToken,
 }
 
 impl EdgeState {
@@ -43,6 +49,8 @@ impl EdgeState {
             extension: ExtensionServiceClient::new(channel.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(channel),
             config: Arc::new(config),
+            bridges: tokio_util::task::TaskTracker::new(),
+            stopping: CancellationToken::new(),
         })
     }
 }
@@ -107,8 +115,24 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (bridges, stopping) = (state.bridges.clone(), state.stopping.clone());
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            stopping.cancel();
+        })
         .await?;
+    // Upgraded sockets outlive the HTTP server: wait until every bridge has
+    // ended its session and sent its close frame.
+    bridges.close();
+    if tokio::time::timeout(BRIDGES_GRACE, bridges.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("WebSocket bridges still open after the grace period");
+    }
     Ok(())
 }
+
+/// How long a stopping edge waits for its WebSocket bridges.
+const BRIDGES_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

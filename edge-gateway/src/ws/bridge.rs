@@ -36,6 +36,7 @@ pub async fn run(
     to_core: mpsc::Sender<pb::ExtensionFrame>,
     mut from_core: Streaming<pb::ServerFrame>,
     config: Arc<EdgeConfig>,
+    stopping: tokio_util::sync::CancellationToken,
 ) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_MESSAGES);
@@ -129,7 +130,14 @@ pub async fn run(
         tokio::pin!(to_extension);
         tokio::select! {
             _ = &mut to_extension => {}
-            _ = async { tokio::select! { _ = from_extension => {}, _ = keepalive => {} } } => {
+            // The extension left, went silent, or the edge is stopping.
+            _ = async {
+                tokio::select! {
+                    _ = from_extension => {},
+                    _ = keepalive => {},
+                    _ = stopping.cancelled() => {},
+                }
+            } => {
                 // The extension is gone and the call half-closed; give the core
                 // a moment to apply what it received and end the session itself.
                 let _ = tokio::time::timeout(CORE_DRAIN, &mut to_extension).await;

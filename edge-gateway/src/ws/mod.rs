@@ -92,5 +92,10 @@ pub async fn connect(
         .write_buffer_size(SOCKET_BUFFER)
         .max_message_size(config.max_ws_frame_bytes)
         .max_frame_size(config.max_ws_frame_bytes)
-        .on_upgrade(move |socket| bridge::run(socket, to_core, from_core, config))
+        .on_upgrade(move |socket| {
+            let stopping = state.stopping.clone();
+            state
+                .bridges
+                .track_future(bridge::run(socket, to_core, from_core, config, stopping))
+        })
 }
