@@ -40,11 +40,7 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                // Reads straight from the page cache or the mapped file
-                // instead of a read syscall per page.
-                .pragma("cache_size", "-65536")
-                .pragma("mmap_size", "268435456");
+                .foreign_keys(true);
             let pool = |max: u32| {
                 SqlitePoolOptions::new()
                     .max_connections(max)
