@@ -249,9 +249,14 @@ impl Session {
                     },
                 ),
                 ClientFrame::Error { request_id, error } => (request_id, Outcome::Failed { error }),
-                other => {
+                ClientFrame::Invalid { request_id, error } => {
                     freed |= self.apply_results(std::mem::take(&mut results)).await;
-                    self.handle_one(other).await;
+                    self.reject(request_id, error).await;
+                    continue;
+                }
+                ClientFrame::Executing { request_id } => {
+                    freed |= self.apply_results(std::mem::take(&mut results)).await;
+                    self.executing(request_id).await;
                     continue;
                 }
             };
@@ -280,39 +285,35 @@ impl Session {
         for (request_id, id, result) in applied {
             match result {
                 Ok(_) => freed |= self.held.remove(&id),
-                Err(e @ CoreError::Database(_)) => {
-                    tracing::warn!(session = %self.id, error = %e, "frame not applied");
-                    self.reject(Some(request_id), "internal error; send the frame again")
-                        .await;
-                }
-                Err(e) => self.reject(Some(request_id), e.to_string()).await,
+                Err(e) => self.refused(request_id, e).await,
             }
         }
         freed
     }
 
-    /// A frame that is not a result.
-    async fn handle_one(&mut self, frame: ClientFrame) {
-        match frame {
-            ClientFrame::Invalid { request_id, error } => self.reject(request_id, error).await,
-            ClientFrame::Executing { request_id } => {
-                let Some(id) = self.parse_id(&request_id).await else {
-                    return;
-                };
-                match lifecycle::mark_executing(&self.core, self.account, id, self.id).await {
-                    Ok(()) => {
-                        self.held.insert(id);
-                    }
-                    Err(e @ CoreError::Database(_)) => {
-                        tracing::warn!(session = %self.id, error = %e, "frame not applied");
-                        self.reject(Some(request_id), "internal error; send the frame again")
-                            .await;
-                    }
-                    Err(e) => self.reject(Some(request_id), e.to_string()).await,
-                }
+    /// Answers a frame the core refused with an error frame; a database
+    /// failure is logged and the extension asked to send the frame again.
+    async fn refused(&mut self, request_id: String, error: CoreError) {
+        let message = match &error {
+            CoreError::Database(_) => {
+                tracing::warn!(session = %self.id, error = %error, "frame not applied");
+                "internal error; send the frame again".to_string()
             }
-            // Results never reach here: `handle_all` batches them.
-            ClientFrame::Response { .. } | ClientFrame::Error { .. } => {}
+            _ => error.to_string(),
+        };
+        self.reject(Some(request_id), message).await;
+    }
+
+    /// `status_update: executing`: the session now holds the request.
+    async fn executing(&mut self, request_id: String) {
+        let Some(id) = self.parse_id(&request_id).await else {
+            return;
+        };
+        match lifecycle::mark_executing(&self.core, self.account, id, self.id).await {
+            Ok(()) => {
+                self.held.insert(id);
+            }
+            Err(e) => self.refused(request_id, e).await,
         }
     }
 
