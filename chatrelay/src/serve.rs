@@ -1,5 +1,7 @@
-//! `chatrelay serve`: the core and the edge in one process, the edge talking
-//! to the core over loopback gRPC exactly as a split deployment would.
+//! `chatrelay serve`: the core and the edge in one process. The edge calls the
+//! core's gRPC services in-process (the same service stack the listener
+//! serves, without the loopback socket); the core's gRPC listener serves
+//! everyone else.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -42,11 +44,15 @@ impl Running {
             grpc: grpc_listener.local_addr()?,
         };
         let core = Core::start(core_config).await?;
+        let routes = chatrelay_core::grpc::routes(&core).await?;
         edge_config.core_url = format!("http://{}", addrs.grpc);
-        let edge = EdgeState::new(edge_config)?;
+        let edge = EdgeState::in_process(
+            edge_config,
+            chatrelay_core::grpc::in_process(routes.clone()),
+        );
         let edge_stop = CancellationToken::new();
         let grpc = tokio::spawn(chatrelay_core::grpc::serve(
-            core.clone(),
+            routes,
             grpc_listener,
             core.shutdown.clone(),
         ));

@@ -36,8 +36,9 @@ async fn readyz_turns_unready_when_the_core_stops() {
     let core: Arc<Core> = Core::start(CoreConfig::with_database(&db.url))
         .await
         .unwrap();
+    let routes = chatrelay_core::grpc::routes(&core).await.unwrap();
     let core_task = tokio::spawn(chatrelay_core::grpc::serve(
-        core.clone(),
+        routes,
         core_listener,
         core.shutdown.clone(),
     ));

@@ -35,7 +35,8 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    let served = chatrelay_core::grpc::serve(core.clone(), listener, core.shutdown.clone()).await;
+    let routes = chatrelay_core::grpc::routes(&core).await?;
+    let served = chatrelay_core::grpc::serve(routes, listener, core.shutdown.clone()).await;
     core.stop().await;
     served
 }

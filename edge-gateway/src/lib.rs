@@ -17,17 +17,26 @@ use chatrelay_proto::v1::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+use tower::{util::BoxCloneSyncService, ServiceExt};
 
 pub use config::EdgeConfig;
 pub use error::ApiError;
 
+/// How the edge reaches the core's gRPC API: a channel over the network, or,
+/// in `chatrelay serve`, the core's service stack in the same process.
+pub type CoreChannel = BoxCloneSyncService<
+    axum::http::Request<tonic::body::Body>,
+    axum::http::Response<tonic::body::Body>,
+    tonic::transport::Error,
+>;
+
 /// What every handler shares: the gRPC clients of the core.
 #[derive(Clone)]
 pub struct EdgeState {
-    pub chat: ChatServiceClient<Channel>,
-    pub extension: ExtensionServiceClient<Channel>,
-    pub health: tonic_health::pb::health_client::HealthClient<Channel>,
+    pub chat: ChatServiceClient<CoreChannel>,
+    pub extension: ExtensionServiceClient<CoreChannel>,
+    pub health: tonic_health::pb::health_client::HealthClient<CoreChannel>,
     pub config: Arc<EdgeConfig>,
     /// The WebSocket bridges, which outlive the HTTP server's graceful stop
     /// (they end when the core ends their sessions): shutdown waits on them
@@ -38,20 +47,43 @@ pub struct EdgeState {
 }
 
 impl EdgeState {
-    /// Builds the state; the channel connects lazily, so the edge starts (and
+    /// Builds the state for a core at `config.core_url`; the channel connects lazily, so the edge starts (and
     /// answers 503) while the core is down.
     pub fn new(config: EdgeConfig) -> anyhow::Result<Self> {
         let channel = Endpoint::from_shared(config.core_url.clone())?
             .tcp_nodelay(true)
             .connect_lazy();
-        Ok(Self {
-            chat: ChatServiceClient::new(channel.clone()),
-            extension: ExtensionServiceClient::new(channel.clone()),
-            health: tonic_health::pb::health_client::HealthClient::new(channel),
+        Ok(Self::with_core(config, BoxCloneSyncService::new(channel)))
+    }
+
+    /// The state for an edge that calls `core` directly: the core's gRPC
+    /// service stack in this process (`config.core_url` is not used). Such a
+    /// call cannot fail to reach the core, hence the infallible service.
+    pub fn in_process<S>(config: EdgeConfig, core: S) -> Self
+    where
+        S: tower::Service<
+                axum::http::Request<tonic::body::Body>,
+                Response = axum::http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let core = core.map_err(|never| match never {});
+        Self::with_core(config, BoxCloneSyncService::new(core))
+    }
+
+    fn with_core(config: EdgeConfig, core: CoreChannel) -> Self {
+        Self {
+            chat: ChatServiceClient::new(core.clone()),
+            extension: ExtensionServiceClient::new(core.clone()),
+            health: tonic_health::pb::health_client::HealthClient::new(core),
             config: Arc::new(config),
             bridges: tokio_util::task::TaskTracker::new(),
             stopping: CancellationToken::new(),
-        })
+        }
     }
 }
 

@@ -5,7 +5,7 @@ mod chat;
 pub mod convert;
 mod extension;
 
-use std::sync::Arc;
+use std::{convert::Infallible, sync::Arc};
 
 use chatrelay_proto::v1::{
     chat_service_server::ChatServiceServer, extension_service_server::ExtensionServiceServer,
@@ -14,7 +14,8 @@ use chatrelay_proto::v1::{
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{metadata::MetadataMap, transport::Server};
+use tonic::{metadata::MetadataMap, service::Routes, transport::Server};
+use tower::{Service, ServiceBuilder};
 
 use crate::{accounts, error::CoreResult, model::AccountId, Core};
 
@@ -88,12 +89,10 @@ const HEALTH_SERVICES: [&str; 3] = [
     "chatrelay.v1.ExtensionService",
 ];
 
-/// Serves the core's gRPC API on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    core: Arc<Core>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// Everything the core answers over gRPC, as one service: the API, health
+/// and reflection. The listener serves it; `chatrelay serve` also hands it to
+/// its edge, which then calls it in-process rather than over loopback.
+pub async fn routes(core: &Arc<Core>) -> anyhow::Result<Routes> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -109,20 +108,50 @@ pub async fn serve(
             .set_service_status(service, tonic_health::ServingStatus::Serving)
             .await;
     }
-    watch_database(&core, health);
+    watch_database(core, health);
 
-    // HTTP/1.1 and the grpc-web layer let browsers call the API directly.
-    Server::builder()
-        .accept_http1(true)
-        .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(call_span))
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_service(health_service)
+    Ok(Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ChatServiceServer::new(chat::ChatApi::new(core.clone())))
         .add_service(ExtensionServiceServer::new(extension::ExtensionApi::new(
             core.clone(),
         )))
+        .prepare())
+}
+
+/// The gRPC service stack for a caller in the same process: the same routes
+/// and the same per-call span as over the network, without the socket and the
+/// HTTP/2 framing.
+pub fn in_process(
+    routes: Routes,
+) -> impl Service<
+    http::Request<tonic::body::Body>,
+    Response = http::Response<tonic::body::Body>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
+    ServiceBuilder::new()
+        .map_response(|response: http::Response<_>| response.map(tonic::body::Body::new))
+        .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(call_span))
+        .service(routes)
+}
+
+/// Serves `routes` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    routes: Routes,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // HTTP/1.1 and the grpc-web layer let browsers call the API directly.
+    Server::builder()
+        .accept_http1(true)
+        .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(call_span))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await?;
     Ok(())

@@ -16,7 +16,7 @@ use axum::{
     Router,
 };
 use chatrelay_proto::v1::chat_service_client::ChatServiceClient;
-use tonic::{metadata::MetadataValue, transport::Channel};
+use tonic::metadata::MetadataValue;
 
 use crate::{ApiError, EdgeState};
 
@@ -92,6 +92,6 @@ pub fn forward_request_id(headers: &HeaderMap, metadata: &mut tonic::metadata::M
     }
 }
 
-pub(crate) fn client(state: &EdgeState) -> ChatServiceClient<Channel> {
+pub(crate) fn client(state: &EdgeState) -> ChatServiceClient<crate::CoreChannel> {
     state.chat.clone()
 }
