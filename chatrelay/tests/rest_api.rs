@@ -147,6 +147,52 @@ fn id_of(request: &Value) -> &str {
     request["id"].as_str().expect("id is a string")
 }
 
+/// On SQLite, GET reads a request through rusqlite rather than sea-orm
+/// (`db::point_reads`): both must read every column the same, for a fresh
+/// request and for a finished one whose chat is named. On PostgreSQL there
+/// is no such path.
+#[tokio::test]
+async fn point_reads_read_what_sea_orm_reads() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let other_key = app.account("other").await;
+    let core = &app.running.core;
+    let Some(point_reads) = core.db.point_reads.clone() else {
+        assert!(
+            !db.url.starts_with("sqlite:"),
+            "SQLite files get point reads"
+        );
+        app.stop().await;
+        return;
+    };
+    let created = app.submit_message(&key, "fresh").await;
+    let finished = app.submit_message(&key, "finished").await;
+    set_status(&app, id_of(&finished), RequestStatus::Done, Some("4")).await;
+    let chat_db_id = list(&app, &key, "/api/chat/chats/").await[0]["id"]
+        .as_i64()
+        .expect("chat id");
+    name_chat(&app, chat_db_id, "chatgpt-abc123", "Arithmetic").await;
+
+    let hash = chatrelay_core::accounts::hash_api_key(&key);
+    for request in [&created, &finished] {
+        let id = uuid::Uuid::parse_str(id_of(request)).expect("UUID");
+        let (row, chat) = message_request::Entity::find_by_id(id)
+            .find_also_related(chat::Entity)
+            .one(&core.db.read)
+            .await
+            .expect("sea-orm read")
+            .expect("request exists");
+        let expected = chatrelay_core::model::RequestView::new(row, chat);
+        let read = point_reads.request(id, &hash).expect("point read");
+        assert_eq!(read, Some(expected));
+        // Scoped to the key's account.
+        let other = chatrelay_core::accounts::hash_api_key(&other_key);
+        assert_eq!(point_reads.request(id, &other).expect("point read"), None);
+    }
+    app.stop().await;
+}
+
 /// Moves a request to `status` in the database, as an extension's reports
 /// would, stamping the timestamps that status implies.
 async fn set_status(app: &TestApp, id: &str, status: RequestStatus, response: Option<&str>) {

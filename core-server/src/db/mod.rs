@@ -4,8 +4,9 @@
 //! pool for both.
 
 pub mod entities;
+pub mod point_reads;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use chatrelay_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -22,6 +23,8 @@ pub struct Db {
     pub read: DatabaseConnection,
     /// For every transaction that writes.
     pub write: DatabaseConnection,
+    /// SQLite files only: lookups by key without sqlx's thread hand-off.
+    pub point_reads: Option<Arc<point_reads::PointReads>>,
 }
 
 impl Db {
@@ -52,9 +55,17 @@ impl Db {
             let read = pool(config.db_max_connections.max(1))
                 .await
                 .map_err(sqlx_err)?;
+            // An in-memory database lives inside sqlx's connections only.
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let point_reads = (!in_memory).then(|| {
+                Arc::new(point_reads::PointReads::new(
+                    options.get_filename().to_path_buf(),
+                ))
+            });
             Ok(Self {
                 read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
                 write: SqlxSqliteConnector::from_sqlx_sqlite_pool(write),
+                point_reads,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut options = ConnectOptions::new(url);
@@ -66,6 +77,7 @@ impl Db {
             Ok(Self {
                 read: conn.clone(),
                 write: conn,
+                point_reads: None,
             })
         } else {
             Err(DbErr::Custom(

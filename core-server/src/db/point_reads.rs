@@ -1,0 +1,176 @@
+//! Lookups by primary key on SQLite, without a thread hand-off.
+//!
+//! sqlx runs every SQLite connection on a thread of its own and passes each
+//! statement and each row across channels. For a lookup of one row by its
+//! key, those hand-offs cost several times the lookup itself (futex wake-ups
+//! and context switches, on either side). Here a few read-only rusqlite
+//! connections to the same file wait in a lock-free queue, and the lookup
+//! runs on the calling task: in WAL mode a reader never waits for the
+//! writer, and the statement touches a handful of cached pages.
+//!
+//! Only single-row reads through an index belong here. Anything that scans,
+//! and every write, goes through sea-orm. If a lookup here fails for any
+//! reason, the caller falls back to the sea-orm query, so this is purely a
+//! fast path.
+
+use std::{path::PathBuf, time::Duration};
+
+use chrono::{DateTime, Utc};
+use crossbeam_queue::ArrayQueue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
+use uuid::Uuid;
+
+use crate::{
+    db::entities::message_request,
+    model::{RequestStatus, RequestView, ResponseType, ThinkingTime},
+};
+
+/// Connections kept for reuse: one per thread that reads at once is enough.
+const IDLE: usize = 8;
+
+/// A reader waits at most this long for a lock (in WAL mode that only
+/// happens while the WAL is being recovered); then the caller falls back.
+const BUSY: Duration = Duration::from_millis(20);
+
+pub struct PointReads {
+    path: PathBuf,
+    idle: ArrayQueue<Connection>,
+}
+
+impl std::fmt::Debug for PointReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PointReads")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Why a lookup did not answer; the caller then asks sea-orm instead.
+#[derive(Debug, thiserror::Error)]
+pub enum PointReadError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("unexpected value in column {0}")]
+    Column(&'static str),
+}
+
+type Result<T> = std::result::Result<T, PointReadError>;
+
+impl PointReads {
+    /// Point reads on the SQLite file at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            idle: ArrayQueue::new(IDLE),
+        }
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY)?;
+        Ok(conn)
+    }
+
+    /// Runs `read` on an idle connection (opening one if none is idle) and
+    /// puts the connection back.
+    fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match self.idle.pop() {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = read(&conn);
+        // A full queue means more readers than needed: let this one close.
+        let _ = self.idle.push(conn);
+        result
+    }
+
+    /// The request `id` with its chat's ChatGPT id, if it belongs to the
+    /// account of the API key whose SHA-256 is `key_hash`.
+    pub fn request(&self, id: Uuid, key_hash: &str) -> Result<Option<RequestView>> {
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(REQUEST_BY_ID)?;
+            let found = statement
+                .query_row(rusqlite::params![id.as_bytes(), key_hash], |row| {
+                    Ok(request_view(row))
+                })
+                .optional()?;
+            found.transpose()
+        })
+    }
+}
+
+/// The columns of `message_request::Model` in declaration order, then the
+/// chat's ChatGPT id: what `find_also_related(chat)` reads for a GET.
+const REQUEST_BY_ID: &str = "\
+    SELECT r.id, r.account_id, r.chat_id, r.message, r.response_type, \
+           r.thinking_time, r.status, r.response, r.error_message, r.queued_at, \
+           r.started_at, r.completed_at, r.attempts, r.lease_session, \
+           r.lease_node, r.lease_expires_at, c.chatgpt_id \
+    FROM message_requests r LEFT JOIN chats c ON c.id = r.chat_id \
+    WHERE r.id = ?1 \
+      AND r.account_id IN (SELECT account_id FROM api_keys WHERE key_hash = ?2)";
+
+fn request_view(row: &Row<'_>) -> Result<RequestView> {
+    let request = message_request::Model {
+        id: uuid(row, 0, "id")?.ok_or(PointReadError::Column("id"))?,
+        account_id: row.get(1)?,
+        chat_id: row.get(2)?,
+        message: row.get(3)?,
+        response_type: match row.get_ref(4)?.as_str() {
+            Ok("auto") => ResponseType::Auto,
+            Ok("thinking") => ResponseType::Thinking,
+            Ok("instant") => ResponseType::Instant,
+            _ => return Err(PointReadError::Column("response_type")),
+        },
+        thinking_time: match row.get_ref(5)?.as_str() {
+            Ok("standard") => ThinkingTime::Standard,
+            Ok("extended") => ThinkingTime::Extended,
+            _ => return Err(PointReadError::Column("thinking_time")),
+        },
+        status: match row.get_ref(6)?.as_str() {
+            Ok("idle") => RequestStatus::Idle,
+            Ok("executing") => RequestStatus::Executing,
+            Ok("done") => RequestStatus::Done,
+            Ok("failed") => RequestStatus::Failed,
+            _ => return Err(PointReadError::Column("status")),
+        },
+        response: row.get(7)?,
+        error_message: row.get(8)?,
+        queued_at: timestamp(row, 9, "queued_at")?.ok_or(PointReadError::Column("queued_at"))?,
+        started_at: timestamp(row, 10, "started_at")?,
+        completed_at: timestamp(row, 11, "completed_at")?,
+        attempts: row.get(12)?,
+        lease_session: uuid(row, 13, "lease_session")?,
+        lease_node: uuid(row, 14, "lease_node")?,
+        lease_expires_at: row.get(15)?,
+    };
+    Ok(RequestView {
+        request,
+        chat: row.get(16)?,
+    })
+}
+
+/// A UUID as sqlx stores it on SQLite: 16 bytes.
+fn uuid(row: &Row<'_>, index: usize, name: &'static str) -> Result<Option<Uuid>> {
+    let value = row.get_ref(index)?.as_blob_or_null();
+    match value.map_err(|_| PointReadError::Column(name))? {
+        None => Ok(None),
+        Some(bytes) => Uuid::from_slice(bytes)
+            .map(Some)
+            .map_err(|_| PointReadError::Column(name)),
+    }
+}
+
+/// A timestamp as sqlx stores it on SQLite: RFC 3339 text.
+fn timestamp(row: &Row<'_>, index: usize, name: &'static str) -> Result<Option<DateTime<Utc>>> {
+    let value = row.get_ref(index)?.as_str_or_null();
+    match value.map_err(|_| PointReadError::Column(name))? {
+        None => Ok(None),
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| PointReadError::Column(name)),
+    }
+}
