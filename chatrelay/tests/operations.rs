@@ -620,3 +620,41 @@ async fn oversized_websocket_message_closes_the_session_and_requeues() {
     );
     app.stop().await;
 }
+
+/// On SQLite the writer never checkpoints the WAL itself (that would stall
+/// the writes queued behind it); a task beside it does. Without that task
+/// nothing would reach the database file until the process stopped: its
+/// size is the sign the WAL is being copied in while chatrelay runs.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_while_running() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let Some(file) = app.running.core.db.sqlite_file.clone() else {
+        assert!(
+            !db.url.starts_with("sqlite:"),
+            "SQLite files are checkpointed"
+        );
+        app.stop().await;
+        return;
+    };
+    let key = app.account("acme").await;
+    let before = std::fs::metadata(&file).expect("database file").len();
+    let payload = "x".repeat(4_000);
+    for _ in 0..100 {
+        app.submit_message(&key, &payload).await;
+    }
+    // 100 messages of 4 kB need at least 400 kB of pages.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let size = std::fs::metadata(&file).expect("database file").len();
+        if size >= before + 400_000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the database file stayed at {size} bytes (was {before}): the WAL is not checkpointed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}

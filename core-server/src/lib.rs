@@ -66,6 +66,7 @@ impl Core {
         intake::start_writer(&core);
         results::start_writer(&core);
         queue_depth::start(&core);
+        db::checkpoint::start(&core);
         dispatch::start_listener(&core);
         webhooks::start_worker(&core);
         Ok(core)

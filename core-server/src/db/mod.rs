@@ -3,10 +3,11 @@
 //! `SQLITE_BUSY` on lock upgrades) beside a read pool; PostgreSQL shares one
 //! pool for both.
 
+pub mod checkpoint;
 pub mod entities;
 pub mod point_reads;
 
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use chatrelay_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -25,6 +26,8 @@ pub struct Db {
     pub write: DatabaseConnection,
     /// SQLite files only: lookups by key without sqlx's thread hand-off.
     pub point_reads: Option<Arc<point_reads::PointReads>>,
+    /// The SQLite database file, if that is the back end.
+    pub sqlite_file: Option<PathBuf>,
 }
 
 impl Db {
@@ -44,28 +47,32 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = |max: u32| {
+            let pool = |max: u32, options: SqliteConnectOptions| {
                 SqlitePoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(Duration::from_secs(30))
-                    .connect_with(options.clone())
+                    .connect_with(options)
             };
             // The writer first: it creates the file and switches it to WAL.
-            let write = pool(1).await.map_err(sqlx_err)?;
-            let read = pool(config.db_max_connections.max(1))
+            // It never checkpoints: a checkpoint syncs the database file,
+            // which would stall every write queued behind it (see
+            // `checkpoint`, which does that work beside the writer).
+            let write = pool(1, options.clone().pragma("wal_autocheckpoint", "0"))
+                .await
+                .map_err(sqlx_err)?;
+            let read = pool(config.db_max_connections.max(1), options.clone())
                 .await
                 .map_err(sqlx_err)?;
             // An in-memory database lives inside sqlx's connections only.
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            let point_reads = (!in_memory).then(|| {
-                Arc::new(point_reads::PointReads::new(
-                    options.get_filename().to_path_buf(),
-                ))
-            });
+            let file = (!in_memory).then(|| options.get_filename().to_path_buf());
             Ok(Self {
                 read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
                 write: SqlxSqliteConnector::from_sqlx_sqlite_pool(write),
-                point_reads,
+                point_reads: file
+                    .clone()
+                    .map(|file| Arc::new(point_reads::PointReads::new(file))),
+                sqlite_file: file,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut options = ConnectOptions::new(url);
@@ -78,6 +85,7 @@ impl Db {
                 read: conn.clone(),
                 write: conn,
                 point_reads: None,
+                sqlite_file: None,
             })
         } else {
             Err(DbErr::Custom(
