@@ -190,6 +190,29 @@ async fn point_reads_read_what_sea_orm_reads() {
         let other = chatrelay_core::accounts::hash_api_key(&other_key);
         assert_eq!(point_reads.request(id, &other).expect("point read"), None);
     }
+    // The submit path's key lookup and the dispatch path's chat lookup.
+    let account = chatrelay_core::accounts::authenticate_hash(&core.db, &hash)
+        .await
+        .expect("valid key");
+    assert_eq!(
+        point_reads.account_of_key(&hash).expect("point read"),
+        Some(account.0)
+    );
+    assert_eq!(
+        point_reads
+            .account_of_key("no such hash")
+            .expect("point read"),
+        None
+    );
+    let fresh_chat = list(&app, &key, "/api/chat/chats/").await[1]["id"]
+        .as_i64()
+        .expect("chat id");
+    assert_eq!(
+        point_reads
+            .chatgpt_ids(&[chat_db_id, fresh_chat])
+            .expect("point read"),
+        [Some("chatgpt-abc123".to_string()), None]
+    );
     app.stop().await;
 }
 

@@ -127,9 +127,25 @@ pub fn start_writer(core: &Arc<Core>) {
     });
 }
 
-/// The accounts of the batch's keys, in one query.
+/// The accounts of the batch's keys: on SQLite by point reads, else (or if
+/// those fail) in one query.
 async fn accounts_of(core: &Core, batch: &[Pending]) -> CoreResult<HashMap<String, AccountId>> {
     let hashes: BTreeSet<&str> = batch.iter().map(|p| p.key_hash.as_str()).collect();
+    if let Some(reads) = &core.db.point_reads {
+        let found: Result<Vec<_>, _> = hashes
+            .iter()
+            .map(|hash| Ok((*hash, reads.account_of_key(hash)?)))
+            .collect::<Result<_, crate::db::point_reads::PointReadError>>();
+        match found {
+            Ok(found) => {
+                return Ok(found
+                    .into_iter()
+                    .filter_map(|(hash, account)| Some((hash.to_string(), AccountId(account?))))
+                    .collect())
+            }
+            Err(e) => tracing::debug!(error = %e, "point read failed; asking sea-orm"),
+        }
+    }
     Ok(api_key::Entity::find()
         .filter(api_key::Column::KeyHash.is_in(hashes))
         .all(&core.db.read)

@@ -8,10 +8,11 @@
 //! runs on the calling task: in WAL mode a reader never waits for the
 //! writer, and the statement touches a handful of cached pages.
 //!
-//! Only single-row reads through an index belong here. Anything that scans,
-//! and every write, goes through sea-orm. If a lookup here fails for any
-//! reason, the caller falls back to the sea-orm query, so this is purely a
-//! fast path.
+//! Only reads of one row through a unique index belong here: the GET of a
+//! request, the account of an API key, the ChatGPT id of a chat. Anything
+//! that scans, and every write, goes through sea-orm. If a lookup here fails
+//! for any reason, the caller falls back to the sea-orm query, so this is
+//! purely a fast path.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -98,6 +99,32 @@ impl PointReads {
                 })
                 .optional()?;
             found.transpose()
+        })
+    }
+
+    /// The account of the API key whose SHA-256 is `key_hash`.
+    pub fn account_of_key(&self, key_hash: &str) -> Result<Option<i64>> {
+        self.with(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT account_id FROM api_keys WHERE key_hash = ?1")?;
+            Ok(statement
+                .query_row([key_hash], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    /// The ChatGPT id of each chat in `ids` (`None` while unknown), in order.
+    pub fn chatgpt_ids(&self, ids: &[i64]) -> Result<Vec<Option<String>>> {
+        self.with(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT chatgpt_id FROM chats WHERE id = ?1")?;
+            ids.iter()
+                .map(|id| {
+                    statement
+                        .query_row([id], |row| row.get(0))
+                        .map_err(PointReadError::from)
+                })
+                .collect()
         })
     }
 }

@@ -182,12 +182,8 @@ impl Session {
             self.hub.work.notify_one();
         }
         let chat_ids: Vec<i64> = claimed.iter().map(|r| r.chat_id).collect();
-        let chats = chat::Entity::find()
-            .filter(chat::Column::Id.is_in(chat_ids))
-            .all(&self.core.db.read)
-            .await
-            .unwrap_or_default();
-        for request in claimed {
+        let chats = self.chatgpt_ids(chat_ids).await;
+        for (request, chatgpt_id) in claimed.into_iter().zip(chats) {
             self.held.insert(request.id);
             if request.attempts == 1 {
                 // Submit → frame sent, for first deliveries only.
@@ -197,10 +193,6 @@ impl Session {
                 metrics::histogram!("chatrelay_dispatch_latency_seconds")
                     .record(waited.as_secs_f64());
             }
-            let chatgpt_id = chats
-                .iter()
-                .find(|c| c.id == request.chat_id)
-                .and_then(|c| c.chatgpt_id.clone());
             self.send(ServerFrame::NewRequest(Delivery {
                 request,
                 chatgpt_id,
@@ -210,6 +202,32 @@ impl Session {
     }
 
     /// Rebuilds `held` from the database after missing finish events.
+    /// The ChatGPT id of each chat, in order: on SQLite by point reads,
+    /// else (or if those fail) in one query. A chat that cannot be read goes
+    /// out as unknown; the extension then starts a new conversation.
+    async fn chatgpt_ids(&self, chat_ids: Vec<i64>) -> Vec<Option<String>> {
+        if let Some(reads) = &self.core.db.point_reads {
+            match reads.chatgpt_ids(&chat_ids) {
+                Ok(found) => return found,
+                Err(e) => tracing::debug!(error = %e, "point read failed; asking sea-orm"),
+            }
+        }
+        let chats = chat::Entity::find()
+            .filter(chat::Column::Id.is_in(chat_ids.iter().copied()))
+            .all(&self.core.db.read)
+            .await
+            .unwrap_or_default();
+        chat_ids
+            .iter()
+            .map(|id| {
+                chats
+                    .iter()
+                    .find(|c| c.id == *id)
+                    .and_then(|c| c.chatgpt_id.clone())
+            })
+            .collect()
+    }
+
     async fn resync(&mut self) {
         let held = message_request::Entity::find()
             .select_only()
