@@ -131,20 +131,17 @@ pub fn start_writer(core: &Arc<Core>) {
 /// those fail) in one query.
 async fn accounts_of(core: &Core, batch: &[Pending]) -> CoreResult<HashMap<String, AccountId>> {
     let hashes: BTreeSet<&str> = batch.iter().map(|p| p.key_hash.as_str()).collect();
-    if let Some(reads) = &core.db.point_reads {
-        let found: Result<Vec<_>, _> = hashes
+    let found = core.db.point_read(|reads| {
+        hashes
             .iter()
             .map(|hash| Ok((*hash, reads.account_of_key(hash)?)))
-            .collect::<Result<_, crate::db::point_reads::PointReadError>>();
-        match found {
-            Ok(found) => {
-                return Ok(found
-                    .into_iter()
-                    .filter_map(|(hash, account)| Some((hash.to_string(), AccountId(account?))))
-                    .collect())
-            }
-            Err(e) => tracing::debug!(error = %e, "point read failed; asking sea-orm"),
-        }
+            .collect::<Result<Vec<_>, _>>()
+    });
+    if let Some(found) = found {
+        return Ok(found
+            .into_iter()
+            .filter_map(|(hash, account)| Some((hash.to_string(), AccountId(account?))))
+            .collect());
     }
     Ok(api_key::Entity::find()
         .filter(api_key::Column::KeyHash.is_in(hashes))

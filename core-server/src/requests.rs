@@ -157,13 +157,9 @@ pub async fn get(core: &Core, api_key: Option<&str>, id: &str) -> CoreResult<Req
 /// they do not apply or did not find it: the sea-orm query then decides
 /// between "not found" and "invalid API key", and covers any read error.
 fn fast_get(core: &Core, id: Uuid, key_hash: &str) -> Option<RequestView> {
-    match core.db.point_reads.as_ref()?.request(id, key_hash) {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::debug!(error = %e, "point read failed; asking sea-orm");
-            None
-        }
-    }
+    core.db
+        .point_read(|reads| reads.request(id, key_hash))
+        .flatten()
 }
 
 pub async fn list(

@@ -94,6 +94,21 @@ impl Db {
         }
     }
 
+    /// `read` on SQLite's point reads; `None` on PostgreSQL or if the read
+    /// failed (logged), and the caller then asks sea-orm.
+    pub fn point_read<T>(
+        &self,
+        read: impl FnOnce(&point_reads::PointReads) -> Result<T, point_reads::PointReadError>,
+    ) -> Option<T> {
+        match read(self.point_reads.as_deref()?) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::debug!(error = %e, "point read failed; asking sea-orm");
+                None
+            }
+        }
+    }
+
     pub async fn migrate(&self) -> Result<(), DbErr> {
         Migrator::up(&self.write, None).await
     }

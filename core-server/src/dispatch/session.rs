@@ -206,11 +206,12 @@ impl Session {
     /// else (or if those fail) in one query. A chat that cannot be read goes
     /// out as unknown; the extension then starts a new conversation.
     async fn chatgpt_ids(&self, chat_ids: Vec<i64>) -> Vec<Option<String>> {
-        if let Some(reads) = &self.core.db.point_reads {
-            match reads.chatgpt_ids(&chat_ids) {
-                Ok(found) => return found,
-                Err(e) => tracing::debug!(error = %e, "point read failed; asking sea-orm"),
-            }
+        if let Some(found) = self
+            .core
+            .db
+            .point_read(|reads| reads.chatgpt_ids(&chat_ids))
+        {
+            return found;
         }
         let chats = chat::Entity::find()
             .filter(chat::Column::Id.is_in(chat_ids.iter().copied()))
