@@ -23,7 +23,7 @@ use chatrelay_core::{
     accounts,
     db::entities::webhook_delivery::{self, DeliveryStatus},
     lifecycle,
-    model::AccountId,
+    model::{AccountId, RequestStatus},
     webhooks::{self, DeliveryView, RetrySchedule},
     Core,
 };
@@ -678,6 +678,123 @@ async fn account_without_webhook_url_has_no_deliveries() {
     // The delivery would have been written in the same transaction.
     assert!(deliveries(&core, "quiet").await.is_empty());
     app.stop().await;
+}
+
+/// Results that reach the core at once are applied in one transaction with
+/// set-based statements; each must still come out as if applied alone, in
+/// order: the first result for a request wins, a later one and one for an
+/// unknown request are refused, two new chats answered in one conversation
+/// become one chat, and every finished request gets exactly one webhook.
+#[tokio::test]
+async fn results_arriving_together_are_applied_as_if_one_by_one() {
+    let db = TestDb::new().await;
+    let mut receiver = Receiver::start().await;
+    let app = TestApp::start(&db).await;
+    let key = app
+        .account_with_webhook("acme", Some(&receiver.url()))
+        .await;
+    let core = app.running.core.clone();
+    let account = account_id(&core, "acme").await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(submit(&app, &key, &format!("message {i}")).await);
+    }
+    let unknown = Uuid::now_v7();
+    let done = |id: Uuid, chat: &str, title: Option<&str>| {
+        lifecycle::complete(
+            &core,
+            account,
+            id,
+            format!("answer {id}"),
+            chat.into(),
+            title.map(Into::into),
+        )
+    };
+    // join_all polls in order, so the outcomes queue in this order and
+    // gather into the writer's batches.
+    let answers = futures::future::join_all([
+        Box::pin(done(ids[0], "conv-x", Some("X")))
+            as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>,
+        Box::pin(done(ids[1], "conv-x", None)),
+        Box::pin(lifecycle::fail(&core, account, ids[0], "late".into())),
+        Box::pin(done(unknown, "conv-z", None)),
+        Box::pin(lifecycle::fail(&core, account, ids[2], "boom".into())),
+        Box::pin(done(ids[3], "conv-y", Some("Y"))),
+    ])
+    .await;
+    let [first, second, late, stranger, failed, fourth] =
+        <[_; 6]>::try_from(answers).expect("six answers");
+    let first = first.expect("first result applies");
+    let second = second.expect("second result applies");
+    assert_eq!(first.status, RequestStatus::Done);
+    assert_eq!(
+        second.chat_id, first.chat_id,
+        "both answered in conv-x: one chat"
+    );
+    let late = late.expect_err("a second result for a request is refused");
+    assert!(late.to_string().contains("already done"), "{late}");
+    let stranger = stranger.expect_err("unknown request");
+    assert!(
+        stranger.to_string().contains("unknown request_id"),
+        "{stranger}"
+    );
+    assert_eq!(
+        failed.expect("failure applies").status,
+        RequestStatus::Failed
+    );
+    let fourth = fourth.expect("fourth result applies");
+    webhooks::notify_committed(&core);
+
+    // What clients see.
+    let view = |id: Uuid| {
+        let path = format!("/api/chat/requests/{id}/");
+        let (app, key) = (&app, &key);
+        async move { app.get(key, &path).await }
+    };
+    let (_, r0) = view(ids[0]).await;
+    assert_eq!(
+        (r0["status"].as_str(), r0["chat"].as_str()),
+        (Some("done"), Some("conv-x"))
+    );
+    assert_eq!(r0["response"], format!("answer {}", ids[0]));
+    let (_, r1) = view(ids[1]).await;
+    assert_eq!(r1["chat"], "conv-x");
+    let (_, r2) = view(ids[2]).await;
+    assert_eq!(
+        (r2["status"].as_str(), r2["error_message"].as_str()),
+        (Some("failed"), Some("boom"))
+    );
+    let (_, r3) = view(ids[3]).await;
+    assert_eq!(r3["chat"], "conv-y");
+    let (_, x) = app.get(&key, "/api/chat/chats/conv-x/").await;
+    assert_eq!(
+        (x["id"].as_i64(), x["title"].as_str()),
+        (Some(first.chat_id), Some("X"))
+    );
+    let (_, y) = app.get(&key, "/api/chat/chats/conv-y/").await;
+    assert_eq!(
+        (y["id"].as_i64(), y["title"].as_str()),
+        (Some(fourth.chat_id), Some("Y"))
+    );
+
+    // One webhook per finished request, with its own outcome.
+    let mut hooks = std::collections::HashMap::new();
+    for _ in 0..4 {
+        let body = receiver.next().await.json();
+        hooks.insert(
+            body["request_id"].as_str().expect("request_id").to_string(),
+            body,
+        );
+    }
+    for (id, status) in ids.iter().zip(["done", "done", "failed", "done"]) {
+        assert_eq!(hooks[&id.to_string()]["status"], status, "{hooks:#?}");
+    }
+    let core = stop(app).await;
+    assert_eq!(deliveries(&core, "acme").await.len(), 4);
+    assert!(
+        receiver.already_received().is_empty(),
+        "a webhook sent twice"
+    );
 }
 
 #[tokio::test]

@@ -3,10 +3,12 @@
 //! never change again. Every terminal transition enqueues its webhook in the
 //! same transaction.
 
+use std::collections::{HashMap, HashSet};
+
 use sea_orm::{
     sea_query::{Expr, Func, Query, SimpleExpr},
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set,
+    IdenStatic, Iterable, QueryFilter, Set, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -154,49 +156,133 @@ async fn settle_chat(
     Ok(target.id)
 }
 
-/// Writes a terminal status in one guarded statement — of two racing
-/// results exactly one wins — and returns the finished request; on a miss,
-/// says why.
-async fn finish(
-    txn: &DatabaseTransaction,
-    account: AccountId,
-    id: Uuid,
-    status: RequestStatus,
-    response: Option<String>,
-    error: Option<String>,
-) -> CoreResult<message_request::Model> {
-    let finished = message_request::without_lease(message_request::Entity::update_many())
-        .col_expr(message_request::Column::Status, Expr::value(status))
-        .col_expr(message_request::Column::Response, Expr::value(response))
-        .col_expr(message_request::Column::ErrorMessage, Expr::value(error))
-        .col_expr(message_request::Column::CompletedAt, Expr::value(now()))
-        .filter(message_request::Column::Id.eq(id))
-        .filter(message_request::Column::AccountId.eq(account.0))
-        .filter(message_request::Column::Status.is_in(RequestStatus::OPEN))
-        .exec_with_returning(txn)
-        .await?;
-    match finished.into_iter().next() {
-        Some(request) => Ok(request),
-        None => {
-            load_open(txn, account, id).await?;
-            Err(CoreError::FailedPrecondition(format!(
-                "request {id} is already finished; a finished request never changes"
-            )))
+/// `WITH v(columns) AS (VALUES (…), (…)) ` for `rows` of parameters,
+/// numbered from `$1` (SQLite and PostgreSQL both read `$n`), and the
+/// parameters in order.
+fn values_table(columns: &str, rows: Vec<Vec<Value>>) -> (String, Vec<Value>) {
+    let mut sql = format!("WITH v({columns}) AS (VALUES ");
+    let mut params = Vec::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for (j, value) in row.into_iter().enumerate() {
+            params.push(value);
+            let separator = if j == 0 { "" } else { ", " };
+            sql.push_str(&format!("{separator}${}", params.len()));
         }
+        sql.push(')');
     }
+    sql.push_str(") ");
+    (sql, params)
 }
 
-/// What every terminal transition does in its transaction besides the
-/// status: the webhook, the count, the word to other cores.
-async fn finished(
-    core: &Core,
+/// Writes the terminal statuses of `outcomes` (distinct requests) in one
+/// guarded statement — of two racing results exactly one wins — and
+/// returns the requests it finished; one that is unknown, of another
+/// account or already finished is not among them.
+async fn finish_all(
     txn: &DatabaseTransaction,
-    request: &message_request::Model,
-) -> CoreResult<()> {
-    webhooks::enqueue(txn, request).await?;
-    metrics::counter!("chatrelay_requests_finished_total", "status" => request.status.as_str())
-        .increment(1);
-    dispatch::publish_finished(txn, core, AccountId(request.account_id), request.id).await
+    outcomes: &[(AccountId, Uuid, &Outcome)],
+) -> CoreResult<HashMap<Uuid, message_request::Model>> {
+    if outcomes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = outcomes
+        .iter()
+        .map(|(account, id, outcome)| {
+            let (status, response, error) = match outcome {
+                Outcome::Done { response, .. } => (RequestStatus::Done, Some(response), None),
+                Outcome::Failed { error } => (RequestStatus::Failed, None, Some(error)),
+            };
+            vec![
+                (*id).into(),
+                account.0.into(),
+                status.as_str().into(),
+                response.cloned().into(),
+                error.cloned().into(),
+            ]
+        })
+        .collect();
+    let (values, mut params) = values_table("v_id, v_account, v_status, v_response, v_error", rows);
+    params.push(now().into());
+    let open = RequestStatus::OPEN
+        .map(|s| format!("'{}'", s.as_str()))
+        .join(", ");
+    let returning = message_request::Column::iter()
+        .map(|c| c.as_str().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "{values}UPDATE message_requests \
+         SET status = v.v_status, response = v.v_response, error_message = v.v_error, \
+             completed_at = ${}, lease_session = NULL, lease_node = NULL, lease_expires_at = NULL \
+         FROM v \
+         WHERE message_requests.id = v.v_id AND message_requests.account_id = v.v_account \
+           AND message_requests.status IN ({open}) \
+         RETURNING {returning}",
+        params.len()
+    );
+    let backend = txn.get_database_backend();
+    let finished = message_request::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(backend, sql, params))
+        .all(txn)
+        .await?;
+    Ok(finished.into_iter().map(|r| (r.id, r)).collect())
+}
+
+/// Names the chats of `named` (request, ChatGPT id, title) in one
+/// statement, where that is the common case: the chat already has that id,
+/// or has none and no other chat of the account has it. Returns the chats
+/// it named; the rest are left to [`settle_chat`].
+async fn name_chats(
+    txn: &DatabaseTransaction,
+    named: &[(&message_request::Model, &str, Option<&str>)],
+) -> CoreResult<HashSet<i64>> {
+    if named.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = named
+        .iter()
+        .map(|(request, chatgpt_id, title)| {
+            vec![
+                request.chat_id.into(),
+                (*chatgpt_id).into(),
+                title.map(str::to_string).into(),
+            ]
+        })
+        .collect();
+    let (values, mut params) = values_table("v_chat, v_name, v_title", rows);
+    params.push(now().into());
+    let sql = format!(
+        "{values}UPDATE chats \
+         SET chatgpt_id = v.v_name, title = COALESCE(v.v_title, chats.title), updated_at = ${} \
+         FROM v \
+         WHERE chats.id = v.v_chat \
+           AND (chats.chatgpt_id = v.v_name OR chats.chatgpt_id IS NULL) \
+           AND NOT EXISTS (SELECT 1 FROM chats o \
+                           WHERE o.account_id = chats.account_id AND o.chatgpt_id = v.v_name \
+                             AND o.id <> chats.id) \
+         RETURNING id",
+        params.len()
+    );
+    let backend = txn.get_database_backend();
+    let rows = txn
+        .query_all(Statement::from_sql_and_values(backend, sql, params))
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get_by_index::<i64>(0).map_err(CoreError::from))
+        .collect()
+}
+
+/// Why the result for `id` was not applied: unknown to the account, or
+/// already finished. Only a database failure is an `Err`.
+async fn refusal(txn: &DatabaseTransaction, account: AccountId, id: Uuid) -> CoreResult<CoreError> {
+    match load_open(txn, account, id).await {
+        Err(e @ CoreError::Database(_)) => Err(e),
+        Err(refused) => Ok(refused),
+        Ok(_) => Ok(CoreError::FailedPrecondition(format!(
+            "request {id} is already finished; a finished request never changes"
+        ))),
+    }
 }
 
 /// Tells this process's sessions and the webhook worker, after the commit.
@@ -270,10 +356,96 @@ pub async fn fail(
     settle_outcome(core, account, id, Outcome::Failed { error }).await
 }
 
-/// Applies an outcome inside the caller's transaction. A request that is
-/// unknown or already finished is refused before anything is written, so
-/// the caller may go on with the transaction; after the commit the caller
-/// calls [`committed`].
+/// Applies outcomes inside the caller's transaction with a handful of
+/// statements however many there are: one finishes them all, one names
+/// their chats, the webhooks take two. Each outcome gets its own answer, in
+/// order: the finished request, or why it was refused (unknown request,
+/// already finished — a refused outcome wrote nothing, so the caller may go
+/// on with the transaction). Only a database failure fails them all. After
+/// the commit the caller calls [`committed`] for each finished request.
+pub(crate) async fn apply_all_in(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    outcomes: &[(AccountId, Uuid, &Outcome)],
+) -> CoreResult<Vec<CoreResult<message_request::Model>>> {
+    // A request named twice: its first outcome counts, the later ones find
+    // it finished.
+    let mut seen = HashSet::new();
+    let first: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, id, _)| seen.insert(*id))
+        .copied()
+        .collect();
+    let mut finished = finish_all(txn, &first).await?;
+    let mut applied = Vec::with_capacity(outcomes.len());
+    for (account, id, _) in outcomes {
+        applied.push(match finished.remove(id) {
+            Some(request) => Ok(request),
+            None => Err(refusal(txn, *account, *id).await?),
+        });
+    }
+
+    // Chats: together where the statement can tell them apart (one result
+    // per chat and per ChatGPT id), one by one otherwise.
+    let mut chats = HashSet::new();
+    let mut names = HashSet::new();
+    let mut together = Vec::new();
+    let mut alone = Vec::new();
+    for (i, (result, (_, _, outcome))) in applied.iter().zip(outcomes).enumerate() {
+        let (
+            Ok(request),
+            Outcome::Done {
+                chatgpt_id,
+                chat_title,
+                ..
+            },
+        ) = (result, outcome)
+        else {
+            continue;
+        };
+        let named = (request, chatgpt_id.as_str(), chat_title.as_deref());
+        if chats.insert(request.chat_id) && names.insert((request.account_id, chatgpt_id.as_str()))
+        {
+            together.push((i, named));
+        } else {
+            alone.push(i);
+        }
+    }
+    let named_together =
+        name_chats(txn, &together.iter().map(|(_, n)| *n).collect::<Vec<_>>()).await?;
+    alone.extend(
+        together
+            .iter()
+            .filter(|(_, (request, _, _))| !named_together.contains(&request.chat_id))
+            .map(|(i, _)| *i),
+    );
+    alone.sort_unstable();
+    for i in alone {
+        let Outcome::Done {
+            chatgpt_id,
+            chat_title,
+            ..
+        } = outcomes[i].2
+        else {
+            continue;
+        };
+        if let Ok(request) = &mut applied[i] {
+            request.chat_id = settle_chat(txn, request, chatgpt_id, chat_title.clone()).await?;
+        }
+    }
+
+    let done: Vec<&message_request::Model> =
+        applied.iter().filter_map(|r| r.as_ref().ok()).collect();
+    webhooks::enqueue(txn, &done).await?;
+    for request in done {
+        metrics::counter!("chatrelay_requests_finished_total", "status" => request.status.as_str())
+            .increment(1);
+        dispatch::publish_finished(txn, core, AccountId(request.account_id), request.id).await?;
+    }
+    Ok(applied)
+}
+
+/// [`apply_all_in`] for one outcome.
 pub(crate) async fn apply_in(
     core: &Core,
     txn: &DatabaseTransaction,
@@ -281,36 +453,12 @@ pub(crate) async fn apply_in(
     id: Uuid,
     outcome: &Outcome,
 ) -> CoreResult<message_request::Model> {
-    let request = match outcome {
-        Outcome::Done {
-            response,
-            chatgpt_id,
-            chat_title,
-        } => {
-            let mut request = finish(
-                txn,
-                account,
-                id,
-                RequestStatus::Done,
-                Some(response.clone()),
-                None,
-            )
-            .await?;
-            request.chat_id = settle_chat(txn, &request, chatgpt_id, chat_title.clone()).await?;
-            request
-        }
-        Outcome::Failed { error } => {
-            finish(
-                txn,
-                account,
-                id,
-                RequestStatus::Failed,
-                None,
-                Some(error.clone()),
-            )
-            .await?
-        }
-    };
-    finished(core, txn, &request).await?;
-    Ok(request)
+    apply_all_in(core, txn, &[(account, id, outcome)])
+        .await?
+        .pop()
+        .unwrap_or_else(|| {
+            Err(CoreError::Unavailable(
+                "the outcome was not answered".into(),
+            ))
+        })
 }

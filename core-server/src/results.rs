@@ -9,7 +9,7 @@
 use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use futures::FutureExt;
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::TransactionTrait;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -31,79 +31,36 @@ const QUEUE: usize = 4096;
 /// A write an extension session waits for.
 enum Job {
     /// Finish a request as the extension reported.
-    Outcome {
-        account: AccountId,
-        id: Uuid,
-        outcome: Outcome,
-        reply: oneshot::Sender<CoreResult<message_request::Model>>,
-    },
+    Settle(Settle),
     /// Lease up to `max` claimable requests of the account to a session.
-    Claim {
-        account: AccountId,
-        session: Uuid,
-        max: usize,
-        reply: oneshot::Sender<CoreResult<Vec<message_request::Model>>>,
-    },
+    Claim(Claim),
 }
 
-/// What a job wrote, until its transaction commits.
-enum Written {
-    Outcome(message_request::Model),
-    Claim(Vec<message_request::Model>),
+struct Settle {
+    account: AccountId,
+    id: Uuid,
+    outcome: Outcome,
+    reply: oneshot::Sender<CoreResult<message_request::Model>>,
+}
+
+struct Claim {
+    account: AccountId,
+    session: Uuid,
+    max: usize,
+    reply: oneshot::Sender<CoreResult<Vec<message_request::Model>>>,
 }
 
 impl Job {
-    async fn write(&self, core: &Core, txn: &DatabaseTransaction) -> CoreResult<Written> {
+    /// Answers the caller with an error: nothing of its job was written.
+    fn fail(self, error: CoreError) {
         match self {
-            Job::Outcome {
-                account,
-                id,
-                outcome,
-                ..
-            } => lifecycle::apply_in(core, txn, *account, *id, outcome)
-                .await
-                .map(Written::Outcome),
-            Job::Claim {
-                account,
-                session,
-                max,
-                ..
-            } => claim_in(core, txn, *account, *session, *max)
-                .await
-                .map(Written::Claim),
-        }
-    }
-
-    /// Answers the caller (after the commit, for what was written).
-    fn answer(self, core: &Core, written: CoreResult<Written>) {
-        match (self, written) {
-            (
-                Job::Outcome {
-                    account, id, reply, ..
-                },
-                Ok(Written::Outcome(request)),
-            ) => {
-                lifecycle::committed(core, account, id);
-                let _ = reply.send(Ok(request));
+            Job::Settle(settle) => {
+                let _ = settle.reply.send(Err(error));
             }
-            (Job::Claim { reply, .. }, Ok(Written::Claim(claimed))) => {
-                let _ = reply.send(Ok(claimed));
-            }
-            (Job::Outcome { reply, .. }, Err(e)) => {
-                let _ = reply.send(Err(e));
-            }
-            (Job::Claim { reply, .. }, Err(e)) => {
-                let _ = reply.send(Err(e));
-            }
-            (job, Ok(_)) => {
-                let _ = job;
-                tracing::error!("a session write was answered with another job's result");
+            Job::Claim(claim) => {
+                let _ = claim.reply.send(Err(error));
             }
         }
-    }
-
-    fn is_claim(&self) -> bool {
-        matches!(self, Job::Claim { .. })
     }
 }
 
@@ -133,12 +90,12 @@ impl Results {
     ) -> CoreResult<message_request::Model> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job::Outcome {
+            .send(Job::Settle(Settle {
                 account,
                 id,
                 outcome,
                 reply,
-            })
+            }))
             .await
             .map_err(|_| unavailable())?;
         answer.await.map_err(|_| unavailable())?
@@ -154,12 +111,12 @@ impl Results {
     ) -> CoreResult<Vec<message_request::Model>> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job::Claim {
+            .send(Job::Claim(Claim {
                 account,
                 session,
                 max,
                 reply,
-            })
+            }))
             .await
             .map_err(|_| unavailable())?;
         answer.await.map_err(|_| unavailable())?
@@ -187,69 +144,67 @@ pub fn start_writer(core: &Arc<Core>) {
     });
 }
 
-/// Applies a batch in one transaction, results before claims so the claims
-/// see the slots and chats the results freed. A refused result (unknown
-/// request, already finished) wrote nothing and is answered at once; if the
-/// transaction itself fails, each job is applied alone so one cannot fail
-/// its neighbours.
-async fn store(core: &Core, mut batch: Vec<Job>) {
-    batch.sort_by_key(Job::is_claim);
-    let txn = match core.db.write.begin().await {
-        Ok(txn) => txn,
-        Err(e) => {
-            let error = CoreError::from(e).to_string();
-            for job in batch {
-                job.answer(core, Err(CoreError::Unavailable(error.clone())));
-            }
-            return;
-        }
-    };
+/// Applies a batch in one transaction, the results together and before the
+/// claims, so the claims see the slots and chats the results freed. A
+/// refused result (unknown request, already finished) wrote nothing and is
+/// answered with why; if the transaction itself fails, each job is applied
+/// alone so one cannot fail its neighbours.
+async fn store(core: &Core, batch: Vec<Job>) {
     let single = batch.len() == 1;
-    let mut written = Vec::with_capacity(batch.len());
-    let mut failure = None;
-    let mut rest = batch.into_iter();
-    for job in rest.by_ref() {
-        match job.write(core, &txn).await {
-            Ok(done) => written.push((job, done)),
-            Err(e @ CoreError::Database(_)) => {
-                failure = Some((job, e));
-                break;
-            }
-            Err(refused) => job.answer(core, Err(refused)),
+    let mut settles = Vec::new();
+    let mut claims = Vec::new();
+    for job in batch {
+        match job {
+            Job::Settle(settle) => settles.push(settle),
+            Job::Claim(claim) => claims.push(claim),
         }
     }
-    let committed = match failure {
-        None => txn.commit().await.map_err(CoreError::from),
-        Some((job, e)) if single => {
-            job.answer(core, Err(e));
-            return;
-        }
-        Some((job, e)) => {
-            drop(txn);
-            tracing::warn!(error = %e, "session write batch failed; applying one by one");
-            let retry = written.into_iter().map(|(j, _)| j).chain([job]).chain(rest);
-            for job in retry {
-                Box::pin(store(core, vec![job])).await;
+    match write(core, &settles, &claims).await {
+        Ok((settled, claimed)) => {
+            for (settle, result) in settles.into_iter().zip(settled) {
+                if result.is_ok() {
+                    lifecycle::committed(core, settle.account, settle.id);
+                }
+                let _ = settle.reply.send(result);
             }
-            return;
-        }
-    };
-    match committed {
-        Ok(()) => {
-            for (job, done) in written {
-                job.answer(core, Ok(done));
+            for (claim, claimed) in claims.into_iter().zip(claimed) {
+                let _ = claim.reply.send(Ok(claimed));
             }
         }
-        Err(e) if written.len() <= 1 => {
-            for (job, _) in written {
-                job.answer(core, Err(CoreError::Unavailable(e.to_string())));
+        Err(e) if single => {
+            let job = settles.pop().map(Job::Settle);
+            if let Some(job) = job.or_else(|| claims.pop().map(Job::Claim)) {
+                job.fail(e);
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "session write batch did not commit; applying one by one");
-            for (job, _) in written {
+            tracing::warn!(error = %e, "session write batch failed; applying one by one");
+            let jobs = settles.into_iter().map(Job::Settle);
+            for job in jobs.chain(claims.into_iter().map(Job::Claim)) {
                 Box::pin(store(core, vec![job])).await;
             }
         }
     }
+}
+
+/// What one batch's transaction wrote: each result's answer, each claim's
+/// requests.
+type Written = (
+    Vec<CoreResult<message_request::Model>>,
+    Vec<Vec<message_request::Model>>,
+);
+
+async fn write(core: &Core, settles: &[Settle], claims: &[Claim]) -> CoreResult<Written> {
+    let txn = core.db.write.begin().await?;
+    let outcomes: Vec<_> = settles
+        .iter()
+        .map(|s| (s.account, s.id, &s.outcome))
+        .collect();
+    let settled = lifecycle::apply_all_in(core, &txn, &outcomes).await?;
+    let mut claimed = Vec::with_capacity(claims.len());
+    for claim in claims {
+        claimed.push(claim_in(core, &txn, claim.account, claim.session, claim.max).await?);
+    }
+    txn.commit().await?;
+    Ok((settled, claimed))
 }

@@ -39,16 +39,16 @@ pub struct Webhooks {
     wake: Notify,
 }
 
-/// Records the webhook delivery for a request that has just become terminal.
-/// Called inside the transaction that made it terminal, so the delivery and
-/// the transition commit together or not at all. An account without a
-/// webhook URL gets no delivery; a second call for the same request changes
-/// nothing.
+/// Records the webhook deliveries for requests that have just become
+/// terminal. Called inside the transaction that made them terminal, so the
+/// deliveries and the transitions commit together or not at all. An account
+/// without a webhook URL gets no delivery; a second call for the same
+/// request changes nothing.
 pub async fn enqueue(
     conn: &impl ConnectionTrait,
-    request: &message_request::Model,
+    requests: &[&message_request::Model],
 ) -> CoreResult<()> {
-    outbox::enqueue(conn, request).await
+    outbox::enqueue(conn, requests).await
 }
 
 /// Tells the worker that a transaction which enqueued a delivery has

@@ -7,6 +7,8 @@
 //! number is still current, so a core that died mid-attempt simply lets the
 //! delivery fall due again, and a late answer never overwrites a newer claim.
 
+use std::collections::{BTreeSet, HashMap};
+
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::{
@@ -32,46 +34,67 @@ pub fn epoch_millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-/// See [`super::enqueue`].
+/// See [`super::enqueue`]: one query for the accounts' webhook URLs, one
+/// multi-row insert.
 pub async fn enqueue(
     conn: &impl ConnectionTrait,
-    request: &message_request::Model,
+    requests: &[&message_request::Model],
 ) -> CoreResult<()> {
-    let body = payload::render(request).ok_or_else(|| {
-        CoreError::FailedPrecondition(format!(
-            "request {} is {}, not finished: no webhook",
-            request.id,
-            request.status.as_str()
-        ))
-    })?;
-    let url = account::Entity::find_by_id(request.account_id)
-        .select_only()
-        .column(account::Column::WebhookUrl)
-        .into_tuple::<Option<String>>()
-        .one(conn)
-        .await?
-        .flatten();
-    let Some(url) = url else {
+    let bodies = requests
+        .iter()
+        .map(|request| {
+            payload::render(request).ok_or_else(|| {
+                CoreError::FailedPrecondition(format!(
+                    "request {} is {}, not finished: no webhook",
+                    request.id,
+                    request.status.as_str()
+                ))
+            })
+        })
+        .collect::<CoreResult<Vec<_>>>()?;
+    let accounts: BTreeSet<i64> = requests.iter().map(|r| r.account_id).collect();
+    if accounts.is_empty() {
         return Ok(());
-    };
+    }
+    let urls: HashMap<i64, String> = account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .column(account::Column::WebhookUrl)
+        .filter(account::Column::Id.is_in(accounts))
+        .filter(account::Column::WebhookUrl.is_not_null())
+        .into_tuple::<(i64, String)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
     let at = now();
-    let delivery = webhook_delivery::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        account_id: Set(request.account_id),
-        request_id: Set(request.id),
-        url: Set(url),
-        payload: Set(body),
-        status: Set(DeliveryStatus::Pending),
-        attempts: Set(0),
-        retry_from: Set(0),
-        next_attempt_at: Set(epoch_millis(at)),
-        claimed_by: Set(None),
-        created_at: Set(at),
-        updated_at: Set(at),
-        last_attempt_at: Set(None),
-    };
+    let deliveries: Vec<webhook_delivery::ActiveModel> = requests
+        .iter()
+        .zip(bodies)
+        .filter_map(|(request, body)| {
+            let url = urls.get(&request.account_id)?;
+            Some(webhook_delivery::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                account_id: Set(request.account_id),
+                request_id: Set(request.id),
+                url: Set(url.clone()),
+                payload: Set(body),
+                status: Set(DeliveryStatus::Pending),
+                attempts: Set(0),
+                retry_from: Set(0),
+                next_attempt_at: Set(epoch_millis(at)),
+                claimed_by: Set(None),
+                created_at: Set(at),
+                updated_at: Set(at),
+                last_attempt_at: Set(None),
+            })
+        })
+        .collect();
+    if deliveries.is_empty() {
+        return Ok(());
+    }
     // A request has one webhook: a second enqueue for it changes nothing.
-    webhook_delivery::Entity::insert(delivery)
+    webhook_delivery::Entity::insert_many(deliveries)
         .on_conflict(
             OnConflict::column(webhook_delivery::Column::RequestId)
                 .do_nothing()
