@@ -105,6 +105,7 @@ struct Keys {
     get: String,
     lifecycle: String,
     lifecycle_half: String,
+    lifecycle_floor: String,
     webhooks: String,
     idle: Vec<String>,
 }
@@ -201,6 +202,7 @@ async fn run_on(
         get: account("bench-get".into(), None).await?,
         lifecycle: account("bench-lifecycle".into(), None).await?,
         lifecycle_half: account("bench-lifecycle-half".into(), None).await?,
+        lifecycle_floor: account("bench-lifecycle-floor".into(), None).await?,
         webhooks: account("bench-webhooks".into(), Some(receiver.url())).await?,
         idle: Vec::new(),
     };
