@@ -1,7 +1,8 @@
 //! The queue behind each group-commit writer ([`crate::intake`] for
-//! submits, [`crate::results`] for extension results): callers enqueue on a
-//! bounded channel, and the one writer takes whatever has gathered — at once
-//! when idle, larger batches while the previous one commits.
+//! submits, [`crate::results`] for extension results, both drained by
+//! [`crate::writer`] on SQLite): callers enqueue on a bounded channel, and
+//! the one writer takes whatever has gathered — at once when idle, larger
+//! batches while the previous one commits.
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -49,12 +50,19 @@ impl<T> Receiver<T> {
             }
         }?;
         let mut batch = vec![first];
+        batch.extend(self.ready(max.saturating_sub(1)));
+        Some(batch)
+    }
+
+    /// What is queued now, up to `max` items, without waiting.
+    pub fn ready(&mut self, max: usize) -> Vec<T> {
+        let mut batch = Vec::new();
         while batch.len() < max {
             match self.rx.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
-        Some(batch)
+        batch
     }
 }

@@ -4,6 +4,8 @@
 //! load the batches grow while the previous one commits; when idle a lone
 //! submission is written at once. Callers see exactly what a transaction per
 //! request would give them — their request is durable when they get an answer.
+//! On SQLite [`crate::writer`] drains this queue, in one transaction with the
+//! extension sessions' writes.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -29,11 +31,11 @@ use crate::{
 };
 
 /// Most submissions stored in one transaction.
-const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 /// Submissions that may wait for the writer before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
-struct Pending {
+pub(crate) struct Pending {
     /// SHA-256 of the caller's API key: the batch resolves all its keys in
     /// one query, so authenticating costs no round trip of its own.
     key_hash: String,
@@ -47,12 +49,19 @@ pub struct Intake {
 
 /// A token bucket per account, for `CHATRELAY_SUBMIT_RATE`. Only the writer
 /// task touches it.
-struct RateLimits {
+pub(crate) struct RateLimits {
     rate: f64,
     buckets: HashMap<i64, (f64, Instant)>,
 }
 
 impl RateLimits {
+    pub(crate) fn new(core: &Core) -> Self {
+        Self {
+            rate: f64::from(core.config.submit_rate),
+            buckets: HashMap::new(),
+        }
+    }
+
     /// Takes a token for `account`, or says how many seconds until one is due.
     fn take(&mut self, account: AccountId) -> Result<(), u64> {
         if self.rate <= 0.0 {
@@ -80,6 +89,11 @@ impl Default for Intake {
 }
 
 impl Intake {
+    /// The writer's end of the queue; `None` once a writer took it.
+    pub(crate) fn take_receiver(&self) -> Option<batch::Receiver<Pending>> {
+        self.queue.take_receiver()
+    }
+
     /// Authenticates, validates and stores a submission; resolves once it is
     /// committed.
     pub async fn submit(
@@ -105,21 +119,21 @@ impl Intake {
 /// Starts the writer. At shutdown it stops taking new submissions, stores
 /// the ones already queued, and ends.
 pub fn start_writer(core: &Arc<Core>) {
-    let Some(mut rx) = core.intake.queue.take_receiver() else {
+    let Some(mut rx) = core.intake.take_receiver() else {
         return;
     };
     let core = core.clone();
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
-        let mut limits = RateLimits {
-            rate: f64::from(core.config.submit_rate),
-            buckets: HashMap::new(),
-        };
+        let mut limits = RateLimits::new(&core);
         while let Some(batch) = rx.next(&core.shutdown, MAX_BATCH).await {
-            metrics::histogram!("chatrelay_submit_batch_size").record(batch.len() as f64);
             // A bug in one batch must not stop every later submit: its callers
             // get an error (their reply senders are dropped) and the writer goes on.
-            let stored = AssertUnwindSafe(store(&core, &mut limits, batch)).catch_unwind();
+            let stored = AssertUnwindSafe(async {
+                let accepted = accept(&core, &mut limits, batch).await;
+                store(&core, accepted).await
+            })
+            .catch_unwind();
             if stored.await.is_err() {
                 tracing::error!("submit batch panicked; its callers were answered with an error");
             }
@@ -152,9 +166,14 @@ async fn accounts_of(core: &Core, batch: &[Pending]) -> CoreResult<HashMap<Strin
         .collect())
 }
 
-/// Answers the submissions that fail authentication or validation and
-/// stores the rest.
-async fn store(core: &Core, limits: &mut RateLimits, batch: Vec<Pending>) {
+/// Answers the submissions that fail authentication, the rate limit or
+/// validation; returns the rest with their accounts, to be stored.
+pub(crate) async fn accept(
+    core: &Core,
+    limits: &mut RateLimits,
+    batch: Vec<Pending>,
+) -> Vec<(AccountId, Pending)> {
+    metrics::histogram!("chatrelay_submit_batch_size").record(batch.len() as f64);
     let accounts = match accounts_of(core, &batch).await {
         Ok(accounts) => accounts,
         Err(e) => {
@@ -164,7 +183,7 @@ async fn store(core: &Core, limits: &mut RateLimits, batch: Vec<Pending>) {
                     .reply
                     .send(Err(CoreError::Unavailable("database unavailable".into())));
             }
-            return;
+            return Vec::new();
         }
     };
     let mut valid = Vec::with_capacity(batch.len());
@@ -184,26 +203,23 @@ async fn store(core: &Core, limits: &mut RateLimits, batch: Vec<Pending>) {
             }
         }
     }
-    if !valid.is_empty() {
-        store_valid(core, valid).await;
-    }
+    valid
 }
 
-/// Stores a batch in one transaction; if that fails, each submission alone,
-/// so one bad submission cannot fail its neighbours.
-async fn store_valid(core: &Core, batch: Vec<(AccountId, Pending)>) {
-    let items: Vec<(AccountId, &Submission)> =
-        batch.iter().map(|(a, p)| (*a, &p.submission)).collect();
-    match write(core, &items).await {
-        Ok(views) => {
-            let accounts: BTreeSet<i64> = batch.iter().map(|(a, _)| a.0).collect();
-            for ((_, pending), view) in batch.into_iter().zip(views) {
-                let _ = pending.reply.send(Ok(view));
-            }
-            for account in accounts {
-                core.dispatch.submitted(AccountId(account));
-            }
-        }
+/// Stores accepted submissions in one transaction; if that fails, each
+/// alone, so one bad submission cannot fail its neighbours.
+pub(crate) async fn store(core: &Core, batch: Vec<(AccountId, Pending)>) {
+    if batch.is_empty() {
+        return;
+    }
+    let written = async {
+        let txn = core.db.write.begin().await?;
+        let views = insert_in(core, &txn, &batch).await?;
+        txn.commit().await?;
+        Ok::<_, CoreError>(views)
+    };
+    match written.await {
+        Ok(views) => answer(core, batch, views),
         Err(e) if batch.len() == 1 => {
             let (_, pending) = batch.into_iter().next().expect("one");
             let _ = pending.reply.send(Err(e));
@@ -211,15 +227,36 @@ async fn store_valid(core: &Core, batch: Vec<(AccountId, Pending)>) {
         Err(e) => {
             tracing::warn!(error = %e, size = batch.len(), "batch failed; storing one by one");
             for item in batch {
-                Box::pin(store_valid(core, vec![item])).await;
+                Box::pin(store(core, vec![item])).await;
             }
         }
     }
 }
 
-async fn write(core: &Core, items: &[(AccountId, &Submission)]) -> CoreResult<Vec<RequestView>> {
-    let txn = core.db.write.begin().await?;
-    let chats = chats_for(&txn, items).await?;
+/// Answers the callers of a committed batch and wakes its accounts' sessions.
+pub(crate) fn answer(core: &Core, batch: Vec<(AccountId, Pending)>, views: Vec<RequestView>) {
+    let accounts: BTreeSet<i64> = batch.iter().map(|(a, _)| a.0).collect();
+    for ((_, pending), view) in batch.into_iter().zip(views) {
+        let _ = pending.reply.send(Ok(view));
+    }
+    for account in accounts {
+        core.dispatch.submitted(AccountId(account));
+    }
+}
+
+/// Writes accepted submissions inside the caller's transaction: their new
+/// chats in one insert, the requests in another.
+pub(crate) async fn insert_in(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    batch: &[(AccountId, Pending)],
+) -> CoreResult<Vec<RequestView>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<(AccountId, &Submission)> =
+        batch.iter().map(|(a, p)| (*a, &p.submission)).collect();
+    let chats = chats_for(txn, &items).await?;
     let at = now();
     let requests: Vec<message_request::Model> = items
         .iter()
@@ -249,13 +286,12 @@ async fn write(core: &Core, items: &[(AccountId, &Submission)]) -> CoreResult<Ve
             .cloned()
             .map(message_request::ActiveModel::from),
     )
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
     let accounts: BTreeSet<i64> = items.iter().map(|(a, _)| a.0).collect();
     for account in accounts {
-        dispatch::publish_work(&txn, core, AccountId(account)).await?;
+        dispatch::publish_work(txn, core, AccountId(account)).await?;
     }
-    txn.commit().await?;
     Ok(requests
         .into_iter()
         .zip(chats)

@@ -18,6 +18,7 @@ pub mod requests;
 pub mod results;
 pub mod telemetry;
 pub mod webhooks;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -31,9 +32,9 @@ pub struct Core {
     pub db: db::Db,
     pub config: CoreConfig,
     pub dispatch: dispatch::Dispatch,
-    /// The submit path's group-commit writer.
+    /// The submit path's group commit (on SQLite drained by [`writer`]).
     pub intake: intake::Intake,
-    /// The result path's group-commit writer.
+    /// The result path's group commit (on SQLite drained by [`writer`]).
     pub results: results::Results,
     /// This process's identity in leases, so other cores can tell its
     /// requests from their own.
@@ -63,8 +64,12 @@ impl Core {
         });
         dispatch::lease::release_orphans(&core).await?;
         dispatch::lease::start_keeper(&core);
-        intake::start_writer(&core);
-        results::start_writer(&core);
+        if core.db.backend() == sea_orm::DatabaseBackend::Sqlite {
+            writer::start(&core);
+        } else {
+            intake::start_writer(&core);
+            results::start_writer(&core);
+        }
         queue_depth::start(&core);
         db::checkpoint::start(&core);
         dispatch::start_listener(&core);

@@ -4,12 +4,13 @@
 //! SQLite's single write connection a transaction carries many results and
 //! the claims they make room for, instead of one statement each competing
 //! for the connection. Each caller is answered once its write is committed
-//! (or refused).
+//! (or refused). On SQLite [`crate::writer`] drains this queue, in one
+//! transaction with the submits.
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use futures::FutureExt;
-use sea_orm::TransactionTrait;
+use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -24,26 +25,26 @@ use crate::{
 };
 
 /// Most results applied in one transaction.
-const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 /// Results that may wait for the writer before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
 /// A write an extension session waits for.
-enum Job {
+pub(crate) enum Job {
     /// Finish a request as the extension reported.
     Settle(Settle),
     /// Lease up to `max` claimable requests of the account to a session.
     Claim(Claim),
 }
 
-struct Settle {
+pub(crate) struct Settle {
     account: AccountId,
     id: Uuid,
     outcome: Outcome,
     reply: oneshot::Sender<CoreResult<message_request::Model>>,
 }
 
-struct Claim {
+pub(crate) struct Claim {
     account: AccountId,
     session: Uuid,
     max: usize,
@@ -81,6 +82,11 @@ fn unavailable() -> CoreError {
 }
 
 impl Results {
+    /// The writer's end of the queue; `None` once a writer took it.
+    pub(crate) fn take_receiver(&self) -> Option<batch::Receiver<Job>> {
+        self.queue.take_receiver()
+    }
+
     /// Applies an outcome; resolves once it is committed.
     pub async fn apply(
         &self,
@@ -126,14 +132,15 @@ impl Results {
 /// Starts the writer. At shutdown it stops taking results, applies the ones
 /// already queued, and ends.
 pub fn start_writer(core: &Arc<Core>) {
-    let Some(mut rx) = core.results.queue.take_receiver() else {
+    let Some(mut rx) = core.results.take_receiver() else {
         return;
     };
     let core = core.clone();
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
         while let Some(batch) = rx.next(&core.shutdown, MAX_BATCH).await {
-            if AssertUnwindSafe(store(&core, batch))
+            let (settles, claims) = split(batch);
+            if AssertUnwindSafe(store(&core, settles, claims))
                 .catch_unwind()
                 .await
                 .is_err()
@@ -144,13 +151,8 @@ pub fn start_writer(core: &Arc<Core>) {
     });
 }
 
-/// Applies a batch in one transaction, the results together and before the
-/// claims, so the claims see the slots and chats the results freed. A
-/// refused result (unknown request, already finished) wrote nothing and is
-/// answered with why; if the transaction itself fails, each job is applied
-/// alone so one cannot fail its neighbours.
-async fn store(core: &Core, batch: Vec<Job>) {
-    let single = batch.len() == 1;
+/// A batch's results and claims, apart.
+pub(crate) fn split(batch: Vec<Job>) -> (Vec<Settle>, Vec<Claim>) {
     let mut settles = Vec::new();
     let mut claims = Vec::new();
     for job in batch {
@@ -159,52 +161,81 @@ async fn store(core: &Core, batch: Vec<Job>) {
             Job::Claim(claim) => claims.push(claim),
         }
     }
-    match write(core, &settles, &claims).await {
-        Ok((settled, claimed)) => {
-            for (settle, result) in settles.into_iter().zip(settled) {
-                if result.is_ok() {
-                    lifecycle::committed(core, settle.account, settle.id);
-                }
-                let _ = settle.reply.send(result);
-            }
-            for (claim, claimed) in claims.into_iter().zip(claimed) {
-                let _ = claim.reply.send(Ok(claimed));
-            }
-        }
+    (settles, claims)
+}
+
+/// Applies a batch in one transaction (see [`write_in`]). If the
+/// transaction fails, each job is applied alone so one cannot fail its
+/// neighbours.
+pub(crate) async fn store(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>) {
+    let single = settles.len() + claims.len() == 1;
+    let written = async {
+        let txn = core.db.write.begin().await?;
+        let written = write_in(core, &txn, &settles, &claims).await?;
+        txn.commit().await?;
+        Ok::<_, CoreError>(written)
+    };
+    match written.await {
+        Ok(written) => answer(core, settles, claims, written),
         Err(e) if single => {
-            let job = settles.pop().map(Job::Settle);
-            if let Some(job) = job.or_else(|| claims.pop().map(Job::Claim)) {
+            let mut jobs = settles.into_iter().map(Job::Settle);
+            if let Some(job) = jobs
+                .next()
+                .or_else(|| claims.into_iter().next().map(Job::Claim))
+            {
                 job.fail(e);
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, "session write batch failed; applying one by one");
-            let jobs = settles.into_iter().map(Job::Settle);
-            for job in jobs.chain(claims.into_iter().map(Job::Claim)) {
-                Box::pin(store(core, vec![job])).await;
+            for settle in settles {
+                Box::pin(store(core, vec![settle], Vec::new())).await;
+            }
+            for claim in claims {
+                Box::pin(store(core, Vec::new(), vec![claim])).await;
             }
         }
     }
 }
 
-/// What one batch's transaction wrote: each result's answer, each claim's
-/// requests.
-type Written = (
+/// What a batch wrote: each result's answer, each claim's requests.
+pub(crate) type Written = (
     Vec<CoreResult<message_request::Model>>,
     Vec<Vec<message_request::Model>>,
 );
 
-async fn write(core: &Core, settles: &[Settle], claims: &[Claim]) -> CoreResult<Written> {
-    let txn = core.db.write.begin().await?;
+/// Writes a batch inside the caller's transaction: the results together and
+/// before the claims, so the claims see the slots and chats the results
+/// freed. A refused result (unknown request, already finished) wrote
+/// nothing; its answer says why.
+pub(crate) async fn write_in(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    settles: &[Settle],
+    claims: &[Claim],
+) -> CoreResult<Written> {
     let outcomes: Vec<_> = settles
         .iter()
         .map(|s| (s.account, s.id, &s.outcome))
         .collect();
-    let settled = lifecycle::apply_all_in(core, &txn, &outcomes).await?;
+    let settled = lifecycle::apply_all_in(core, txn, &outcomes).await?;
     let mut claimed = Vec::with_capacity(claims.len());
     for claim in claims {
-        claimed.push(claim_in(core, &txn, claim.account, claim.session, claim.max).await?);
+        claimed.push(claim_in(core, txn, claim.account, claim.session, claim.max).await?);
     }
-    txn.commit().await?;
     Ok((settled, claimed))
+}
+
+/// Answers the callers of a committed batch.
+pub(crate) fn answer(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>, written: Written) {
+    let (settled, claimed) = written;
+    for (settle, result) in settles.into_iter().zip(settled) {
+        if result.is_ok() {
+            lifecycle::committed(core, settle.account, settle.id);
+        }
+        let _ = settle.reply.send(result);
+    }
+    for (claim, claimed) in claims.into_iter().zip(claimed) {
+        let _ = claim.reply.send(Ok(claimed));
+    }
 }

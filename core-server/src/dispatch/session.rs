@@ -159,9 +159,9 @@ impl Session {
         if room == 0 || self.closed {
             return;
         }
-        // SQLite has one write connection: the claim joins the session
-        // writer's transaction instead of queueing for it. PostgreSQL claims
-        // side by side on its pool.
+        // SQLite has one write connection: the claim joins the writer's next
+        // transaction instead of queueing for it. PostgreSQL claims side by
+        // side on its pool.
         let claimed = if self.core.db.backend() == DatabaseBackend::Sqlite {
             self.core.results.claim(self.account, self.id, room).await
         } else {
