@@ -31,9 +31,21 @@ pub type CoreChannel = BoxCloneSyncService<
     tonic::transport::Error,
 >;
 
-/// What every handler shares: the gRPC clients of the core.
+/// What every handler shares: the gRPC clients of the core. Cloned for
+/// every call, so it is one reference-counted pointer.
 #[derive(Clone)]
-pub struct EdgeState {
+pub struct EdgeState(Arc<Shared>);
+
+impl std::ops::Deref for EdgeState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`EdgeState`].
+pub struct Shared {
     pub chat: ChatServiceClient<CoreChannel>,
     pub extension: ExtensionServiceClient<CoreChannel>,
     pub health: tonic_health::pb::health_client::HealthClient<CoreChannel>,
@@ -76,14 +88,14 @@ impl EdgeState {
     }
 
     fn with_core(config: EdgeConfig, core: CoreChannel) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             chat: ChatServiceClient::new(core.clone()),
             extension: ExtensionServiceClient::new(core.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(core),
             config: Arc::new(config),
             bridges: tokio_util::task::TaskTracker::new(),
             stopping: CancellationToken::new(),
-        }
+        }))
     }
 }
 
