@@ -285,9 +285,10 @@ async fn refusal(txn: &DatabaseTransaction, account: AccountId, id: Uuid) -> Cor
     }
 }
 
-/// Tells this process's sessions and the webhook worker, after the commit.
-pub(crate) fn committed(core: &Core, account: AccountId, id: Uuid) {
-    core.dispatch.finished_local(account, id);
+/// Tells this process's sessions and the webhook worker that requests of
+/// the account finished, after the commit.
+pub(crate) fn committed(core: &Core, account: AccountId, ids: Vec<Uuid>) {
+    core.dispatch.finished_local(account, ids.into());
     webhooks::notify_committed(core);
 }
 

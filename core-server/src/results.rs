@@ -7,7 +7,7 @@
 //! (or refused). On SQLite [`crate::writer`] drains this queue, in one
 //! transaction with the submits.
 
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::{collections::BTreeMap, panic::AssertUnwindSafe, sync::Arc};
 
 use futures::FutureExt;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
@@ -229,11 +229,18 @@ pub(crate) async fn write_in(
 /// Answers the callers of a committed batch.
 pub(crate) fn answer(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>, written: Written) {
     let (settled, claimed) = written;
+    let mut finished: BTreeMap<i64, Vec<Uuid>> = BTreeMap::new();
     for (settle, result) in settles.into_iter().zip(settled) {
         if result.is_ok() {
-            lifecycle::committed(core, settle.account, settle.id);
+            finished
+                .entry(settle.account.0)
+                .or_default()
+                .push(settle.id);
         }
         let _ = settle.reply.send(result);
+    }
+    for (account, ids) in finished {
+        lifecycle::committed(core, AccountId(account), ids);
     }
     for (claim, claimed) in claims.into_iter().zip(claimed) {
         let _ = claim.reply.send(Ok(claimed));

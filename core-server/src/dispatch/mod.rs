@@ -29,8 +29,10 @@ pub struct AccountHub {
     /// it could not take everything.
     pub work: Notify,
     /// Requests of the account that reached a terminal status, so the session
-    /// holding one frees its slot even when the result came another way.
-    pub finished: broadcast::Sender<Uuid>,
+    /// holding one frees its slot even when the result came another way. One
+    /// message per committed batch: each session wakes once per batch, not
+    /// once per request.
+    pub finished: broadcast::Sender<Arc<[Uuid]>>,
     /// Sessions of the account open on this core.
     pub sessions: std::sync::atomic::AtomicUsize,
 }
@@ -91,11 +93,12 @@ impl Dispatch {
         }
     }
 
-    /// A request of the account finished: free its holder's slot and let its
-    /// chat's next request go. (Other cores hear of it through `notify`.)
-    pub(crate) fn finished_local(&self, account: AccountId, request: Uuid) {
+    /// Requests of the account finished: free their holders' slots and let
+    /// their chats' next requests go. (Other cores hear of it through
+    /// `notify`.)
+    pub(crate) fn finished_local(&self, account: AccountId, requests: Arc<[Uuid]>) {
         if let Some(hub) = self.accounts.get(&account.0) {
-            let _ = hub.finished.send(request);
+            let _ = hub.finished.send(requests);
             hub.work.notify_one();
         }
     }

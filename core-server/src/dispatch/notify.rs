@@ -58,7 +58,7 @@ fn apply(core: &Core, payload: &str) {
     };
     match (kind, parts.next().and_then(|r| Uuid::parse_str(r).ok())) {
         ("w", _) => core.dispatch.wake_local(account),
-        ("f", Some(request)) => core.dispatch.finished_local(account, request),
+        ("f", Some(request)) => core.dispatch.finished_local(account, Arc::from([request])),
         _ => {}
     }
 }

@@ -120,8 +120,9 @@ pub async fn run<S>(
             },
             _ = hub.work.notified(), if room => session.fill().await,
             done = finished.recv() => match done {
-                Ok(id) => {
-                    if session.held.remove(&id) {
+                Ok(ids) => {
+                    let freed = ids.iter().filter(|id| session.held.remove(id)).count();
+                    if freed > 0 {
                         session.fill().await;
                     }
                 }
