@@ -1244,3 +1244,97 @@ async fn submit_answers_415_for_a_body_that_is_not_json() {
     assert!(list(&app, &key, "/api/chat/requests/").await.is_empty());
     app.stop().await;
 }
+
+/// Writes share transactions (group commit), so a write the database
+/// refuses must fail alone: its neighbours in the same transaction are
+/// written again apart and land, and nothing else is lost. A trigger makes
+/// the database refuse one message.
+#[tokio::test]
+async fn a_write_the_database_refuses_fails_alone_and_its_neighbours_land() {
+    use chatrelay_core::{
+        accounts::hash_api_key,
+        lifecycle,
+        model::{AccountId, ResponseType, Submission, ThinkingTime},
+        CoreError,
+    };
+    use sea_orm::ConnectionTrait;
+
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let core = app.running.core.clone();
+    let poison = if db.is_postgres() {
+        vec![
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+               IF NEW.message = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON message_requests \
+               FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        ]
+    } else {
+        vec![
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON message_requests \
+               WHEN NEW.message = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        ]
+    };
+    for statement in poison {
+        core.db
+            .write
+            .execute_unprepared(statement)
+            .await
+            .expect("trigger");
+    }
+    let earlier = app.submit_message(&key, "answered meanwhile").await["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let account = AccountId(
+        chatrelay_core::accounts::find_by_name(&core.db, "acme")
+            .await
+            .expect("account")
+            .id,
+    );
+    let submit = |message: &str| {
+        core.intake.submit(
+            hash_api_key(&key),
+            Submission {
+                message: message.into(),
+                response_type: ResponseType::Auto,
+                thinking_time: ThinkingTime::Standard,
+                chat_id: None,
+            },
+        )
+    };
+    // Polled in order, so they queue together for the writer.
+    let (first, refused, second, answered) = tokio::join!(
+        submit("first"),
+        submit("poison"),
+        submit("second"),
+        lifecycle::complete(&core, account, earlier, "ok".into(), "conv-1".into(), None),
+    );
+    assert!(
+        matches!(refused, Err(CoreError::Database(_))),
+        "{refused:?}"
+    );
+    let (first, second) = (first.expect("first lands"), second.expect("second lands"));
+    assert_eq!(
+        answered.expect("the result lands").status,
+        RequestStatus::Done
+    );
+
+    for view in [&first, &second] {
+        let (status, body) = app
+            .get(&key, &format!("/api/chat/requests/{}/", view.request.id))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "idle");
+    }
+    let listed = list(&app, &key, "/api/chat/requests/").await;
+    let messages: Vec<&str> = listed
+        .iter()
+        .map(|r| r["message"].as_str().expect("message"))
+        .collect();
+    assert_eq!(messages, ["second", "first", "answered meanwhile"]);
+    app.stop().await;
+}
