@@ -625,6 +625,54 @@ async fn oversized_websocket_message_closes_the_session_and_requeues() {
 /// the writes queued behind it); a task beside it does. Without that task
 /// nothing would reach the database file until the process stopped: its
 /// size is the sign the WAL is being copied in while chatrelay runs.
+/// Under writes that never pause, a passive checkpoint always misses what
+/// was written while it ran, so the WAL would never start over and would
+/// grow without end. Past `CHATRELAY_SQLITE_WAL_LIMIT_MIB` the checkpoint
+/// task makes it start over, and the file is cut back to the limit.
+#[tokio::test]
+async fn sqlite_wal_stays_bounded_under_steady_writes() {
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |core, _| core.database.sqlite_wal_limit_mib = 1).await;
+    let Some(file) = app.running.core.db.sqlite_file.clone() else {
+        app.stop().await;
+        return;
+    };
+    let wal = std::path::PathBuf::from(format!("{}-wal", file.display()));
+    let key = app.account("acme").await;
+    let payload = "x".repeat(4_000);
+    let start = tokio::time::Instant::now();
+    let until = start + std::time::Duration::from_secs(6);
+    let writers = futures::future::join_all((0..8).map(|_| async {
+        while tokio::time::Instant::now() < until {
+            app.submit_message(&key, &payload).await;
+        }
+    }));
+    // After the first seconds: the largest WAL seen, and the smallest.
+    let watch = async {
+        let (mut largest, mut smallest) = (0, u64::MAX);
+        while tokio::time::Instant::now() < until {
+            if start.elapsed() > std::time::Duration::from_secs(2) {
+                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                largest = largest.max(size);
+                smallest = smallest.min(size);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        (largest, smallest)
+    };
+    let (_, (largest, smallest)) = tokio::join!(writers, watch);
+    let written = std::fs::metadata(&file).expect("database file").len();
+    assert!(
+        smallest <= 2 << 20,
+        "the WAL was never cut back while the writes went on (at least {smallest} bytes)"
+    );
+    assert!(
+        largest < 48 << 20,
+        "the WAL reached {largest} bytes under a 1 MiB limit (database: {written} bytes)"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn sqlite_wal_is_checkpointed_while_running() {
     let db = TestDb::new().await;

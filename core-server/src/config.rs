@@ -19,6 +19,18 @@ pub struct DatabaseConfig {
     /// Connections in the read pool (PostgreSQL: the whole pool).
     #[arg(long, env = "CHATRELAY_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+
+    /// SQLite: the WAL size, in MiB, past which the checkpoint task briefly
+    /// holds writes back to start the WAL over (see `db::checkpoint`).
+    #[arg(long, env = "CHATRELAY_SQLITE_WAL_LIMIT_MIB", default_value_t = 64)]
+    pub sqlite_wal_limit_mib: u64,
+}
+
+impl DatabaseConfig {
+    /// [`Self::sqlite_wal_limit_mib`] in bytes (at least one MiB).
+    pub fn sqlite_wal_limit_bytes(&self) -> u64 {
+        self.sqlite_wal_limit_mib.clamp(1, u64::MAX >> 20) << 20
+    }
 }
 
 /// The core server.
@@ -73,6 +85,7 @@ impl CoreConfig {
             database: DatabaseConfig {
                 database_url: database_url.into(),
                 db_max_connections: 16,
+                sqlite_wal_limit_mib: 64,
             },
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_message_chars: 100_000,

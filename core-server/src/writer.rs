@@ -45,8 +45,10 @@ pub fn start(core: &Arc<Core>) {
                 else => break,
             };
             // A bug in one cycle must not stop every later write: its
-            // callers get an error (their reply senders are dropped).
+            // callers get an error (their reply senders are dropped). The
+            // gate is shared by cycles; only a WAL restart holds it alone.
             let cycle = AssertUnwindSafe(async {
+                let _gate = core.db.write_gate.read().await;
                 let accepted = intake::accept(&core, &mut limits, pending).await;
                 let (settles, claims) = results::split(jobs);
                 cycle(&core, accepted, settles, claims).await;

@@ -7,12 +7,30 @@
 //! connection has automatic checkpoints turned off (`db::Db::connect`);
 //! instead this task runs a passive checkpoint on a connection of its own,
 //! on a blocking thread, once a second. A passive checkpoint never waits for
-//! readers or the writer, and once the WAL is copied in full the next write
-//! starts it over from the beginning, so the WAL holds about a second of
-//! writes. A page written many times in that second is copied once.
+//! readers or the writer; a page written many times in that second is
+//! copied once.
+//!
+//! The WAL starts over from the beginning only when a write begins with
+//! every frame copied, and under steady writes that never happens by itself:
+//! each passive checkpoint misses what was written while it ran, and the
+//! WAL grew past a gigabyte in a 12-second benchmark. So once the WAL is
+//! past `CHATRELAY_SQLITE_WAL_LIMIT_MIB`, the passive checkpoint is followed
+//! by a second passive one (which copies what was written during the first)
+//! and then a restarting one, which copies the moment's frames left and
+//! lets the next write start the WAL over; the write connection's
+//! `journal_size_limit` then cuts the file back to the limit. The restart
+//! must have the writer idle: rather than let SQLite's busy handler sleep
+//! on either side in steps of milliseconds, the writer ([`crate::writer`])
+//! holds [`super::Db::write_gate`] shared for each cycle and the restart
+//! holds it alone.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use anyhow::Context;
 use rusqlite::Connection;
 
 use crate::Core;
@@ -20,15 +38,19 @@ use crate::Core;
 /// How often the WAL is checkpointed.
 const EVERY: Duration = Duration::from_secs(1);
 
+/// The checkpoint task's own connection, used on blocking threads.
+type Shared = Arc<Mutex<Connection>>;
+
 /// Starts the checkpoint task if the database is an SQLite file.
 pub fn start(core: &Arc<Core>) {
     let Some(file) = core.db.sqlite_file.clone() else {
         return;
     };
-    let shutdown = core.shutdown.clone();
-    core.tasks.spawn(async move {
-        let mut conn = match open(&file) {
-            Ok(conn) => conn,
+    let core = core.clone();
+    let tracker = core.tasks.clone();
+    tracker.spawn(async move {
+        let conn: Shared = match open(&file) {
+            Ok(conn) => Arc::new(Mutex::new(conn)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open a checkpoint connection; the WAL will grow until restart");
                 return;
@@ -38,25 +60,11 @@ pub fn start(core: &Arc<Core>) {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = core.shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let done = tokio::task::spawn_blocking(move || {
-                let result = passive(&conn);
-                (conn, result)
-            })
-            .await;
-            match done {
-                Ok((back, result)) => {
-                    conn = back;
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "WAL checkpoint task failed");
-                    return;
-                }
+            if let Err(e) = checkpoint(&core, &conn).await {
+                tracing::warn!(error = format!("{e:#}"), "WAL checkpoint failed");
             }
         }
     });
@@ -64,11 +72,61 @@ pub fn start(core: &Arc<Core>) {
 
 fn open(file: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(file)?;
-    conn.busy_timeout(Duration::from_secs(1))?;
+    // SQLite's own busy handler sleeps 1, 2, 5, 10… ms between tries; the
+    // restart waits for readers of a moment, so it polls every 50 µs
+    // instead (for up to a second).
+    conn.busy_handler(Some(|tries| {
+        std::thread::sleep(Duration::from_micros(50));
+        tries < 20_000
+    }))?;
     Ok(conn)
 }
 
-/// Copies what it can of the WAL into the database file without waiting.
-fn passive(conn: &Connection) -> rusqlite::Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+/// Copies what it can of the WAL into the database file without waiting;
+/// if the WAL is past the limit, then makes the next write start it over.
+async fn checkpoint(core: &Core, conn: &Shared) -> anyhow::Result<()> {
+    let limit = core.config.database.sqlite_wal_limit_bytes();
+    let size = blocking(conn, |conn| {
+        let frames = passive(conn)?;
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        Ok(u64::try_from(frames.max(0) * page.max(0)).unwrap_or(u64::MAX))
+    })
+    .await?;
+    if size <= limit {
+        return Ok(());
+    }
+    blocking(conn, passive).await?;
+    let gate = core.db.write_gate.write().await;
+    let started = std::time::Instant::now();
+    blocking(conn, |conn| {
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+    })
+    .await?;
+    drop(gate);
+    tracing::debug!(
+        wal_bytes = size,
+        held_ms = started.elapsed().as_secs_f64() * 1e3,
+        "WAL started over"
+    );
+    Ok(())
+}
+
+/// A passive checkpoint; returns the frames in the WAL.
+fn passive(conn: &Connection) -> rusqlite::Result<i64> {
+    // (busy, frames in the WAL, frames copied)
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
+/// Runs `step` on the checkpoint connection on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    conn: &Shared,
+    step: fn(&Connection) -> rusqlite::Result<T>,
+) -> anyhow::Result<T> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = conn.lock().map_err(|_| anyhow::anyhow!("connection poisoned"))?;
+        step(&conn).context("checkpoint statement")
+    })
+    .await
+    .context("checkpoint thread")?
 }

@@ -28,6 +28,10 @@ pub struct Db {
     pub point_reads: Option<Arc<point_reads::PointReads>>,
     /// The SQLite database file, if that is the back end.
     pub sqlite_file: Option<PathBuf>,
+    /// SQLite: held shared by each write cycle and alone by the checkpoint
+    /// that starts the WAL over (see [`checkpoint`]), so neither waits in
+    /// SQLite's busy handler for the other.
+    pub write_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Db {
@@ -56,10 +60,13 @@ impl Db {
             // The writer first: it creates the file and switches it to WAL.
             // It never checkpoints: a checkpoint syncs the database file,
             // which would stall every write queued behind it (see
-            // `checkpoint`, which does that work beside the writer).
-            let write = pool(1, options.clone().pragma("wal_autocheckpoint", "0"))
-                .await
-                .map_err(sqlx_err)?;
+            // `checkpoint`, which does that work beside the writer). When it
+            // starts the WAL over, it cuts the file back to the limit.
+            let writer = options.clone().pragma("wal_autocheckpoint", "0").pragma(
+                "journal_size_limit",
+                config.sqlite_wal_limit_bytes().to_string(),
+            );
+            let write = pool(1, writer).await.map_err(sqlx_err)?;
             let read = pool(config.db_max_connections.max(1), options.clone())
                 .await
                 .map_err(sqlx_err)?;
@@ -73,6 +80,7 @@ impl Db {
                     .clone()
                     .map(|file| Arc::new(point_reads::PointReads::new(file))),
                 sqlite_file: file,
+                write_gate: Default::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut options = ConnectOptions::new(url);
@@ -86,6 +94,7 @@ impl Db {
                 write: conn,
                 point_reads: None,
                 sqlite_file: None,
+                write_gate: Default::default(),
             })
         } else {
             Err(DbErr::Custom(
