@@ -15,14 +15,15 @@
 //! each passive checkpoint misses what was written while it ran, and the
 //! WAL grew past a gigabyte in a 12-second benchmark. So once the WAL is
 //! past `CHATRELAY_SQLITE_WAL_LIMIT_MIB`, the passive checkpoint is followed
-//! by a second passive one (which copies what was written during the first)
-//! and then a restarting one, which copies the moment's frames left and
-//! lets the next write start the WAL over; the write connection's
-//! `journal_size_limit` then cuts the file back to the limit. The restart
-//! must have the writer idle: rather than let SQLite's busy handler sleep
-//! on either side in steps of milliseconds, the writer ([`crate::writer`])
-//! holds [`super::Db::write_gate`] shared for each cycle and the restart
-//! holds it alone.
+//! by a second one (which copies what was written during the first) and a
+//! third with the writer held back, which copies the moment's frames left:
+//! with every frame copied, the next write starts the WAL over, and the
+//! write connection's `journal_size_limit` cuts the file back to the limit.
+//! (A reader still on the WAL at that moment defers it to a later round;
+//! a restarting checkpoint would wait for such readers with the writer
+//! held.) The writer ([`crate::writer`]) holds [`super::Db::write_gate`]
+//! shared for each cycle and that last pass holds it alone, so neither
+//! waits in SQLite's busy handler, which sleeps in steps of milliseconds.
 
 use std::{
     path::Path,
@@ -72,13 +73,7 @@ pub fn start(core: &Arc<Core>) {
 
 fn open(file: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(file)?;
-    // SQLite's own busy handler sleeps 1, 2, 5, 10… ms between tries; the
-    // restart waits for readers of a moment, so it polls every 50 µs
-    // instead (for up to a second).
-    conn.busy_handler(Some(|tries| {
-        std::thread::sleep(Duration::from_micros(50));
-        tries < 20_000
-    }))?;
+    conn.busy_timeout(Duration::from_secs(1))?;
     Ok(conn)
 }
 
@@ -98,15 +93,18 @@ async fn checkpoint(core: &Core, conn: &Shared) -> anyhow::Result<()> {
     blocking(conn, passive).await?;
     let gate = core.db.write_gate.write().await;
     let started = std::time::Instant::now();
-    blocking(conn, |conn| {
-        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+    let (frames, copied) = blocking(conn, |conn| {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })
     })
     .await?;
     drop(gate);
     tracing::debug!(
         wal_bytes = size,
         held_ms = started.elapsed().as_secs_f64() * 1e3,
-        "WAL started over"
+        caught_up = frames == copied,
+        "WAL copied in full for the next write to start it over"
     );
     Ok(())
 }
@@ -124,7 +122,9 @@ async fn blocking<T: Send + 'static>(
 ) -> anyhow::Result<T> {
     let conn = conn.clone();
     tokio::task::spawn_blocking(move || {
-        let conn = conn.lock().map_err(|_| anyhow::anyhow!("connection poisoned"))?;
+        let conn = conn
+            .lock()
+            .map_err(|_| anyhow::anyhow!("connection poisoned"))?;
         step(&conn).context("checkpoint statement")
     })
     .await
