@@ -309,6 +309,39 @@ async fn metrics_cover_sessions_dispatch_and_finished_requests() {
 }
 
 #[tokio::test]
+async fn queue_depth_gauge_counts_idle_requests() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    for i in 0..3 {
+        app.submit_message(&key, &format!("waiting {i}")).await;
+    }
+    // The gauge is counted from the database every 5 s.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let idle = metric(&text, "chatrelay_queue_depth", &["status=\"idle\""]);
+        if idle == 3.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "idle queue depth {idle}, expected 3:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn submit_rate_limit_answers_429_with_retry_after() {
     let db = TestDb::new().await;
     let app = TestApp::start_with(&db, |core, _| core.submit_rate = 2).await;
