@@ -73,6 +73,18 @@ async fn readyz_turns_unready_when_the_core_stops() {
     edge_task.await.unwrap().unwrap();
 }
 
+/// The `/metrics` page.
+async fn scrape(app: &TestApp) -> String {
+    app.client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
@@ -85,24 +97,14 @@ async fn metrics_count_calls_by_route_and_status() {
     let db = TestDb::new().await;
     let app = TestApp::start(&db).await;
     let key = app.account("acme").await;
-    let scrape = || async {
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let route = "route=\"/api/chat/submit/\"";
     let before = metric(
-        &scrape().await,
+        &scrape(&app).await,
         "chatrelay_http_requests_total",
         &[route, "status=\"201\""],
     );
     let bad_before = metric(
-        &scrape().await,
+        &scrape(&app).await,
         "chatrelay_http_requests_total",
         &[route, "status=\"400\""],
     );
@@ -110,7 +112,7 @@ async fn metrics_count_calls_by_route_and_status() {
         app.submit_message(&key, &format!("m{i}")).await;
     }
     app.submit(&key, json!({ "message": "" })).await;
-    let text = scrape().await;
+    let text = scrape(&app).await;
     assert_eq!(
         metric(
             &text,
@@ -265,16 +267,6 @@ async fn metrics_cover_sessions_dispatch_and_finished_requests() {
     let db = TestDb::new().await;
     let app = TestApp::start(&db).await;
     let key = app.account("acme").await;
-    let scrape = || async {
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let mut ext = Extension::connect(&app, &key).await;
     let id = app.submit_message(&key, "measure me").await["id"]
         .as_str()
@@ -284,7 +276,7 @@ async fn metrics_cover_sessions_dispatch_and_finished_requests() {
     ext.respond(&id, "measured", "c-m", None).await;
     app.wait_for_status(&key, &id, "done").await;
 
-    let text = scrape().await;
+    let text = scrape(&app).await;
     assert_eq!(
         metric(&text, "chatrelay_extension_sessions", &[]),
         1.0,
@@ -319,15 +311,7 @@ async fn queue_depth_gauge_counts_idle_requests() {
     // The gauge is counted from the database every 5 s.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = scrape(&app).await;
         let idle = metric(&text, "chatrelay_queue_depth", &["status=\"idle\""]);
         if idle == 3.0 {
             break;
@@ -601,15 +585,7 @@ async fn metrics_count_webhook_attempts_by_outcome() {
     // The attempt is counted once the worker has recorded it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let text = relay
-            .client
-            .get(relay.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = scrape(&relay).await;
         if metric(
             &text,
             "chatrelay_webhook_attempts_total",
