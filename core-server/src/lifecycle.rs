@@ -363,7 +363,7 @@ pub async fn fail(
 /// order: the finished request, or why it was refused (unknown request,
 /// already finished — a refused outcome wrote nothing, so the caller may go
 /// on with the transaction). Only a database failure fails them all. After
-/// the commit the caller calls [`committed`] for each finished request.
+/// the commit the caller passes the finished requests to [`committed`].
 pub(crate) async fn apply_all_in(
     core: &Core,
     txn: &DatabaseTransaction,
@@ -435,10 +435,10 @@ pub(crate) async fn apply_all_in(
         }
     }
 
-    let done: Vec<&message_request::Model> =
+    let finished_now: Vec<&message_request::Model> =
         applied.iter().filter_map(|r| r.as_ref().ok()).collect();
-    webhooks::enqueue(txn, &done).await?;
-    for request in done {
+    webhooks::enqueue(txn, &finished_now).await?;
+    for request in finished_now {
         metrics::counter!("chatrelay_requests_finished_total", "status" => request.status.as_str())
             .increment(1);
         dispatch::publish_finished(txn, core, AccountId(request.account_id), request.id).await?;
