@@ -189,6 +189,28 @@ async fn dropped_session_gives_requests_back_for_redelivery() {
 }
 
 #[tokio::test]
+async fn a_waiting_session_takes_over_what_a_dropped_session_gave_back() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut first = Extension::connect(&app, &key).await;
+    let created = app.submit_message(&key, "handed on").await;
+    let id = id_of(&first.recv_request().await);
+    assert_eq!(id, created["id"].as_str().unwrap());
+    // The second session has room and nothing to do: it waits for work.
+    let mut second = Extension::connect(&app, &key).await;
+    second.assert_nothing_pending().await;
+
+    // No new submit: giving the request back alone must reach it.
+    first.close().await;
+    assert_eq!(id_of(&second.recv_request().await), id);
+    second.respond(&id, "taken over", "c1", None).await;
+    let done = app.wait_for_status(&key, &id, "done").await;
+    assert_eq!(done["response"], "taken over");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn request_fails_after_the_attempt_limit() {
     let db = TestDb::new().await;
     let app = TestApp::start_with(&db, |core, _| core.max_attempts = 2).await;

@@ -5,9 +5,17 @@
 //! the claims they make room for, instead of one statement each competing
 //! for the connection. Each caller is answered once its write is committed
 //! (or refused). On SQLite [`crate::writer`] drains this queue, in one
-//! transaction with the submits.
+//! transaction with the submits, and keeps the claims that found nothing
+//! waiting for work.
 
-use std::{collections::BTreeMap, panic::AssertUnwindSafe, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashSet},
+    panic::AssertUnwindSafe,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use futures::FutureExt;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
@@ -33,7 +41,8 @@ const QUEUE: usize = 4096;
 pub(crate) enum Job {
     /// Finish a request as the extension reported.
     Settle(Settle),
-    /// Lease up to `max` claimable requests of the account to a session.
+    /// Lease claimable requests of the account to a session, as many as it
+    /// has room for.
     Claim(Claim),
 }
 
@@ -44,12 +53,44 @@ pub(crate) struct Settle {
     reply: oneshot::Sender<CoreResult<message_request::Model>>,
 }
 
+impl Settle {
+    pub(crate) fn account(&self) -> AccountId {
+        self.account
+    }
+}
+
 pub(crate) struct Claim {
     account: AccountId,
     session: Uuid,
-    max: usize,
+    /// The session's free slots, kept current by the session: a claim that
+    /// waits for work takes as many as there are when it runs.
+    room: Arc<AtomicUsize>,
     reply: oneshot::Sender<CoreResult<Vec<message_request::Model>>>,
 }
+
+impl Claim {
+    pub(crate) fn account(&self) -> AccountId {
+        self.account
+    }
+
+    /// The session went away: its claim must not lease anything.
+    pub(crate) fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    /// How many requests to lease now.
+    fn wanted(&self) -> usize {
+        if self.abandoned() {
+            0
+        } else {
+            self.room.load(Ordering::Acquire)
+        }
+    }
+}
+
+/// A claim's answer, to come: the requests leased to the session, once a
+/// transaction leased some (or the writer gave up on the claim).
+pub type Claimed = oneshot::Receiver<CoreResult<Vec<message_request::Model>>>;
 
 impl Job {
     /// Answers the caller with an error: nothing of its job was written.
@@ -107,25 +148,29 @@ impl Results {
         answer.await.map_err(|_| unavailable())?
     }
 
-    /// Leases up to `max` of the account's claimable requests to `session`,
-    /// oldest first, in the same transaction as the results gathered with it.
+    /// Asks to lease the account's claimable requests to `session`, oldest
+    /// first and as many as `room` says when the claim runs, in the same
+    /// transaction as the writes gathered with it. On SQLite a claim that
+    /// finds nothing waits in [`crate::writer`] and runs again in the
+    /// transaction of whatever gives the account work, so it is answered
+    /// only with requests; elsewhere it is answered at once, perhaps empty.
     pub async fn claim(
         &self,
         account: AccountId,
         session: Uuid,
-        max: usize,
-    ) -> CoreResult<Vec<message_request::Model>> {
+        room: Arc<AtomicUsize>,
+    ) -> CoreResult<Claimed> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job::Claim(Claim {
                 account,
                 session,
-                max,
+                room,
                 reply,
             }))
             .await
             .map_err(|_| unavailable())?;
-        answer.await.map_err(|_| unavailable())?
+        Ok(answer)
     }
 }
 
@@ -140,12 +185,19 @@ pub fn start_writer(core: &Arc<Core>) {
     tracker.spawn(async move {
         while let Some(batch) = rx.next(&core.shutdown, MAX_BATCH).await {
             let (settles, claims) = split(batch);
-            if AssertUnwindSafe(store(&core, settles, claims))
+            match AssertUnwindSafe(store(&core, settles, claims))
                 .catch_unwind()
                 .await
-                .is_err()
             {
-                tracing::error!("result batch panicked; its callers were answered with an error");
+                // No claim waits here: one that found nothing hears so.
+                Ok(empty) => {
+                    for claim in empty {
+                        let _ = claim.reply.send(Ok(Vec::new()));
+                    }
+                }
+                Err(_) => tracing::error!(
+                    "result batch panicked; its callers were answered with an error"
+                ),
             }
         }
     });
@@ -166,8 +218,8 @@ pub(crate) fn split(batch: Vec<Job>) -> (Vec<Settle>, Vec<Claim>) {
 
 /// Applies a batch in one transaction (see [`write_in`]). If the
 /// transaction fails, each job is applied alone so one cannot fail its
-/// neighbours.
-pub(crate) async fn store(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>) {
+/// neighbours. Returns the claims that found nothing, unanswered.
+pub(crate) async fn store(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>) -> Vec<Claim> {
     let single = settles.len() + claims.len() == 1;
     let written = async {
         let txn = core.db.write.begin().await?;
@@ -185,15 +237,18 @@ pub(crate) async fn store(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>)
             {
                 job.fail(e);
             }
+            Vec::new()
         }
         Err(e) => {
             tracing::warn!(error = %e, "session write batch failed; applying one by one");
+            let mut empty = Vec::new();
             for settle in settles {
                 Box::pin(store(core, vec![settle], Vec::new())).await;
             }
             for claim in claims {
-                Box::pin(store(core, Vec::new(), vec![claim])).await;
+                empty.extend(Box::pin(store(core, Vec::new(), vec![claim])).await);
             }
+            empty
         }
     }
 }
@@ -207,7 +262,8 @@ pub(crate) type Written = (
 /// Writes a batch inside the caller's transaction: the results together and
 /// before the claims, so the claims see the slots and chats the results
 /// freed. A refused result (unknown request, already finished) wrote
-/// nothing; its answer says why.
+/// nothing; its answer says why. Once a claim leaves work of its account
+/// unclaimed the account has none left, and its later claims do not run.
 pub(crate) async fn write_in(
     core: &Core,
     txn: &DatabaseTransaction,
@@ -220,14 +276,30 @@ pub(crate) async fn write_in(
         .collect();
     let settled = lifecycle::apply_all_in(core, txn, &outcomes).await?;
     let mut claimed = Vec::with_capacity(claims.len());
+    let mut drained = HashSet::new();
     for claim in claims {
-        claimed.push(claim_in(core, txn, claim.account, claim.session, claim.max).await?);
+        let wanted = claim.wanted();
+        if wanted == 0 || drained.contains(&claim.account.0) {
+            claimed.push(Vec::new());
+            continue;
+        }
+        let leased = claim_in(core, txn, claim.account, claim.session, wanted).await?;
+        if leased.len() < wanted {
+            drained.insert(claim.account.0);
+        }
+        claimed.push(leased);
     }
     Ok((settled, claimed))
 }
 
-/// Answers the callers of a committed batch.
-pub(crate) fn answer(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>, written: Written) {
+/// Answers the callers of a committed batch, except the claims that found
+/// nothing: those are returned, unanswered.
+pub(crate) fn answer(
+    core: &Core,
+    settles: Vec<Settle>,
+    claims: Vec<Claim>,
+    written: Written,
+) -> Vec<Claim> {
     let (settled, claimed) = written;
     let mut finished: BTreeMap<i64, Vec<Uuid>> = BTreeMap::new();
     for (settle, result) in settles.into_iter().zip(settled) {
@@ -242,7 +314,16 @@ pub(crate) fn answer(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>, writ
     for (account, ids) in finished {
         lifecycle::committed(core, AccountId(account), ids);
     }
+    let mut empty = Vec::new();
     for (claim, claimed) in claims.into_iter().zip(claimed) {
-        let _ = claim.reply.send(Ok(claimed));
+        if claimed.is_empty() {
+            empty.push(claim);
+        } else {
+            // If the session went away since the claim ran, it gives back
+            // what it holds after this commit, these requests included: it
+            // drops its end of the claim before it does.
+            let _ = claim.reply.send(Ok(claimed));
+        }
     }
+    empty
 }

@@ -12,10 +12,10 @@ pub mod lease;
 mod notify;
 pub mod session;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
 use uuid::Uuid;
 
 use crate::model::AccountId;
@@ -26,7 +26,8 @@ pub use notify::{publish_finished, publish_work, start_listener};
 /// What the sessions of one account, in this process, share.
 pub struct AccountHub {
     /// New claimable work: wakes one waiting session, which passes it on if
-    /// it could not take everything.
+    /// it could not take everything. (On SQLite a session with room has its
+    /// claim waiting in [`crate::writer`] instead, and needs no wake-up.)
     pub work: Notify,
     /// Requests of the account that reached a terminal status, so the session
     /// holding one frees its slot even when the result came another way. One
@@ -74,6 +75,9 @@ impl Drop for SessionSlot {
 #[derive(Default)]
 pub struct Dispatch {
     accounts: DashMap<i64, Arc<AccountHub>>,
+    /// On SQLite, where the sessions' claims wait in [`crate::writer`]: the
+    /// accounts whose work came back other than by a submit or a result.
+    returned: OnceLock<mpsc::UnboundedSender<AccountId>>,
 }
 
 impl Dispatch {
@@ -82,12 +86,27 @@ impl Dispatch {
         self.accounts.entry(account.0).or_default().clone()
     }
 
-    /// Work for the account appeared in this process.
+    /// Work for the account appeared in this process. (Claims waiting in
+    /// the writer saw it already, in the transaction that stored it.)
     pub fn submitted(&self, account: AccountId) {
-        self.wake_local(account);
+        self.notify(account);
     }
 
+    /// Work for the account came back (a lease was given back) or appeared
+    /// on another core.
     pub(crate) fn wake_local(&self, account: AccountId) {
+        self.notify(account);
+        if let Some(returned) = self.returned.get() {
+            let _ = returned.send(account);
+        }
+    }
+
+    /// Where [`Self::wake_local`] also reports the accounts it wakes.
+    pub(crate) fn report_returned_work(&self, to: mpsc::UnboundedSender<AccountId>) {
+        let _ = self.returned.set(to);
+    }
+
+    fn notify(&self, account: AccountId) {
         if let Some(hub) = self.accounts.get(&account.0) {
             hub.work.notify_one();
         }

@@ -3,7 +3,13 @@
 //! undelivered-unfinished at once, and applies the frames the extension
 //! sends back. When it ends, what it still held goes back to the queue.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use futures::{FutureExt, Stream, StreamExt};
 use sea_orm::{ColumnTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect};
@@ -16,6 +22,7 @@ use crate::{
     error::CoreError,
     lifecycle::{self, Outcome},
     model::{AccountId, RequestStatus},
+    results::Claimed,
     Core,
 };
 
@@ -71,6 +78,10 @@ struct Session {
     window: usize,
     /// Requests this session holds: delivered (or taken over) and not finished.
     held: HashSet<Uuid>,
+    /// `window - held.len()`, for a claim that waits in the writer.
+    room: Arc<AtomicUsize>,
+    /// On SQLite, the claim the session has with the writer, if any.
+    claim: Option<Claimed>,
     out: mpsc::Sender<ServerFrame>,
     /// The extension's side is gone.
     closed: bool,
@@ -94,6 +105,8 @@ pub async fn run<S>(
         account,
         hub: hub.clone(),
         held: HashSet::new(),
+        room: Arc::default(),
+        claim: None,
         out,
         closed: false,
     };
@@ -101,7 +114,8 @@ pub async fn run<S>(
     metrics::gauge!("chatrelay_extension_sessions").increment(1.0);
     session.fill().await;
     while !session.closed {
-        let room = session.held.len() < session.window;
+        // A session whose claim waits in the writer needs no wake-up.
+        let wake = session.held.len() < session.window && session.claim.is_none();
         tokio::select! {
             _ = core.shutdown.cancelled() => break,
             frame = inbound.next() => match frame {
@@ -118,7 +132,20 @@ pub async fn run<S>(
                 }
                 None => break,
             },
-            _ = hub.work.notified(), if room => session.fill().await,
+            _ = hub.work.notified(), if wake => session.fill().await,
+            claimed = async { session.claim.as_mut().expect("guarded").await }, if session.claim.is_some() => {
+                session.claim = None;
+                match claimed {
+                    Ok(Ok(claimed)) if !claimed.is_empty() => {
+                        session.deliver(claimed).await;
+                        session.fill().await;
+                    }
+                    // Nothing, or the claim failed: a wake-up claims again.
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(session = %session.id, error = %e, "claim failed"),
+                    Err(_) => tracing::debug!(session = %session.id, "the writer dropped the claim"),
+                }
+            }
             done = finished.recv() => match done {
                 Ok(ids) => {
                     let freed = ids.iter().filter(|id| session.held.remove(id)).count();
@@ -131,6 +158,9 @@ pub async fn run<S>(
             },
         }
     }
+    // First let go of the claim, so the writer leases nothing more to this
+    // session: what it leased before is given back here.
+    session.claim = None;
     if let Err(e) = lease::release_session(&core, session.id).await {
         // The lease lapses and the keeper gives the requests back instead.
         tracing::warn!(session = %session.id, error = %e, "could not release session's requests");
@@ -154,33 +184,49 @@ impl Session {
         .await;
     }
 
-    /// Claims and delivers as many requests as the window allows.
-    async fn fill(&mut self) {
+    /// Keeps `room` true to `held`.
+    fn held_changed(&self) {
         let room = self.window.saturating_sub(self.held.len());
-        if room == 0 || self.closed {
+        self.room.store(room, Ordering::Release);
+    }
+
+    /// Claims as many requests as the window allows. On SQLite the claim
+    /// goes to the writer, and waits there for work if there is none; its
+    /// answer arrives in the session's loop. PostgreSQL claims at once, side
+    /// by side on its pool.
+    async fn fill(&mut self) {
+        self.held_changed();
+        let room = self.window.saturating_sub(self.held.len());
+        if room == 0 || self.closed || self.claim.is_some() {
             return;
         }
-        // SQLite has one write connection: the claim joins the writer's next
-        // transaction instead of queueing for it. PostgreSQL claims side by
-        // side on its pool.
-        let claimed = if self.core.db.backend() == DatabaseBackend::Sqlite {
-            self.core.results.claim(self.account, self.id, room).await
-        } else {
-            claim_in(&self.core, &self.core.db.write, self.account, self.id, room).await
-        };
-        let claimed = match claimed {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                tracing::warn!(session = %self.id, error = %e, "claim failed");
-                return;
+        if self.core.db.backend() == DatabaseBackend::Sqlite {
+            let claim = self
+                .core
+                .results
+                .claim(self.account, self.id, self.room.clone());
+            match claim.await {
+                Ok(claim) => self.claim = Some(claim),
+                Err(e) => tracing::warn!(session = %self.id, error = %e, "claim failed"),
             }
-        };
+            return;
+        }
+        match claim_in(&self.core, &self.core.db.write, self.account, self.id, room).await {
+            Ok(claimed) => {
+                if claimed.len() == room {
+                    // There may be more than this session can take: pass the wake-up on.
+                    self.hub.work.notify_one();
+                }
+                self.deliver(claimed).await;
+            }
+            Err(e) => tracing::warn!(session = %self.id, error = %e, "claim failed"),
+        }
+    }
+
+    /// Sends claimed requests to the extension; the session holds them.
+    async fn deliver(&mut self, claimed: Vec<message_request::Model>) {
         if claimed.is_empty() {
             return;
-        }
-        if claimed.len() == room {
-            // There may be more than this session can take: pass the wake-up on.
-            self.hub.work.notify_one();
         }
         let chat_ids: Vec<i64> = claimed.iter().map(|r| r.chat_id).collect();
         let chats = self.chatgpt_ids(chat_ids).await;
@@ -200,6 +246,7 @@ impl Session {
             }))
             .await;
         }
+        self.held_changed();
     }
 
     /// Rebuilds `held` from the database after missing finish events.
@@ -332,6 +379,7 @@ impl Session {
         match lifecycle::mark_executing(&self.core, self.account, id, self.id).await {
             Ok(()) => {
                 self.held.insert(id);
+                self.held_changed();
             }
             Err(e) => self.refused(request_id, e).await,
         }
