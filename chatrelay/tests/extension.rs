@@ -210,6 +210,68 @@ async fn a_waiting_session_takes_over_what_a_dropped_session_gave_back() {
     app.stop().await;
 }
 
+/// The SQLite writer keeps its connection from one cycle to the next while
+/// work waits; the database's other writers must still get their turn. A
+/// trigger makes each flooding submit slow, so the writer's queue never
+/// runs dry while the extension's status update waits for the connection.
+#[tokio::test]
+async fn a_status_update_gets_through_a_flood_of_submits() {
+    use sea_orm::ConnectionTrait;
+
+    let db = TestDb::new().await;
+    let app = std::sync::Arc::new(TestApp::start(&db).await);
+    let key = app.account("acme").await;
+    let slow = if db.is_postgres() {
+        vec![
+            "CREATE FUNCTION slow_flood() RETURNS trigger AS $$ BEGIN \
+               IF NEW.message = 'flood' THEN PERFORM pg_sleep(0.001); END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER slow_flood BEFORE INSERT ON message_requests \
+               FOR EACH ROW EXECUTE FUNCTION slow_flood()",
+        ]
+    } else {
+        vec![
+            "CREATE TRIGGER slow_flood BEFORE INSERT ON message_requests \
+               WHEN NEW.message = 'flood' \
+               BEGIN SELECT length(hex(randomblob(200000))); END",
+        ]
+    };
+    for statement in slow {
+        let db = &app.running.core.db;
+        db.write
+            .execute_unprepared(statement)
+            .await
+            .expect("trigger");
+    }
+    let mut ext = Extension::connect(&app, &key).await;
+    app.submit_message(&key, "first").await;
+    let id = id_of(&ext.recv_request().await);
+
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flood: Vec<_> = (0..64)
+        .map(|_| {
+            let (app, key, flooding) = (app.clone(), key.clone(), flooding.clone());
+            tokio::spawn(async move {
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    app.submit_message(&key, "flood").await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    ext.executing(&id).await;
+    let executing = app.wait_for_status(&key, &id, "executing").await;
+    assert!(executing["started_at"].is_string(), "{executing}");
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    for submitter in flood {
+        submitter.await.expect("submitter");
+    }
+    let Ok(app) = std::sync::Arc::try_unwrap(app) else {
+        panic!("the submitters are done with the app");
+    };
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn request_fails_after_the_attempt_limit() {
     let db = TestDb::new().await;

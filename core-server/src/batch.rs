@@ -54,6 +54,11 @@ impl<T> Receiver<T> {
         Some(batch)
     }
 
+    /// Nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// What is queued now, up to `max` items, without waiting.
     pub fn ready(&mut self, max: usize) -> Vec<T> {
         let mut batch = Vec::new();

@@ -22,62 +22,177 @@ use std::{
 };
 
 use futures::FutureExt;
-use sea_orm::TransactionTrait;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    batch,
     error::CoreError,
     intake::{self, Pending, RateLimits},
     model::{AccountId, RequestView},
-    results::{self, Claim, Settle, Written},
+    results::{self, Claim, Job, Settle, Written},
     Core,
 };
+
+/// Cycles in a row that may keep the write connection; then it goes back to
+/// the pool, so the database's other writers (lease renewal, webhook
+/// outcomes, status updates) get their turn.
+const MAX_HELD_CYCLES: u32 = 16;
 
 /// Starts the writer in place of the submit and session writers. At
 /// shutdown it stops taking new work, writes what is already queued, and
 /// ends.
 pub fn start(core: &Arc<Core>) {
-    let (Some(mut submits), Some(mut sessions)) =
+    let (Some(submits), Some(sessions)) =
         (core.intake.take_receiver(), core.results.take_receiver())
     else {
         return;
     };
-    let (returned, mut work_returned) = mpsc::unbounded_channel();
-    core.dispatch.report_returned_work(returned);
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        let mut limits = RateLimits::new(&core);
-        let mut standing = Standing::default();
-        loop {
-            let (pending, jobs, mut returned) = tokio::select! {
-                Some(pending) = submits.next(&core.shutdown, intake::MAX_BATCH) => {
-                    (pending, sessions.ready(results::MAX_BATCH), Vec::new())
+    let (report, returned) = mpsc::unbounded_channel();
+    core.dispatch.report_returned_work(report);
+    let writer = Writer {
+        limits: RateLimits::new(core),
+        core: core.clone(),
+        standing: Standing::default(),
+        submits,
+        sessions,
+        returned,
+    };
+    core.tasks.spawn(writer.run());
+}
+
+/// What one cycle writes.
+struct Work {
+    pending: Vec<Pending>,
+    jobs: Vec<Job>,
+    /// Accounts whose work came back, for the claims standing on them.
+    returned: Vec<AccountId>,
+}
+
+struct Writer {
+    core: Arc<Core>,
+    limits: RateLimits,
+    standing: Standing,
+    submits: batch::Receiver<Pending>,
+    sessions: batch::Receiver<Job>,
+    returned: mpsc::UnboundedReceiver<AccountId>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        while let Some(work) = self.next().await {
+            // While more work waits when a cycle commits, the next cycle
+            // begins its transaction on the same connection (see `write`).
+            let (mut work, mut held, mut cycles) = (Some(work), None, 0);
+            while let Some(this) = work.take() {
+                cycles += 1;
+                // A bug in one cycle must not stop every later write: its
+                // callers get an error (their reply senders are dropped).
+                let cycle =
+                    AssertUnwindSafe(self.cycle(this, held.take(), cycles < MAX_HELD_CYCLES));
+                match cycle.catch_unwind().await {
+                    Ok(Some(txn)) => {
+                        held = Some(txn);
+                        work = Some(self.ready());
+                    }
+                    Ok(None) => {}
+                    Err(_) => tracing::error!(
+                        "write cycle panicked; its callers were answered with an error"
+                    ),
                 }
-                Some(jobs) = sessions.next(&core.shutdown, results::MAX_BATCH) => {
-                    (submits.ready(intake::MAX_BATCH), jobs, Vec::new())
-                }
-                Some(account) = next_returned(&mut work_returned, &core.shutdown) => {
-                    (submits.ready(intake::MAX_BATCH), sessions.ready(results::MAX_BATCH), vec![account])
-                }
-                else => break,
-            };
-            returned.extend(std::iter::from_fn(|| work_returned.try_recv().ok()));
-            // A bug in one cycle must not stop every later write: its
-            // callers get an error (their reply senders are dropped). The
-            // gate is shared by cycles; only a WAL restart holds it alone.
-            let cycle = AssertUnwindSafe(async {
-                let _gate = core.db.write_gate.read().await;
-                let accepted = intake::accept(&core, &mut limits, pending).await;
-                let (settles, claims) = results::split(jobs);
-                cycle(&core, &mut standing, accepted, settles, claims, returned).await;
-            });
-            if cycle.catch_unwind().await.is_err() {
-                tracing::error!("write cycle panicked; its callers were answered with an error");
             }
         }
-    });
+    }
+
+    /// Waits for work; `None` once the core stopped and the queues are drained.
+    async fn next(&mut self) -> Option<Work> {
+        let shutdown = &self.core.shutdown;
+        let mut work = tokio::select! {
+            Some(pending) = self.submits.next(shutdown, intake::MAX_BATCH) => Work {
+                pending,
+                jobs: self.sessions.ready(results::MAX_BATCH),
+                returned: Vec::new(),
+            },
+            Some(jobs) = self.sessions.next(shutdown, results::MAX_BATCH) => Work {
+                pending: self.submits.ready(intake::MAX_BATCH),
+                jobs,
+                returned: Vec::new(),
+            },
+            Some(account) = next_returned(&mut self.returned, shutdown) => Work {
+                pending: self.submits.ready(intake::MAX_BATCH),
+                jobs: self.sessions.ready(results::MAX_BATCH),
+                returned: vec![account],
+            },
+            else => return None,
+        };
+        work.returned
+            .extend(std::iter::from_fn(|| self.returned.try_recv().ok()));
+        Some(work)
+    }
+
+    /// Whatever is queued now.
+    fn ready(&mut self) -> Work {
+        Work {
+            pending: self.submits.ready(intake::MAX_BATCH),
+            jobs: self.sessions.ready(results::MAX_BATCH),
+            returned: std::iter::from_fn(|| self.returned.try_recv().ok()).collect(),
+        }
+    }
+
+    fn more_ready(&self) -> bool {
+        !(self.submits.is_empty() && self.sessions.is_empty() && self.returned.is_empty())
+    }
+
+    /// Writes one cycle in one transaction (begun on `held`, if given) and
+    /// answers its callers. The claims standing on an account the cycle
+    /// gives work run after the new ones. If the transaction fails, the
+    /// submits and the session writes are retried apart, each batch then one
+    /// by one, so one bad write cannot fail the rest. Returns the next
+    /// cycle's transaction if this one kept the connection.
+    async fn cycle(
+        &mut self,
+        work: Work,
+        held: Option<DatabaseTransaction>,
+        may_keep: bool,
+    ) -> Option<DatabaseTransaction> {
+        let core = self.core.clone();
+        // The gate is shared by cycles; only a WAL restart holds it alone.
+        let _gate = core.db.write_gate.read().await;
+        let accepted = intake::accept(&core, &mut self.limits, work.pending).await;
+        let (settles, mut claims) = results::split(work.jobs);
+        let touched: BTreeSet<i64> = accepted
+            .iter()
+            .map(|(account, _)| account.0)
+            .chain(settles.iter().map(|s| s.account().0))
+            .chain(work.returned.into_iter().map(|account| account.0))
+            .collect();
+        claims.extend(self.standing.take(&touched));
+        if accepted.is_empty() && settles.is_empty() && claims.is_empty() {
+            // A held transaction that wrote nothing is rolled back on drop.
+            return None;
+        }
+        let keep = || may_keep && self.more_ready();
+        match write(&core, held, &accepted, &settles, &claims, keep).await {
+            Ok((views, written, next)) => {
+                // Deliveries first: the submitters' answers cannot come
+                // sooner than the commit anyway.
+                self.standing
+                    .stand(results::answer(&core, settles, claims, written));
+                intake::answer(&core, accepted, views);
+                next
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "write cycle failed; writing its parts apart");
+                intake::store(&core, accepted).await;
+                if !settles.is_empty() || !claims.is_empty() {
+                    self.standing
+                        .stand(results::store(&core, settles, claims).await);
+                }
+                None
+            }
+        }
+    }
 }
 
 /// The next account whose work came back (a lease given back); `None` once
@@ -121,54 +236,40 @@ impl Standing {
     }
 }
 
-/// Writes one cycle in one transaction and answers its callers. The claims
-/// standing on an account the cycle gives work run after the new ones. If
-/// the transaction fails, the submits and the session writes are retried
-/// apart, each batch then one by one, so one bad write cannot fail the rest.
-async fn cycle(
-    core: &Core,
-    standing: &mut Standing,
-    accepted: Vec<(AccountId, Pending)>,
-    settles: Vec<Settle>,
-    mut claims: Vec<Claim>,
-    returned: Vec<AccountId>,
-) {
-    let touched: BTreeSet<i64> = accepted
-        .iter()
-        .map(|(account, _)| account.0)
-        .chain(settles.iter().map(|s| s.account().0))
-        .chain(returned.into_iter().map(|account| account.0))
-        .collect();
-    claims.extend(standing.take(&touched));
-    if accepted.is_empty() && settles.is_empty() && claims.is_empty() {
-        return;
-    }
-    match write(core, &accepted, &settles, &claims).await {
-        Ok((views, written)) => {
-            // Deliveries first: the submitters' answers cannot come sooner
-            // than the commit anyway.
-            standing.stand(results::answer(core, settles, claims, written));
-            intake::answer(core, accepted, views);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "write cycle failed; writing its parts apart");
-            intake::store(core, accepted).await;
-            if !settles.is_empty() || !claims.is_empty() {
-                standing.stand(results::store(core, settles, claims).await);
-            }
-        }
-    }
-}
-
+/// Writes a cycle in a transaction, begun on `held` if given, and commits
+/// it. If `keep` says more work waits, the connection stays with the writer:
+/// the next transaction begins on it at once (one `COMMIT` and one `BEGIN`),
+/// instead of the connection going back to the pool — which tests it in a
+/// task of its own that waits its turn behind every request in the runtime
+/// — and being acquired again.
 async fn write(
     core: &Core,
+    held: Option<DatabaseTransaction>,
     accepted: &[(AccountId, Pending)],
     settles: &[Settle],
     claims: &[Claim],
-) -> Result<(Vec<RequestView>, Written), CoreError> {
-    let txn = core.db.write.begin().await?;
+    keep: impl FnOnce() -> bool,
+) -> Result<(Vec<RequestView>, Written, Option<DatabaseTransaction>), CoreError> {
+    let txn = match held {
+        Some(txn) => txn,
+        None => core.db.write.begin().await?,
+    };
     let views = intake::insert_in(core, &txn, accepted).await?;
     let written = results::write_in(core, &txn, settles, claims).await?;
-    txn.commit().await?;
-    Ok((views, written))
+    if !keep() {
+        txn.commit().await?;
+        return Ok((views, written, None));
+    }
+    txn.execute_unprepared("COMMIT").await?;
+    // A deferred BEGIN takes no lock and reads nothing, so the held
+    // transaction stops neither checkpoints nor readers. It cannot fail
+    // short of a broken connection, which the next cycle then reports.
+    let next = match txn.execute_unprepared("BEGIN").await {
+        Ok(_) => Some(txn),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not begin the next write cycle");
+            None
+        }
+    };
+    Ok((views, written, next))
 }

@@ -54,6 +54,9 @@ impl Db {
             let pool = |max: u32, options: SqliteConnectOptions| {
                 SqlitePoolOptions::new()
                     .max_connections(max)
+                    // An in-process file: pinging it before each use only
+                    // costs a trip to the connection's thread.
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
             };
