@@ -133,6 +133,11 @@ async fn metrics_count_calls_by_route_and_status() {
         text.contains("chatrelay_http_request_duration_seconds_bucket"),
         "{text}"
     );
+    // Batch sizes are counted in batches of 1 to 256, not in seconds.
+    let batches = |le: &str| metric(&text, "chatrelay_submit_batch_size_bucket", &[le]);
+    assert!(batches("le=\"1\"") >= 3.0, "{text}");
+    assert_eq!(batches("le=\"256\""), batches("le=\"+Inf\""), "{text}");
+    assert!(!text.contains("chatrelay_submit_batch_size_bucket{le=\"0.0005\"}"));
     app.stop().await;
 }
 

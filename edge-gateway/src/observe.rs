@@ -11,7 +11,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
@@ -20,10 +20,16 @@ use tower_http::{
 /// The header that carries a call's request id.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Latency buckets, in seconds, for every histogram.
+/// Latency buckets, in seconds, for every histogram but those in `COUNTS`.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Buckets of the histograms that count rather than time.
+const COUNTS: [(&str, &[f64]); 1] = [(
+    "chatrelay_submit_batch_size",
+    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+)];
 
 /// The process's Prometheus recorder. The `metrics` facade is process-wide by
 /// design; the first caller installs it and every later one shares it.
@@ -31,10 +37,15 @@ pub fn prometheus() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
+            let mut builder = PrometheusBuilder::new()
                 .set_buckets(&BUCKETS)
-                .expect("static buckets")
-                .build_recorder();
+                .expect("static buckets");
+            for (name, buckets) in COUNTS {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+                    .expect("static buckets");
+            }
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may be installed by an embedding program.
             let _ = metrics::set_global_recorder(recorder);
