@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_core_tables;
 mod m20261124_000002_webhooks;
+mod m20261125_000003_partial_lease_indexes;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_core_tables::Migration),
             Box::new(m20261124_000002_webhooks::Migration),
+            Box::new(m20261125_000003_partial_lease_indexes::Migration),
         ]
     }
 }
