@@ -74,13 +74,17 @@ async fn give_back(
 
 async fn give_back_where(core: &Core, filter: sea_orm::Condition, why: &str) -> CoreResult<()> {
     let txn = core.db.write.begin().await?;
-    let mut query = message_request::Entity::find()
-        .filter(filter)
-        .filter(message_request::Column::Status.is_in(RequestStatus::OPEN));
+    // Only a leased request matches `filter`, and finishing a request ends
+    // its lease, so the lease indexes (which hold leased requests only)
+    // answer this. A status condition in the query would let the planner
+    // pick the status index instead and read every open request — with the
+    // write connection held.
+    let mut query = message_request::Entity::find().filter(filter);
     if core.db.backend() == DatabaseBackend::Postgres {
         query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    let held = query.all(&txn).await?;
+    let mut held = query.all(&txn).await?;
+    held.retain(|request| RequestStatus::OPEN.contains(&request.status));
     if held.is_empty() {
         return Ok(());
     }
