@@ -216,33 +216,24 @@ async fn a_waiting_session_takes_over_what_a_dropped_session_gave_back() {
 /// runs dry while the extension's status update waits for the connection.
 #[tokio::test]
 async fn a_status_update_gets_through_a_flood_of_submits() {
-    use sea_orm::ConnectionTrait;
-
     let db = TestDb::new().await;
     let app = std::sync::Arc::new(TestApp::start(&db).await);
     let key = app.account("acme").await;
-    let slow = if db.is_postgres() {
-        vec![
+    app.run_sql(
+        &[
             "CREATE FUNCTION slow_flood() RETURNS trigger AS $$ BEGIN \
                IF NEW.message = 'flood' THEN PERFORM pg_sleep(0.001); END IF; \
                RETURN NEW; END $$ LANGUAGE plpgsql",
             "CREATE TRIGGER slow_flood BEFORE INSERT ON message_requests \
                FOR EACH ROW EXECUTE FUNCTION slow_flood()",
-        ]
-    } else {
-        vec![
+        ],
+        &[
             "CREATE TRIGGER slow_flood BEFORE INSERT ON message_requests \
-               WHEN NEW.message = 'flood' \
-               BEGIN SELECT length(hex(randomblob(200000))); END",
-        ]
-    };
-    for statement in slow {
-        let db = &app.running.core.db;
-        db.write
-            .execute_unprepared(statement)
-            .await
-            .expect("trigger");
-    }
+             WHEN NEW.message = 'flood' \
+             BEGIN SELECT length(hex(randomblob(200000))); END",
+        ],
+    )
+    .await;
     let mut ext = Extension::connect(&app, &key).await;
     app.submit_message(&key, "first").await;
     let id = id_of(&ext.recv_request().await);

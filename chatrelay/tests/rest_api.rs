@@ -1257,33 +1257,25 @@ async fn a_write_the_database_refuses_fails_alone_and_its_neighbours_land() {
         model::{AccountId, ResponseType, Submission, ThinkingTime},
         CoreError,
     };
-    use sea_orm::ConnectionTrait;
 
     let db = TestDb::new().await;
     let app = TestApp::start(&db).await;
     let key = app.account("acme").await;
     let core = app.running.core.clone();
-    let poison = if db.is_postgres() {
-        vec![
+    app.run_sql(
+        &[
             "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
                IF NEW.message = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
                RETURN NEW; END $$ LANGUAGE plpgsql",
             "CREATE TRIGGER refuse_poison BEFORE INSERT ON message_requests \
                FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
-        ]
-    } else {
-        vec![
+        ],
+        &[
             "CREATE TRIGGER refuse_poison BEFORE INSERT ON message_requests \
-               WHEN NEW.message = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-        ]
-    };
-    for statement in poison {
-        core.db
-            .write
-            .execute_unprepared(statement)
-            .await
-            .expect("trigger");
-    }
+             WHEN NEW.message = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        ],
+    )
+    .await;
     let earlier = app.submit_message(&key, "answered meanwhile").await["id"]
         .as_str()
         .expect("id")

@@ -168,6 +168,24 @@ impl TestApp {
         body
     }
 
+    /// Runs SQL on the database chatrelay writes, as the back end needs it:
+    /// `postgres` on PostgreSQL, `sqlite` on SQLite (e.g. a trigger that
+    /// makes some writes fail or slow).
+    pub async fn run_sql(&self, postgres: &[&str], sqlite: &[&str]) {
+        use sea_orm::{ConnectionTrait, DatabaseBackend};
+        let db = &self.running.core.db;
+        let statements = match db.backend() {
+            DatabaseBackend::Postgres => postgres,
+            _ => sqlite,
+        };
+        for statement in statements {
+            db.write
+                .execute_unprepared(statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+    }
+
     /// A GET with the API key.
     pub async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
         let response = self
