@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chatrelay_core::{Core, CoreConfig};
 use chatrelay_edge::{EdgeConfig, EdgeState};
-use common::{json_of, TestApp, TestDb};
+use common::{json_of, ws::Extension, TestApp, TestDb};
 use prost::Message;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -305,28 +305,58 @@ async fn metrics_cover_sessions_dispatch_and_finished_requests() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn queue_depth_gauge_counts_idle_requests() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
-    for i in 0..3 {
-        app.submit_message(&key, &format!("waiting {i}")).await;
-    }
-    // The gauge is counted from the database every 5 s.
+/// Waits until the queue-depth gauges read `idle` and `executing` (they are
+/// refreshed every 5 s).
+async fn wait_for_queue_depth(app: &TestApp, idle: f64, executing: f64) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let text = scrape(&app).await;
-        let idle = metric(&text, "chatrelay_queue_depth", &["status=\"idle\""]);
-        if idle == 3.0 {
-            break;
+        let text = scrape(app).await;
+        let read = |status: &str| {
+            let label = format!("status=\"{status}\"");
+            metric(&text, "chatrelay_queue_depth", &[label.as_str()])
+        };
+        if (read("idle"), read("executing")) == (idle, executing) {
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "idle queue depth {idle}, expected 3:\n{text}"
+            "queue depth idle {}, executing {}; expected {idle}, {executing}:\n{text}",
+            read("idle"),
+            read("executing"),
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn queue_depth_gauges_follow_requests_through_a_restart() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    for i in 0..4 {
+        app.submit_message(&key, &format!("waiting {i}")).await;
+    }
+    wait_for_queue_depth(&app, 4.0, 0.0).await;
+
+    let mut ext = Extension::connect(&app, &key).await;
+    let first = ext.recv_request().await["request_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let second = ext.recv_request().await["request_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    ext.executing(&first).await;
+    ext.respond(&second, "answered", "c1", None).await;
+    app.wait_for_status(&key, &second, "done").await;
+    wait_for_queue_depth(&app, 2.0, 1.0).await;
+
+    // A new process counts again: the executing request was given back.
+    ext.close().await;
+    app.stop().await;
+    let app = TestApp::start(&db).await;
+    wait_for_queue_depth(&app, 3.0, 0.0).await;
     app.stop().await;
 }
 

@@ -235,6 +235,7 @@ pub(crate) async fn store(core: &Core, batch: Vec<(AccountId, Pending)>) {
 
 /// Answers the callers of a committed batch and wakes its accounts' sessions.
 pub(crate) fn answer(core: &Core, batch: Vec<(AccountId, Pending)>, views: Vec<RequestView>) {
+    core.open_requests.stored(views.len());
     let accounts: BTreeSet<i64> = batch.iter().map(|(a, _)| a.0).collect();
     for ((_, pending), view) in batch.into_iter().zip(views) {
         let _ = pending.reply.send(Ok(view));

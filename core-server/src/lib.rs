@@ -45,6 +45,8 @@ pub struct Core {
     pub tasks: TaskTracker,
     /// Wakes the webhook worker (`webhooks::notify_committed`).
     pub webhooks: webhooks::Webhooks,
+    /// For the queue-depth gauge on SQLite (see [`queue_depth`]).
+    pub open_requests: queue_depth::OpenRequests,
 }
 
 impl Core {
@@ -61,8 +63,11 @@ impl Core {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             webhooks: webhooks::Webhooks::default(),
+            open_requests: Default::default(),
         });
         dispatch::lease::release_orphans(&core).await?;
+        // Counts the open requests before anything moves them.
+        queue_depth::start(&core).await;
         dispatch::lease::start_keeper(&core);
         if core.db.backend() == sea_orm::DatabaseBackend::Sqlite {
             writer::start(&core);
@@ -70,7 +75,6 @@ impl Core {
             intake::start_writer(&core);
             results::start_writer(&core);
         }
-        queue_depth::start(&core);
         db::checkpoint::start(&core);
         dispatch::start_listener(&core);
         webhooks::start_worker(&core);

@@ -311,6 +311,8 @@ pub(crate) fn answer(
         }
         let _ = settle.reply.send(result);
     }
+    core.open_requests
+        .finished(finished.values().map(Vec::len).sum());
     for (account, ids) in finished {
         lifecycle::committed(core, AccountId(account), ids);
     }

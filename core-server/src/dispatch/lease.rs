@@ -23,16 +23,17 @@ use crate::{
 };
 
 /// Requeues or fails `held`, all open and leased, inside `txn`; returns the
-/// accounts that have work again.
+/// accounts that have work again and how many requests failed.
 async fn give_back(
     core: &Core,
     txn: &DatabaseTransaction,
     held: Vec<message_request::Model>,
     why: &str,
-) -> CoreResult<BTreeSet<i64>> {
+) -> CoreResult<(BTreeSet<i64>, usize)> {
     let max = core.config.max_attempts;
     let mut accounts = BTreeSet::new();
     let mut requeue = Vec::new();
+    let mut failed = 0;
     for request in held {
         accounts.insert(request.account_id);
         if request.attempts >= max {
@@ -48,6 +49,7 @@ async fn give_back(
                 &lifecycle::Outcome::Failed { error },
             )
             .await?;
+            failed += 1;
         } else {
             requeue.push(request.id);
         }
@@ -69,7 +71,7 @@ async fn give_back(
     for account in &accounts {
         notify::publish_work(txn, core, AccountId(*account)).await?;
     }
-    Ok(accounts)
+    Ok((accounts, failed))
 }
 
 async fn give_back_where(core: &Core, filter: sea_orm::Condition, why: &str) -> CoreResult<()> {
@@ -88,8 +90,9 @@ async fn give_back_where(core: &Core, filter: sea_orm::Condition, why: &str) -> 
     if held.is_empty() {
         return Ok(());
     }
-    let accounts = give_back(core, &txn, held, why).await?;
+    let (accounts, failed) = give_back(core, &txn, held, why).await?;
     txn.commit().await?;
+    core.open_requests.finished(failed);
     webhooks::notify_committed(core);
     for account in accounts {
         core.dispatch.wake_local(AccountId(account));
