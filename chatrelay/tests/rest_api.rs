@@ -1328,5 +1328,24 @@ async fn a_write_the_database_refuses_fails_alone_and_its_neighbours_land() {
         .map(|r| r["message"].as_str().expect("message"))
         .collect();
     assert_eq!(messages, ["second", "first", "answered meanwhile"]);
+    // The result, retried apart, counts once as finished.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics");
+    let done: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("chatrelay_requests_finished_total{status=\"done\"}"))
+        .collect();
+    assert_eq!(
+        done,
+        ["chatrelay_requests_finished_total{status=\"done\"} 1"],
+        "{metrics}"
+    );
     app.stop().await;
 }

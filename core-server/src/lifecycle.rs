@@ -285,6 +285,18 @@ async fn refusal(txn: &DatabaseTransaction, account: AccountId, id: Uuid) -> Cor
     }
 }
 
+/// Counts requests that reached `statuses`, once their transaction is
+/// committed: a transaction that fails and is written again counts once.
+pub(crate) fn count_finished(core: &Core, statuses: impl IntoIterator<Item = RequestStatus>) {
+    let mut finished = 0;
+    for status in statuses {
+        metrics::counter!("chatrelay_requests_finished_total", "status" => status.as_str())
+            .increment(1);
+        finished += 1;
+    }
+    core.open_requests.finished(finished);
+}
+
 /// Tells this process's sessions and the webhook worker that requests of
 /// the account finished, after the commit.
 pub(crate) fn committed(core: &Core, account: AccountId, ids: Vec<Uuid>) {
@@ -439,8 +451,6 @@ pub(crate) async fn apply_all_in(
         applied.iter().filter_map(|r| r.as_ref().ok()).collect();
     webhooks::enqueue(txn, &finished_now).await?;
     for request in finished_now {
-        metrics::counter!("chatrelay_requests_finished_total", "status" => request.status.as_str())
-            .increment(1);
         dispatch::publish_finished(txn, core, AccountId(request.account_id), request.id).await?;
     }
     Ok(applied)

@@ -302,17 +302,18 @@ pub(crate) fn answer(
 ) -> Vec<Claim> {
     let (settled, claimed) = written;
     let mut finished: BTreeMap<i64, Vec<Uuid>> = BTreeMap::new();
+    let mut statuses = Vec::new();
     for (settle, result) in settles.into_iter().zip(settled) {
-        if result.is_ok() {
+        if let Ok(request) = &result {
             finished
                 .entry(settle.account.0)
                 .or_default()
                 .push(settle.id);
+            statuses.push(request.status);
         }
         let _ = settle.reply.send(result);
     }
-    core.open_requests
-        .finished(finished.values().map(Vec::len).sum());
+    lifecycle::count_finished(core, statuses);
     for (account, ids) in finished {
         lifecycle::committed(core, AccountId(account), ids);
     }

@@ -92,7 +92,7 @@ async fn give_back_where(core: &Core, filter: sea_orm::Condition, why: &str) -> 
     }
     let (accounts, failed) = give_back(core, &txn, held, why).await?;
     txn.commit().await?;
-    core.open_requests.finished(failed);
+    lifecycle::count_finished(core, std::iter::repeat_n(RequestStatus::Failed, failed));
     webhooks::notify_committed(core);
     for account in accounts {
         core.dispatch.wake_local(AccountId(account));
