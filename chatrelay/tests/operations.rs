@@ -73,18 +73,6 @@ async fn readyz_turns_unready_when_the_core_stops() {
     edge_task.await.unwrap().unwrap();
 }
 
-/// The `/metrics` page.
-async fn scrape(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
 fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
@@ -99,12 +87,12 @@ async fn metrics_count_calls_by_route_and_status() {
     let key = app.account("acme").await;
     let route = "route=\"/api/chat/submit/\"";
     let before = metric(
-        &scrape(&app).await,
+        &app.metrics().await,
         "chatrelay_http_requests_total",
         &[route, "status=\"201\""],
     );
     let bad_before = metric(
-        &scrape(&app).await,
+        &app.metrics().await,
         "chatrelay_http_requests_total",
         &[route, "status=\"400\""],
     );
@@ -112,7 +100,7 @@ async fn metrics_count_calls_by_route_and_status() {
         app.submit_message(&key, &format!("m{i}")).await;
     }
     app.submit(&key, json!({ "message": "" })).await;
-    let text = scrape(&app).await;
+    let text = app.metrics().await;
     assert_eq!(
         metric(
             &text,
@@ -281,7 +269,7 @@ async fn metrics_cover_sessions_dispatch_and_finished_requests() {
     ext.respond(&id, "measured", "c-m", None).await;
     app.wait_for_status(&key, &id, "done").await;
 
-    let text = scrape(&app).await;
+    let text = app.metrics().await;
     assert_eq!(
         metric(&text, "chatrelay_extension_sessions", &[]),
         1.0,
@@ -310,7 +298,7 @@ async fn metrics_cover_sessions_dispatch_and_finished_requests() {
 async fn wait_for_queue_depth(app: &TestApp, idle: f64, executing: f64) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let text = scrape(app).await;
+        let text = app.metrics().await;
         let read = |status: &str| {
             let label = format!("status=\"{status}\"");
             metric(&text, "chatrelay_queue_depth", &[label.as_str()])
@@ -620,7 +608,7 @@ async fn metrics_count_webhook_attempts_by_outcome() {
     // The attempt is counted once the worker has recorded it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let text = scrape(&relay).await;
+        let text = relay.metrics().await;
         if metric(
             &text,
             "chatrelay_webhook_attempts_total",

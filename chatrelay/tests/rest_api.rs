@@ -1329,15 +1329,7 @@ async fn a_write_the_database_refuses_fails_alone_and_its_neighbours_land() {
         .collect();
     assert_eq!(messages, ["second", "first", "answered meanwhile"]);
     // The result, retried apart, counts once as finished.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = app.metrics().await;
     let done: Vec<&str> = metrics
         .lines()
         .filter(|line| line.starts_with("chatrelay_requests_finished_total{status=\"done\"}"))

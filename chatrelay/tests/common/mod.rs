@@ -186,6 +186,18 @@ impl TestApp {
         }
     }
 
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// A GET with the API key.
     pub async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
         let response = self
