@@ -82,7 +82,7 @@ fn open(file: &Path) -> rusqlite::Result<Connection> {
 async fn checkpoint(core: &Core, conn: &Shared) -> anyhow::Result<()> {
     let limit = core.config.database.sqlite_wal_limit_bytes();
     let size = blocking(conn, |conn| {
-        let frames = passive(conn)?;
+        let (frames, _) = passive(conn)?;
         let page: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         Ok(u64::try_from(frames.max(0) * page.max(0)).unwrap_or(u64::MAX))
     })
@@ -93,12 +93,7 @@ async fn checkpoint(core: &Core, conn: &Shared) -> anyhow::Result<()> {
     blocking(conn, passive).await?;
     let gate = core.db.write_gate.write().await;
     let started = std::time::Instant::now();
-    let (frames, copied) = blocking(conn, |conn| {
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        })
-    })
-    .await?;
+    let (frames, copied) = blocking(conn, passive).await?;
     drop(gate);
     tracing::debug!(
         wal_bytes = size,
@@ -109,10 +104,12 @@ async fn checkpoint(core: &Core, conn: &Shared) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A passive checkpoint; returns the frames in the WAL.
-fn passive(conn: &Connection) -> rusqlite::Result<i64> {
+/// A passive checkpoint; returns the frames in the WAL and those copied.
+fn passive(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
     // (busy, frames in the WAL, frames copied)
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get(1)?, row.get(2)?))
+    })
 }
 
 /// Runs `step` on the checkpoint connection on a blocking thread.
