@@ -184,10 +184,11 @@ impl Session {
         .await;
     }
 
-    /// Keeps `room` true to `held`.
-    fn held_changed(&self) {
+    /// Keeps `room` true to `held`; returns it.
+    fn held_changed(&self) -> usize {
         let room = self.window.saturating_sub(self.held.len());
         self.room.store(room, Ordering::Release);
+        room
     }
 
     /// Claims as many requests as the window allows. On SQLite the claim
@@ -195,8 +196,7 @@ impl Session {
     /// answer arrives in the session's loop. PostgreSQL claims at once, side
     /// by side on its pool.
     async fn fill(&mut self) {
-        self.held_changed();
-        let room = self.window.saturating_sub(self.held.len());
+        let room = self.held_changed();
         if room == 0 || self.closed || self.claim.is_some() {
             return;
         }
