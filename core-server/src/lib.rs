@@ -16,6 +16,7 @@ pub mod model;
 pub mod queue_depth;
 pub mod requests;
 pub mod results;
+mod retry;
 pub mod telemetry;
 pub mod webhooks;
 pub mod writer;

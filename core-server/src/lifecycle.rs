@@ -49,6 +49,18 @@ pub async fn mark_executing(
     id: Uuid,
     session: Uuid,
 ) -> CoreResult<()> {
+    crate::retry::until_stored(&core.shutdown, "status_update", || {
+        mark_executing_once(core, account, id, session)
+    })
+    .await
+}
+
+async fn mark_executing_once(
+    core: &Core,
+    account: AccountId,
+    id: Uuid,
+    session: Uuid,
+) -> CoreResult<()> {
     let lease_until = now_millis() + core.lease_ttl_millis();
     let updated = message_request::Entity::update_many()
         .col_expr(
@@ -339,7 +351,10 @@ pub async fn settle_outcome(
         },
         failed => failed,
     };
-    core.results.apply(account, id, outcome).await
+    crate::retry::until_stored(&core.shutdown, "result", || {
+        core.results.apply(account, id, outcome.clone())
+    })
+    .await
 }
 
 /// ChatGPT answered: the request is `done`, its chat named.

@@ -74,7 +74,21 @@ async fn give_back(
     Ok((accounts, failed))
 }
 
-async fn give_back_where(core: &Core, filter: sea_orm::Condition, why: &str) -> CoreResult<()> {
+/// Whether a give-back passes over rows another transaction holds
+/// (PostgreSQL): right for the reaper, which any core may run at once;
+/// wrong for a session's own give-back, which must not leave any behind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Locked {
+    Skip,
+    Wait,
+}
+
+async fn give_back_where(
+    core: &Core,
+    filter: sea_orm::Condition,
+    locked: Locked,
+    why: &str,
+) -> CoreResult<()> {
     let txn = core.db.write.begin().await?;
     // Only a leased request matches `filter`, and finishing a request ends
     // its lease, so the lease indexes (which hold leased requests only)
@@ -83,7 +97,10 @@ async fn give_back_where(core: &Core, filter: sea_orm::Condition, why: &str) -> 
     // write connection held.
     let mut query = message_request::Entity::find().filter(filter);
     if core.db.backend() == DatabaseBackend::Postgres {
-        query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        query = match locked {
+            Locked::Skip => query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked),
+            Locked::Wait => query.lock(LockType::Update),
+        };
     }
     let mut held = query.all(&txn).await?;
     held.retain(|request| RequestStatus::OPEN.contains(&request.status));
@@ -105,6 +122,7 @@ pub async fn release_session(core: &Core, session: Uuid) -> CoreResult<()> {
     give_back_where(
         core,
         sea_orm::Condition::all().add(message_request::Column::LeaseSession.eq(session)),
+        Locked::Wait,
         "the extension session ended",
     )
     .await
@@ -117,6 +135,7 @@ pub async fn reap_expired(core: &Core) -> CoreResult<()> {
         sea_orm::Condition::all()
             .add(message_request::Column::LeaseSession.is_not_null())
             .add(message_request::Column::LeaseExpiresAt.lt(now_millis())),
+        Locked::Skip,
         "the extension session was lost",
     )
     .await
@@ -131,23 +150,43 @@ pub async fn release_orphans(core: &Core) -> CoreResult<()> {
     give_back_where(
         core,
         sea_orm::Condition::all().add(message_request::Column::LeaseSession.is_not_null()),
+        Locked::Wait,
         "chatrelay restarted",
     )
     .await
 }
 
-/// Extends every lease this core holds.
+/// Sessions named in one renewal statement.
+const RENEW_CHUNK: usize = 500;
+
+/// Extends the leases of the sessions running on this core — only those: a
+/// session that ended, even one whose give-back failed, lets its leases
+/// lapse, and the reaper (or the retried give-back) returns its requests.
 pub async fn renew(core: &Core) -> CoreResult<()> {
-    message_request::Entity::update_many()
-        .col_expr(
-            message_request::Column::LeaseExpiresAt,
-            Expr::value(now_millis() + core.lease_ttl_millis()),
-        )
-        .filter(message_request::Column::LeaseNode.eq(core.node_id))
-        .filter(message_request::Column::LeaseSession.is_not_null())
-        .exec(&core.db.write)
-        .await?;
+    let until = now_millis() + core.lease_ttl_millis();
+    for sessions in core.dispatch.live_sessions().chunks(RENEW_CHUNK) {
+        message_request::Entity::update_many()
+            .col_expr(message_request::Column::LeaseExpiresAt, Expr::value(until))
+            .filter(message_request::Column::LeaseNode.eq(core.node_id))
+            .filter(message_request::Column::LeaseSession.is_in(sessions.iter().copied()))
+            .exec(&core.db.write)
+            .await?;
+    }
     Ok(())
+}
+
+/// Gives back the requests of ended sessions whose give-back failed.
+async fn release_unreleased(core: &Core) {
+    for session in core.dispatch.take_unreleased() {
+        let released = match release_session(core, session).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%session, error = %e, "could not release session's requests; retrying");
+                false
+            }
+        };
+        core.dispatch.session_ended(session, released);
+    }
 }
 
 /// Starts the task that renews this core's leases and reaps lapsed ones,
@@ -167,6 +206,7 @@ pub fn start_keeper(core: &Arc<Core>) {
             if let Err(e) = renew(&core).await {
                 tracing::warn!(error = %e, "could not renew leases");
             }
+            release_unreleased(&core).await;
             if let Err(e) = reap_expired(&core).await {
                 tracing::warn!(error = %e, "could not reap lapsed leases");
             }

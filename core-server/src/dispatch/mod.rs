@@ -14,7 +14,7 @@ pub mod session;
 
 use std::sync::{Arc, OnceLock};
 
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use tokio::sync::{broadcast, mpsc, Notify};
 use uuid::Uuid;
 
@@ -78,6 +78,11 @@ pub struct Dispatch {
     /// On SQLite, where the sessions' claims wait in [`crate::writer`]: the
     /// accounts whose work came back other than by a submit or a result.
     returned: OnceLock<mpsc::UnboundedSender<AccountId>>,
+    /// Sessions running on this core: the only ones whose leases it renews.
+    live: DashSet<Uuid>,
+    /// Sessions that ended but whose requests could not be given back yet;
+    /// the lease keeper tries again (see [`lease`]).
+    unreleased: DashSet<Uuid>,
 }
 
 impl Dispatch {
@@ -120,6 +125,35 @@ impl Dispatch {
             let _ = hub.finished.send(requests);
             hub.work.notify_one();
         }
+    }
+
+    /// A session started on this core: its leases are renewed while it runs.
+    pub(crate) fn session_started(&self, session: Uuid) {
+        self.live.insert(session);
+    }
+
+    /// A session ended: its leases are no longer renewed. If `released` is
+    /// false its requests could not be given back, and the lease keeper
+    /// tries again until they are.
+    pub(crate) fn session_ended(&self, session: Uuid, released: bool) {
+        self.live.remove(&session);
+        if !released {
+            self.unreleased.insert(session);
+        }
+    }
+
+    /// The sessions running on this core.
+    pub(crate) fn live_sessions(&self) -> Vec<Uuid> {
+        self.live.iter().map(|s| *s).collect()
+    }
+
+    /// Takes the ended sessions whose requests are still to be given back.
+    pub(crate) fn take_unreleased(&self) -> Vec<Uuid> {
+        let sessions: Vec<Uuid> = self.unreleased.iter().map(|s| *s).collect();
+        for session in &sessions {
+            self.unreleased.remove(session);
+        }
+        sessions
     }
 
     /// Wakes every local session: after a lost notification connection,

@@ -110,6 +110,7 @@ pub async fn run<S>(
         out,
         closed: false,
     };
+    core.dispatch.session_started(session.id);
     tracing::debug!(session = %session.id, account = account.0, "extension session started");
     metrics::gauge!("chatrelay_extension_sessions").increment(1.0);
     session.fill().await;
@@ -161,10 +162,15 @@ pub async fn run<S>(
     // First let go of the claim, so the writer leases nothing more to this
     // session: what it leased before is given back here.
     session.claim = None;
-    if let Err(e) = lease::release_session(&core, session.id).await {
-        // The lease lapses and the keeper gives the requests back instead.
-        tracing::warn!(session = %session.id, error = %e, "could not release session's requests");
-    }
+    let released = match lease::release_session(&core, session.id).await {
+        Ok(()) => true,
+        Err(e) => {
+            // The lease keeper tries again (and no core renews the leases).
+            tracing::warn!(session = %session.id, error = %e, "could not release session's requests; retrying");
+            false
+        }
+    };
+    core.dispatch.session_ended(session.id, released);
     metrics::gauge!("chatrelay_extension_sessions").decrement(1.0);
     tracing::debug!(session = %session.id, "extension session ended");
 }
@@ -358,13 +364,15 @@ impl Session {
         freed
     }
 
-    /// Answers a frame the core refused with an error frame; a database
-    /// failure is logged and the extension asked to send the frame again.
+    /// Answers a frame the core refused with an error frame. A database
+    /// failure reaches here only once the core has given up retrying it
+    /// (see `retry`): it is logged, and the request stays with this session
+    /// until it ends and gives the request back.
     async fn refused(&mut self, request_id: String, error: CoreError) {
         let message = match &error {
             CoreError::Database(_) => {
-                tracing::warn!(session = %self.id, error = %error, "frame not applied");
-                "internal error; send the frame again".to_string()
+                tracing::error!(session = %self.id, error = %error, "frame not applied");
+                "internal error: the frame could not be stored".to_string()
             }
             _ => error.to_string(),
         };

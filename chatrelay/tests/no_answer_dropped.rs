@@ -1,0 +1,236 @@
+//! An extension's answer is data: once a frame is valid, the core applies
+//! it, retrying through database failures, and never asks the extension to
+//! send it again. And a request never stays leased by a session that ended.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ws::Extension, TestApp, TestDb};
+use serde_json::Value;
+
+fn id_of(frame: &Value) -> String {
+    frame["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_string()
+}
+
+/// Waits until `/metrics` has a line starting with `prefix` whose value
+/// is at least `at_least`.
+async fn wait_for_metric(app: &TestApp, prefix: &str, at_least: f64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = app.metrics().await;
+        let value = metrics
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        if value >= at_least {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{prefix} never reached {at_least}:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// While a control row exists, the database refuses to finish any request
+/// (a trigger), as it would while failing over or out of space.
+async fn hold_results(app: &TestApp) {
+    app.run_sql(
+        &[
+            "CREATE TABLE hold_results (x INT)",
+            "INSERT INTO hold_results VALUES (1)",
+            "CREATE FUNCTION hold_results() RETURNS trigger AS $$ BEGIN \
+               IF NEW.status = 'done' AND EXISTS (SELECT 1 FROM hold_results) THEN \
+                 RAISE EXCEPTION 'results held'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER hold_results BEFORE UPDATE ON message_requests \
+               FOR EACH ROW EXECUTE FUNCTION hold_results()",
+        ],
+        &[
+            "CREATE TABLE hold_results (x INT)",
+            "INSERT INTO hold_results VALUES (1)",
+            "CREATE TRIGGER hold_results BEFORE UPDATE ON message_requests \
+             WHEN NEW.status = 'done' AND EXISTS (SELECT 1 FROM hold_results) \
+             BEGIN SELECT RAISE(ABORT, 'results held'); END",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_answer_the_database_refuses_for_a_while_is_retried_not_bounced() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut ext = Extension::connect(&app, &key).await;
+    let id = app.submit_message(&key, "hello").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(id_of(&ext.recv_request().await), id);
+
+    hold_results(&app).await;
+    ext.respond(&id, "the answer", "conv-held", Some("Held"))
+        .await;
+    // The core has tried, and failed, to store the answer.
+    wait_for_metric(&app, "chatrelay_write_retries_total{write=\"result\"}", 1.0).await;
+    assert_eq!(
+        app.get(&key, &format!("/api/chat/requests/{id}/")).await.1["status"],
+        "idle"
+    );
+    app.run_sql(&["DELETE FROM hold_results"], &["DELETE FROM hold_results"])
+        .await;
+
+    let done = app.wait_for_status(&key, &id, "done").await;
+    assert_eq!(done["response"], "the answer");
+    assert_eq!(done["chat"], "conv-held");
+    // The extension was never told to send the answer again.
+    ext.assert_nothing_pending().await;
+    app.stop().await;
+}
+
+/// Two cores (or two sessions) name two chats with the same ChatGPT id at
+/// once: the unique index lets one commit and fails the other, which must
+/// still land — in the chat that won. A transaction the test holds open
+/// plays the other core, so the race is certain rather than likely. On
+/// SQLite a second writer waits for the first, and the race cannot happen.
+#[tokio::test]
+async fn an_answer_naming_a_chat_another_core_is_naming_lands_in_that_chat() {
+    use sqlx::{Connection, Executor};
+
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        eprintln!("PostgreSQL only: SQLite has one writer, so two chats cannot be named at once");
+        return;
+    }
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut ext = Extension::connect(&app, &key).await;
+    let id = app.submit_message(&key, "race me").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(id_of(&ext.recv_request().await), id);
+
+    let mut other_core = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    other_core.execute("BEGIN").await.expect("begin");
+    other_core
+        .execute(
+            "INSERT INTO chats (account_id, chatgpt_id, title, created_at, updated_at) \
+             SELECT id, 'conv-race', 'Named elsewhere', now(), now() FROM accounts WHERE name = 'acme'",
+        )
+        .await
+        .expect("name the chat in the other transaction");
+
+    ext.respond(&id, "answer", "conv-race", Some("Race")).await;
+    // The core's write now waits on the other transaction's index entry.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(&mut watcher)
+            .await
+            .expect("pg_locks");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the answer never waited on the other transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    other_core.execute("COMMIT").await.expect("commit");
+
+    let done = app.wait_for_status(&key, &id, "done").await;
+    assert_eq!(done["response"], "answer");
+    assert_eq!(done["chat"], "conv-race");
+    let (status, chat) = app.get(&key, "/api/chat/chats/conv-race/").await;
+    assert_eq!(status, 200, "{chat}");
+    assert_eq!(chat["title"], "Race");
+    let (_, chats) = app.get(&key, "/api/chat/chats/").await;
+    let named: Vec<&Value> = chats
+        .as_array()
+        .expect("chats")
+        .iter()
+        .filter(|c| c["chat_id"] == "conv-race")
+        .collect();
+    assert_eq!(named.len(), 1, "{chats}");
+    ext.assert_nothing_pending().await;
+    app.stop().await;
+}
+
+/// A session ends while the database refuses to give its requests back.
+/// Its core must not keep renewing their lease as if the session lived: once
+/// the database takes writes again they go back to the queue and reach
+/// another session — not when the core restarts.
+#[tokio::test]
+async fn requests_of_a_session_that_ended_are_given_back_even_if_the_first_give_back_fails() {
+    let db = TestDb::new().await;
+    let app = TestApp::start_with(&db, |core, _| core.lease_ttl_secs = 2).await;
+    let key = app.account("acme").await;
+    let mut first = Extension::connect(&app, &key).await;
+    let id = app.submit_message(&key, "hold me").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(id_of(&first.recv_request().await), id);
+
+    app.run_sql(
+        &[
+            "CREATE TABLE hold_give_back (x INT)",
+            "INSERT INTO hold_give_back VALUES (1)",
+            "CREATE FUNCTION hold_give_back() RETURNS trigger AS $$ BEGIN \
+               IF OLD.lease_session IS NOT NULL AND NEW.lease_session IS NULL \
+                  AND NEW.status = 'idle' AND EXISTS (SELECT 1 FROM hold_give_back) THEN \
+                 RAISE EXCEPTION 'give-back held'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER hold_give_back BEFORE UPDATE ON message_requests \
+               FOR EACH ROW EXECUTE FUNCTION hold_give_back()",
+        ],
+        &[
+            "CREATE TABLE hold_give_back (x INT)",
+            "INSERT INTO hold_give_back VALUES (1)",
+            "CREATE TRIGGER hold_give_back BEFORE UPDATE ON message_requests \
+             WHEN OLD.lease_session IS NOT NULL AND NEW.lease_session IS NULL \
+               AND NEW.status = 'idle' AND EXISTS (SELECT 1 FROM hold_give_back) \
+             BEGIN SELECT RAISE(ABORT, 'give-back held'); END",
+        ],
+    )
+    .await;
+    let mut second = Extension::connect(&app, &key).await;
+    wait_for_metric(&app, "chatrelay_extension_sessions ", 2.0).await;
+    first.close().await;
+    // The first session is gone: its give-back was tried, and refused.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !app
+        .metrics()
+        .await
+        .contains("chatrelay_extension_sessions 1\n")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first session never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.run_sql(
+        &["DELETE FROM hold_give_back"],
+        &["DELETE FROM hold_give_back"],
+    )
+    .await;
+
+    let frame = second
+        .try_recv(Duration::from_secs(10))
+        .await
+        .expect("the request reaches the second session");
+    assert_eq!(frame["type"], "new_request", "{frame}");
+    assert_eq!(id_of(&frame), id);
+    app.stop().await;
+}
