@@ -4,148 +4,20 @@
 
 mod common;
 
-use chatrelay_core::{
-    db::entities::{chat, message_request},
-    model::RequestStatus,
+use common::{
+    core::{CoreError, RequestStatus},
+    rest::*,
+    TestApp, ACCOUNT,
 };
-use common::{json_of, TestApp, TestDb};
-use reqwest::{header::CONTENT_TYPE, StatusCode};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const REQUEST_KEYS: [&str; 11] = [
-    "id",
-    "message",
-    "response_type",
-    "thinking_time",
-    "status",
-    "response",
-    "error_message",
-    "chat",
-    "queued_at",
-    "started_at",
-    "completed_at",
+const GET_PATHS: [&str; 4] = [
+    "/api/chat/requests/",
+    "/api/chat/requests/00000000-0000-0000-0000-000000000000/",
+    "/api/chat/chats/",
+    "/api/chat/chats/chatgpt-x/",
 ];
-
-const CHAT_KEYS: [&str; 5] = ["id", "chat_id", "title", "created_at", "updated_at"];
-
-// ---- helpers ---------------------------------------------------------------
-
-fn keys_of(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> = value
-        .as_object()
-        .unwrap_or_else(|| panic!("not a JSON object: {value}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    keys
-}
-
-fn assert_keys(value: &Value, expected: &[&str]) {
-    let mut expected = expected.to_vec();
-    expected.sort_unstable();
-    assert_eq!(keys_of(value), expected, "keys of {value}");
-}
-
-/// An ISO-8601 UTC timestamp with microseconds and `Z`, within a minute of now.
-fn assert_recent_timestamp(value: &Value) {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("timestamp is not a string: {value}"));
-    assert_eq!(text.len(), "2026-11-25T00:05:36.837860Z".len(), "{text}");
-    assert!(text.ends_with('Z'), "{text}");
-    assert_eq!(&text[19..20], ".", "{text}");
-    let at = chrono::DateTime::parse_from_rfc3339(text).expect("RFC 3339 timestamp");
-    let age = chrono::Utc::now().signed_duration_since(at);
-    assert!(
-        age >= chrono::Duration::seconds(-5) && age <= chrono::Duration::seconds(60),
-        "{text} is not recent"
-    );
-}
-
-/// `{"detail": "..."}` and nothing else, with `needle` in the detail.
-fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, needle: &str) {
-    assert_eq!(status, expected, "{body}");
-    assert_keys(body, &["detail"]);
-    let detail = body["detail"].as_str().expect("detail is a string");
-    assert!(
-        detail.contains(needle),
-        "detail {detail:?} does not mention {needle:?}"
-    );
-}
-
-/// A POST of raw bytes, with or without key and content type.
-async fn post_raw(
-    app: &TestApp,
-    path: &str,
-    key: Option<&str>,
-    content_type: Option<&str>,
-    body: impl Into<reqwest::Body>,
-) -> (StatusCode, Value) {
-    let mut request = app.client.post(app.url(path)).body(body);
-    if let Some(key) = key {
-        request = request.header("X-API-Key", key);
-    }
-    if let Some(content_type) = content_type {
-        request = request.header(CONTENT_TYPE, content_type);
-    }
-    json_of(request.send().await.expect("POST")).await
-}
-
-async fn submit_raw(app: &TestApp, key: &str, body: &str) -> (StatusCode, Value) {
-    post_raw(
-        app,
-        "/api/chat/submit/",
-        Some(key),
-        Some("application/json"),
-        body.to_string(),
-    )
-    .await
-}
-
-async fn get_without_key(app: &TestApp, path: &str) -> (StatusCode, Value) {
-    json_of(app.client.get(app.url(path)).send().await.expect("GET")).await
-}
-
-/// A GET that also returns the `X-Next-Cursor` header.
-async fn get_page(app: &TestApp, key: &str, path: &str) -> (Vec<Value>, Option<String>) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .header("X-API-Key", key)
-        .send()
-        .await
-        .expect("GET");
-    let cursor = response
-        .headers()
-        .get("X-Next-Cursor")
-        .map(|v| v.to_str().expect("ASCII cursor").to_string());
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let items = body.as_array().expect("a JSON array").clone();
-    (items, cursor)
-}
-
-async fn list(app: &TestApp, key: &str, path: &str) -> Vec<Value> {
-    let (status, body) = app.get(key, path).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body.as_array().expect("a JSON array").clone()
-}
-
-fn ids(items: &[Value]) -> Vec<String> {
-    items
-        .iter()
-        .map(|item| match &item["id"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect()
-}
-
-fn id_of(request: &Value) -> &str {
-    request["id"].as_str().expect("id is a string")
-}
 
 /// On SQLite, GET reads a request through rusqlite rather than sea-orm
 /// (`db::point_reads`): both must read every column the same, for a fresh
@@ -153,14 +25,12 @@ fn id_of(request: &Value) -> &str {
 /// is no such path.
 #[tokio::test]
 async fn point_reads_read_what_sea_orm_reads() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let other_key = app.account("other").await;
-    let core = &app.running.core;
-    let Some(point_reads) = core.db.point_reads.clone() else {
+    let core = app.core();
+    let Some(point_reads) = core.point_reads() else {
         assert!(
-            !db.url.starts_with("sqlite:"),
+            !app.db_url.starts_with("sqlite:"),
             "SQLite files get point reads"
         );
         app.stop().await;
@@ -168,100 +38,41 @@ async fn point_reads_read_what_sea_orm_reads() {
     };
     let created = app.submit_message(&key, "fresh").await;
     let finished = app.submit_message(&key, "finished").await;
-    set_status(&app, id_of(&finished), RequestStatus::Done, Some("4")).await;
+    core.set_request_status(id_of(&finished), RequestStatus::Done, Some("4"))
+        .await;
     let chat_db_id = list(&app, &key, "/api/chat/chats/").await[0]["id"]
         .as_i64()
         .expect("chat id");
-    name_chat(&app, chat_db_id, "chatgpt-abc123", "Arithmetic").await;
+    core.name_chat(chat_db_id, "chatgpt-abc123", "Arithmetic")
+        .await;
 
-    let hash = chatrelay_core::accounts::hash_api_key(&key);
     for request in [&created, &finished] {
-        let id = uuid::Uuid::parse_str(id_of(request)).expect("UUID");
-        let (row, chat) = message_request::Entity::find_by_id(id)
-            .find_also_related(chat::Entity)
-            .one(&core.db.read)
-            .await
-            .expect("sea-orm read")
-            .expect("request exists");
-        let expected = chatrelay_core::model::RequestView::new(row, chat);
-        let read = point_reads.request(id, &hash).expect("point read");
+        let id = id_of(request);
+        let expected = core.read_request(id).await;
+        let read = point_reads.request(id, &key);
         assert_eq!(read, Some(expected));
         // Scoped to the key's account.
-        let other = chatrelay_core::accounts::hash_api_key(&other_key);
-        assert_eq!(point_reads.request(id, &other).expect("point read"), None);
+        assert_eq!(point_reads.request(id, &other_key), None);
     }
     // The submit path's key lookup and the dispatch path's chat lookup.
-    let account = chatrelay_core::accounts::authenticate_hash(&core.db, &hash)
-        .await
-        .expect("valid key");
-    assert_eq!(
-        point_reads.account_of_key(&hash).expect("point read"),
-        Some(account.0)
-    );
-    assert_eq!(
-        point_reads
-            .account_of_key("no such hash")
-            .expect("point read"),
-        None
-    );
+    let account = core.account_id_of_key(&key).await;
+    assert_eq!(point_reads.account_of_key(&key), Some(account));
+    assert_eq!(point_reads.account_of_key("no such key"), None);
     let fresh_chat = list(&app, &key, "/api/chat/chats/").await[1]["id"]
         .as_i64()
         .expect("chat id");
     assert_eq!(
-        point_reads
-            .chatgpt_ids(&[chat_db_id, fresh_chat])
-            .expect("point read"),
+        point_reads.chatgpt_ids(&[chat_db_id, fresh_chat]),
         [Some("chatgpt-abc123".to_string()), None]
     );
     app.stop().await;
-}
-
-/// Moves a request to `status` in the database, as an extension's reports
-/// would, stamping the timestamps that status implies.
-async fn set_status(app: &TestApp, id: &str, status: RequestStatus, response: Option<&str>) {
-    let id = uuid::Uuid::parse_str(id).expect("UUID");
-    let row = message_request::Entity::find_by_id(id)
-        .one(&app.running.core.db.write)
-        .await
-        .expect("find request")
-        .expect("request exists");
-    let at = chrono::Utc::now();
-    let mut active: message_request::ActiveModel = row.into();
-    active.status = Set(status);
-    active.started_at = Set((status != RequestStatus::Idle).then_some(at));
-    active.completed_at = Set(status.is_terminal().then_some(at));
-    active.response = Set(response.map(str::to_string));
-    active.error_message = Set((status == RequestStatus::Failed).then(|| "it broke".to_string()));
-    active
-        .update(&app.running.core.db.write)
-        .await
-        .expect("update request");
-}
-
-/// Fills in a chat's ChatGPT id and title, as an extension's response would.
-async fn name_chat(app: &TestApp, chat_db_id: i64, chatgpt_id: &str, title: &str) {
-    let row = chat::Entity::find_by_id(chat_db_id)
-        .one(&app.running.core.db.write)
-        .await
-        .expect("find chat")
-        .expect("chat exists");
-    let mut active: chat::ActiveModel = row.into();
-    active.chatgpt_id = Set(Some(chatgpt_id.to_string()));
-    active.title = Set(Some(title.to_string()));
-    active.updated_at = Set(chrono::Utc::now());
-    active
-        .update(&app.running.core.db.write)
-        .await
-        .expect("update chat");
 }
 
 // ---- 201 and the request shape ----------------------------------------------
 
 #[tokio::test]
 async fn submit_returns_201_with_every_key_and_spec_defaults() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     let (status, body) = app.submit(&key, json!({ "message": "hello" })).await;
 
@@ -287,9 +98,7 @@ async fn submit_returns_201_with_every_key_and_spec_defaults() {
 
 #[tokio::test]
 async fn submit_keeps_the_given_response_type_and_thinking_time() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for (response_type, thinking_time) in [
         ("thinking", "extended"),
@@ -320,9 +129,7 @@ async fn submit_keeps_the_given_response_type_and_thinking_time() {
 
 #[tokio::test]
 async fn submit_treats_null_optional_fields_as_absent() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     let (status, body) = app
         .submit(
@@ -345,9 +152,7 @@ async fn submit_treats_null_optional_fields_as_absent() {
 
 #[tokio::test]
 async fn submit_accepts_json_content_type_with_charset() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     let (status, body) = post_raw(
         &app,
@@ -365,9 +170,7 @@ async fn submit_accepts_json_content_type_with_charset() {
 
 #[tokio::test]
 async fn get_request_returns_what_submit_returned() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let created = app.submit_message(&key, "round trip").await;
 
     let (status, got) = app
@@ -381,17 +184,19 @@ async fn get_request_returns_what_submit_returned() {
 
 #[tokio::test]
 async fn finished_request_shows_response_chat_and_timestamps() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let created = app.submit_message(&key, "what is 2+2?").await;
     let id = id_of(&created).to_string();
     let chat_db_id = list(&app, &key, "/api/chat/chats/").await[0]["id"]
         .as_i64()
         .expect("chat id is an integer");
 
-    set_status(&app, &id, RequestStatus::Done, Some("4")).await;
-    name_chat(&app, chat_db_id, "chatgpt-abc123", "Arithmetic").await;
+    app.core()
+        .set_request_status(&id, RequestStatus::Done, Some("4"))
+        .await;
+    app.core()
+        .name_chat(chat_db_id, "chatgpt-abc123", "Arithmetic")
+        .await;
 
     let (status, got) = app.get(&key, &format!("/api/chat/requests/{id}/")).await;
     assert_eq!(status, StatusCode::OK, "{got}");
@@ -416,11 +221,11 @@ async fn finished_request_shows_response_chat_and_timestamps() {
 
 #[tokio::test]
 async fn failed_request_shows_its_error_message() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let created = app.submit_message(&key, "doomed").await;
-    set_status(&app, id_of(&created), RequestStatus::Failed, None).await;
+    app.core()
+        .set_request_status(id_of(&created), RequestStatus::Failed, None)
+        .await;
 
     let (status, got) = app
         .get(&key, &format!("/api/chat/requests/{}/", id_of(&created)))
@@ -439,9 +244,7 @@ async fn failed_request_shows_its_error_message() {
 
 #[tokio::test]
 async fn submit_without_chat_id_creates_chat() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     assert!(list(&app, &key, "/api/chat/chats/").await.is_empty());
 
     let created = app.submit_message(&key, "new conversation").await;
@@ -461,9 +264,7 @@ async fn submit_without_chat_id_creates_chat() {
 
 #[tokio::test]
 async fn each_submit_without_chat_id_creates_its_own_chat() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     app.submit_message(&key, "one").await;
     app.submit_message(&key, "two").await;
@@ -476,9 +277,7 @@ async fn each_submit_without_chat_id_creates_its_own_chat() {
 
 #[tokio::test]
 async fn submit_with_chat_id_creates_chat_with_that_id() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     let (status, created) = app
         .submit(
@@ -499,9 +298,7 @@ async fn submit_with_chat_id_creates_chat_with_that_id() {
 
 #[tokio::test]
 async fn submit_with_same_chat_id_reuses_the_chat() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for message in ["first", "second", "third"] {
         let (status, created) = app
@@ -528,9 +325,7 @@ async fn submit_with_same_chat_id_reuses_the_chat() {
 
 #[tokio::test]
 async fn get_chat_by_chatgpt_id_returns_it() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     app.submit(&key, json!({ "message": "hi", "chat_id": "chatgpt-42" }))
         .await;
     let listed = list(&app, &key, "/api/chat/chats/").await;
@@ -547,9 +342,7 @@ async fn get_chat_by_chatgpt_id_returns_it() {
 
 #[tokio::test]
 async fn every_path_works_with_and_without_trailing_slash() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     let mut created = Vec::new();
     for path in ["/api/chat/submit/", "/api/chat/submit"] {
@@ -585,9 +378,7 @@ async fn every_path_works_with_and_without_trailing_slash() {
 
 #[tokio::test]
 async fn list_requests_is_newest_first_with_full_shapes() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut submitted = Vec::new();
     for n in 0..5 {
         submitted.push(app.submit_message(&key, &format!("message {n}")).await);
@@ -605,9 +396,7 @@ async fn list_requests_is_newest_first_with_full_shapes() {
 
 #[tokio::test]
 async fn list_requests_pages_with_limit_and_cursor() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut expected = Vec::new();
     for n in 0..5 {
         expected.push(id_of(&app.submit_message(&key, &format!("m{n}")).await).to_string());
@@ -642,9 +431,7 @@ async fn list_requests_pages_with_limit_and_cursor() {
 
 #[tokio::test]
 async fn list_requests_defaults_to_pages_of_100() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     for n in 0..101 {
         app.submit_message(&key, &format!("m{n}")).await;
     }
@@ -665,9 +452,7 @@ async fn list_requests_defaults_to_pages_of_100() {
 
 #[tokio::test]
 async fn list_chats_is_newest_first_and_pages_with_limit_and_cursor() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     for n in 0..3 {
         app.submit(
             &key,
@@ -696,17 +481,21 @@ async fn list_chats_is_newest_first_and_pages_with_limit_and_cursor() {
 
 #[tokio::test]
 async fn status_filter_returns_only_requests_in_that_status() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let idle = id_of(&app.submit_message(&key, "idle").await).to_string();
     let executing = id_of(&app.submit_message(&key, "executing").await).to_string();
     let done = id_of(&app.submit_message(&key, "done").await).to_string();
     let failed = id_of(&app.submit_message(&key, "failed").await).to_string();
     let idle_too = id_of(&app.submit_message(&key, "idle too").await).to_string();
-    set_status(&app, &executing, RequestStatus::Executing, None).await;
-    set_status(&app, &done, RequestStatus::Done, Some("answer")).await;
-    set_status(&app, &failed, RequestStatus::Failed, None).await;
+    app.core()
+        .set_request_status(&executing, RequestStatus::Executing, None)
+        .await;
+    app.core()
+        .set_request_status(&done, RequestStatus::Done, Some("answer"))
+        .await;
+    app.core()
+        .set_request_status(&failed, RequestStatus::Failed, None)
+        .await;
 
     for (filter, expected) in [
         ("idle", vec![idle_too.clone(), idle.clone()]),
@@ -741,8 +530,7 @@ async fn status_filter_returns_only_requests_in_that_status() {
 
 #[tokio::test]
 async fn other_account_never_sees_requests_or_chats() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let alice = app.account("alice").await;
     let bob = app.account("bob").await;
     let (_, request) = app
@@ -790,9 +578,7 @@ async fn other_account_never_sees_requests_or_chats() {
 
 #[tokio::test]
 async fn submit_rejects_unknown_enum_values_naming_the_field() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for (body, field) in [
         (
@@ -829,9 +615,7 @@ async fn submit_rejects_unknown_enum_values_naming_the_field() {
 
 #[tokio::test]
 async fn submit_rejects_empty_or_whitespace_message() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for message in ["", " ", "  \n\t  "] {
         let (status, body) = app.submit(&key, json!({ "message": message })).await;
@@ -844,9 +628,7 @@ async fn submit_rejects_empty_or_whitespace_message() {
 
 #[tokio::test]
 async fn submit_rejects_non_string_message() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for message in [
         json!(42),
@@ -862,9 +644,7 @@ async fn submit_rejects_non_string_message() {
 
 #[tokio::test]
 async fn submit_rejects_missing_or_null_message() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for body in [
         json!({}),
@@ -879,9 +659,7 @@ async fn submit_rejects_missing_or_null_message() {
 
 #[tokio::test]
 async fn submit_rejects_non_string_or_empty_chat_id() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for chat_id in [
         json!(123),
@@ -901,9 +679,7 @@ async fn submit_rejects_non_string_or_empty_chat_id() {
 
 #[tokio::test]
 async fn submit_rejects_message_longer_than_the_limit() {
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |core, _| core.max_message_chars = 10).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account_configured(|core, _| core.max_message_chars = 10).await;
 
     let (status, body) = app.submit(&key, json!({ "message": "ten chars!" })).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -914,9 +690,7 @@ async fn submit_rejects_message_longer_than_the_limit() {
 
 #[tokio::test]
 async fn submit_rejects_malformed_json() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for body in [
         r#"{"message": "unterminated"#,
@@ -932,9 +706,7 @@ async fn submit_rejects_malformed_json() {
 
 #[tokio::test]
 async fn submit_rejects_json_that_is_not_an_object() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for body in [r#"["message"]"#, r#""hello""#, "42", "null", "true"] {
         let (status, got) = submit_raw(&app, &key, body).await;
@@ -945,9 +717,7 @@ async fn submit_rejects_json_that_is_not_an_object() {
 
 #[tokio::test]
 async fn list_requests_rejects_unknown_status_filter() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for status_filter in ["pending", "DONE", "1"] {
         let (status, body) = app
@@ -960,9 +730,7 @@ async fn list_requests_rejects_unknown_status_filter() {
 
 #[tokio::test]
 async fn lists_reject_invalid_limit() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for path in ["/api/chat/requests/", "/api/chat/chats/"] {
         for limit in ["0", "1001", "-1", "ten", "1.5"] {
@@ -979,9 +747,7 @@ async fn lists_reject_invalid_limit() {
 
 #[tokio::test]
 async fn lists_reject_invalid_cursor() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for path in [
         "/api/chat/requests/?cursor=not-a-cursor",
@@ -993,19 +759,9 @@ async fn lists_reject_invalid_cursor() {
     app.stop().await;
 }
 
-// ---- 401 ------------------------------------------------------------------------
-
-const GET_PATHS: [&str; 4] = [
-    "/api/chat/requests/",
-    "/api/chat/requests/00000000-0000-0000-0000-000000000000/",
-    "/api/chat/chats/",
-    "/api/chat/chats/chatgpt-x/",
-];
-
 #[tokio::test]
 async fn every_endpoint_answers_401_without_an_api_key() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
 
     let (status, body) = post_raw(
         &app,
@@ -1025,9 +781,7 @@ async fn every_endpoint_answers_401_without_an_api_key() {
 
 #[tokio::test]
 async fn every_endpoint_answers_401_for_a_wrong_api_key() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let real = app.account("acme").await;
+    let (app, real) = TestApp::with_account().await;
 
     for wrong in ["cr_wrong", &format!("{real}x"), " "] {
         let (status, body) = app.submit(wrong, json!({ "message": "hi" })).await;
@@ -1042,8 +796,7 @@ async fn every_endpoint_answers_401_for_a_wrong_api_key() {
 
 #[tokio::test]
 async fn missing_api_key_wins_over_every_body_and_query_error() {
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |_, edge| edge.max_body_bytes = 64).await;
+    let app = TestApp::fresh_configured(|_, edge| edge.max_body_bytes = 64).await;
 
     for (content_type, body) in [
         (Some("application/json"), "{not json".to_string()),
@@ -1073,9 +826,7 @@ async fn missing_api_key_wins_over_every_body_and_query_error() {
 
 #[tokio::test]
 async fn rejected_submissions_store_nothing() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     app.submit("cr_wrong", json!({ "message": "hi" })).await;
     post_raw(
@@ -1098,9 +849,7 @@ async fn rejected_submissions_store_nothing() {
 
 #[tokio::test]
 async fn get_request_answers_404_for_unknown_or_non_uuid_id() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     app.submit_message(&key, "exists").await;
 
     for id in [
@@ -1118,9 +867,7 @@ async fn get_request_answers_404_for_unknown_or_non_uuid_id() {
 
 #[tokio::test]
 async fn get_chat_answers_404_for_unknown_chat() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     app.submit(&key, json!({ "message": "m", "chat_id": "chatgpt-known" }))
         .await;
 
@@ -1133,9 +880,7 @@ async fn get_chat_answers_404_for_unknown_chat() {
 
 #[tokio::test]
 async fn unknown_routes_answer_404_json() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let created = app.submit_message(&key, "m").await;
 
     for path in [
@@ -1156,9 +901,7 @@ async fn unknown_routes_answer_404_json() {
 
 #[tokio::test]
 async fn wrong_method_answers_405_json() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     let (status, body) = app.get(&key, "/api/chat/submit/").await;
     assert_error(status, &body, StatusCode::METHOD_NOT_ALLOWED, "method");
@@ -1178,9 +921,7 @@ async fn wrong_method_answers_405_json() {
 
 #[tokio::test]
 async fn submit_answers_413_past_the_body_limit() {
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |_, edge| edge.max_body_bytes = 64).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account_configured(|_, edge| edge.max_body_bytes = 64).await;
     let body_of = |len: usize| {
         let padding = len - r#"{"message": ""}"#.len();
         format!(r#"{{"message": "{}"}}"#, "x".repeat(padding))
@@ -1215,9 +956,7 @@ async fn submit_answers_413_past_the_body_limit() {
 
 #[tokio::test]
 async fn submit_answers_415_for_a_body_that_is_not_json() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
 
     for content_type in [
         Some("text/plain"),
@@ -1251,18 +990,9 @@ async fn submit_answers_415_for_a_body_that_is_not_json() {
 /// the database refuse one message.
 #[tokio::test]
 async fn a_write_the_database_refuses_fails_alone_and_its_neighbours_land() {
-    use chatrelay_core::{
-        accounts::hash_api_key,
-        lifecycle,
-        model::{AccountId, ResponseType, Submission, ThinkingTime},
-        CoreError,
-    };
-
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
-    let core = app.running.core.clone();
-    app.run_sql(
+    let (app, key) = TestApp::with_account().await;
+    let core = app.core();
+    core.run_sql(
         &[
             "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
                IF NEW.message = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
@@ -1281,29 +1011,14 @@ async fn a_write_the_database_refuses_fails_alone_and_its_neighbours_land() {
         .expect("id")
         .parse()
         .expect("uuid");
-    let account = AccountId(
-        chatrelay_core::accounts::find_by_name(&core.db, "acme")
-            .await
-            .expect("account")
-            .id,
-    );
-    let submit = |message: &str| {
-        core.intake.submit(
-            hash_api_key(&key),
-            Submission {
-                message: message.into(),
-                response_type: ResponseType::Auto,
-                thinking_time: ThinkingTime::Standard,
-                chat_id: None,
-            },
-        )
-    };
+    let account = core.account_id(ACCOUNT).await;
+    let submit = |message: &'static str| core.submit(&key, message);
     // Polled in order, so they queue together for the writer.
     let (first, refused, second, answered) = tokio::join!(
         submit("first"),
         submit("poison"),
         submit("second"),
-        lifecycle::complete(&core, account, earlier, "ok".into(), "conv-1".into(), None),
+        core.complete(account, earlier, "ok".into(), "conv-1".into(), None),
     );
     assert!(
         matches!(refused, Err(CoreError::Database(_))),
@@ -1315,10 +1030,8 @@ async fn a_write_the_database_refuses_fails_alone_and_its_neighbours_land() {
         RequestStatus::Done
     );
 
-    for view in [&first, &second] {
-        let (status, body) = app
-            .get(&key, &format!("/api/chat/requests/{}/", view.request.id))
-            .await;
+    for id in [&first, &second] {
+        let (status, body) = app.get(&key, &format!("/api/chat/requests/{id}/")).await;
         assert_eq!(status, 200);
         assert_eq!(body["status"], "idle");
     }
