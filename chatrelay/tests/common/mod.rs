@@ -104,7 +104,8 @@ impl Drop for TestDb {
 
 /// A running chatrelay (core + edge) on ephemeral ports.
 pub struct TestApp {
-    pub running: Running,
+    /// Private: what a test needs of the core goes through [`TestApp::core`].
+    running: Running,
     /// `http://127.0.0.1:PORT` of the edge.
     pub http: String,
     /// `http://127.0.0.1:PORT` of the core's gRPC API.
