@@ -187,20 +187,22 @@ async fn router_answers_404_json_for_unknown_routes() {
 }
 
 #[tokio::test]
-async fn router_answers_404_json_for_an_unknown_request() {
+async fn router_answers_404_json_for_an_unknown_request_or_chat() {
     let edge = Edge::start().await;
     let key = edge.key.clone();
 
-    let path = format!("/api/chat/requests/{}/", uuid::Uuid::now_v7());
-    let (status, body) = edge.get(&path, Some(&key)).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_keys(&body, &["detail"]);
-    assert!(
-        body["detail"]
-            .as_str()
-            .expect("detail")
-            .contains("not found"),
-        "{body}"
+    for id in [uuid::Uuid::now_v7().to_string(), "not-a-uuid".to_string()] {
+        assert_eq!(
+            edge.get(&format!("/api/chat/requests/{id}/"), Some(&key))
+                .await,
+            (StatusCode::NOT_FOUND, detail("request not found")),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        edge.get("/api/chat/chats/chatgpt-unknown/", Some(&key))
+            .await,
+        (StatusCode::NOT_FOUND, detail("chat not found"))
     );
     edge.stop().await;
 }
