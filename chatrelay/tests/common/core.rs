@@ -59,7 +59,7 @@ impl TestApp {
         self.core().create_account(name, None).await
     }
 
-    /// Creates an account that has a webhook URL and returns its API key.
+    /// Creates an account with `webhook_url`, if given, and returns its API key.
     pub async fn account_with_webhook(&self, name: &str, webhook_url: Option<&str>) -> String {
         self.core().create_account(name, webhook_url).await
     }
