@@ -204,22 +204,21 @@ async fn a_waiting_session_takes_over_what_a_dropped_session_gave_back() {
 async fn a_status_update_gets_through_a_flood_of_submits() {
     let (app, key) = TestApp::with_account().await;
     let app = std::sync::Arc::new(app);
-    app.core()
-        .run_sql(
-            &[
-                "CREATE FUNCTION slow_flood() RETURNS trigger AS $$ BEGIN \
+    app.run_sql(
+        &[
+            "CREATE FUNCTION slow_flood() RETURNS trigger AS $$ BEGIN \
                IF NEW.message = 'flood' THEN PERFORM pg_sleep(0.001); END IF; \
                RETURN NEW; END $$ LANGUAGE plpgsql",
-                "CREATE TRIGGER slow_flood BEFORE INSERT ON message_requests \
+            "CREATE TRIGGER slow_flood BEFORE INSERT ON message_requests \
                FOR EACH ROW EXECUTE FUNCTION slow_flood()",
-            ],
-            &[
-                "CREATE TRIGGER slow_flood BEFORE INSERT ON message_requests \
+        ],
+        &[
+            "CREATE TRIGGER slow_flood BEFORE INSERT ON message_requests \
              WHEN NEW.message = 'flood' \
              BEGIN SELECT length(hex(randomblob(200000))); END",
-            ],
-        )
-        .await;
+        ],
+    )
+    .await;
     let mut ext = Extension::connect(&app, &key).await;
     app.submit_message(&key, "first").await;
     let id = id_of(&ext.recv_request().await);

@@ -259,8 +259,7 @@ async fn submit_rejects_json_that_is_not_an_object() {
 #[tokio::test]
 async fn a_write_the_database_refuses_fails_alone_and_its_neighbours_land() {
     let (app, key) = TestApp::with_account().await;
-    let core = app.core();
-    core.run_sql(
+    app.run_sql(
         &[
             "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
                IF NEW.message = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
@@ -274,6 +273,7 @@ async fn a_write_the_database_refuses_fails_alone_and_its_neighbours_land() {
         ],
     )
     .await;
+    let core = app.core();
     let earlier = app.submit_message(&key, "answered meanwhile").await["id"]
         .as_str()
         .expect("id")

@@ -63,6 +63,11 @@ impl TestApp {
     pub async fn account_with_webhook(&self, name: &str, webhook_url: Option<&str>) -> String {
         self.core().create_account(name, webhook_url).await
     }
+
+    /// [`TestCore::run_sql`] on the app's database.
+    pub async fn run_sql(&self, postgres: &[&str], sqlite: &[&str]) {
+        self.core().run_sql(postgres, sqlite).await
+    }
 }
 
 impl TestCore {
