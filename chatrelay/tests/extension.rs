@@ -17,9 +17,7 @@ fn id_of(frame: &Value) -> String {
 
 #[tokio::test]
 async fn full_lifecycle_submit_deliver_execute_respond() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut ext = Extension::connect(&app, &key).await;
 
     let (status, created) = app
@@ -68,9 +66,7 @@ async fn full_lifecycle_submit_deliver_execute_respond() {
 
 #[tokio::test]
 async fn backlog_arrives_oldest_first_then_live_requests() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut backlog = Vec::new();
     for i in 0..5 {
         backlog.push(app.submit_message(&key, &format!("old {i}")).await["id"].clone());
@@ -87,9 +83,7 @@ async fn backlog_arrives_oldest_first_then_live_requests() {
 
 #[tokio::test]
 async fn each_request_goes_to_exactly_one_of_two_sessions() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut a = Extension::connect(&app, &key).await;
     let mut b = Extension::connect(&app, &key).await;
     let mut submitted = HashSet::new();
@@ -119,9 +113,7 @@ async fn each_request_goes_to_exactly_one_of_two_sessions() {
 
 #[tokio::test]
 async fn one_request_per_chat_in_flight_others_flow_past() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let first = app
         .submit(&key, json!({ "message": "1", "chat_id": "busy" }))
         .await
@@ -151,9 +143,7 @@ async fn one_request_per_chat_in_flight_others_flow_past() {
 
 #[tokio::test]
 async fn session_window_bounds_unfinished_deliveries() {
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |core, _| core.session_window = 2).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account_configured(|core, _| core.session_window = 2).await;
     for i in 0..5 {
         app.submit_message(&key, &format!("m{i}")).await;
     }
@@ -169,9 +159,7 @@ async fn session_window_bounds_unfinished_deliveries() {
 
 #[tokio::test]
 async fn dropped_session_gives_requests_back_for_redelivery() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let created = app.submit_message(&key, "again").await;
     let mut first = Extension::connect(&app, &key).await;
     let id = id_of(&first.recv_request().await);
@@ -190,9 +178,7 @@ async fn dropped_session_gives_requests_back_for_redelivery() {
 
 #[tokio::test]
 async fn a_waiting_session_takes_over_what_a_dropped_session_gave_back() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut first = Extension::connect(&app, &key).await;
     let created = app.submit_message(&key, "handed on").await;
     let id = id_of(&first.recv_request().await);
@@ -216,9 +202,8 @@ async fn a_waiting_session_takes_over_what_a_dropped_session_gave_back() {
 /// runs dry while the extension's status update waits for the connection.
 #[tokio::test]
 async fn a_status_update_gets_through_a_flood_of_submits() {
-    let db = TestDb::new().await;
-    let app = std::sync::Arc::new(TestApp::start(&db).await);
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
+    let app = std::sync::Arc::new(app);
     app.run_sql(
         &[
             "CREATE FUNCTION slow_flood() RETURNS trigger AS $$ BEGIN \
@@ -265,9 +250,7 @@ async fn a_status_update_gets_through_a_flood_of_submits() {
 
 #[tokio::test]
 async fn request_fails_after_the_attempt_limit() {
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |core, _| core.max_attempts = 2).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account_configured(|core, _| core.max_attempts = 2).await;
     let id = app.submit_message(&key, "doomed").await["id"]
         .as_str()
         .unwrap()
@@ -289,9 +272,7 @@ async fn request_fails_after_the_attempt_limit() {
 
 #[tokio::test]
 async fn reconnected_session_can_finish_a_request_it_did_not_receive() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut old = Extension::connect(&app, &key).await;
     let id = id_of(&old.recv_request_after_submit(&app, &key).await);
     old.executing(&id).await;
@@ -332,9 +313,7 @@ impl SubmitThenRecv for Extension {
 
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let other_key = app.account("other").await;
     let foreign = app.submit_message(&other_key, "not yours").await["id"]
         .as_str()
@@ -432,9 +411,7 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
 
 #[tokio::test]
 async fn handshake_with_bad_or_missing_key_is_refused_with_401() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    app.account("acme").await;
+    let (app, _key) = TestApp::with_account().await;
     let (status, body) = Extension::try_connect(&app, "wrong")
         .await
         .err()
@@ -454,8 +431,7 @@ async fn handshake_with_bad_or_missing_key_is_refused_with_401() {
 
 #[tokio::test]
 async fn accounts_never_see_each_others_requests() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let key_a = app.account("a").await;
     let key_b = app.account("b").await;
     let mut ext_a = Extension::connect(&app, &key_a).await;
@@ -487,9 +463,7 @@ async fn accounts_never_see_each_others_requests() {
 
 #[tokio::test]
 async fn silent_peer_is_dropped_and_its_request_redelivered() {
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |_, edge| edge.ws_ping_secs = 1).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account_configured(|_, edge| edge.ws_ping_secs = 1).await;
     let created = app.submit_message(&key, "hello").await;
     // This client reads one frame and then never again: it answers no pings.
     let mut silent = Extension::connect(&app, &key).await;
@@ -507,9 +481,7 @@ async fn grpc_extension_session_works_without_the_edge() {
     };
     use tokio_stream::wrappers::ReceiverStream;
 
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut client = ExtensionServiceClient::connect(app.grpc.clone())
         .await
         .unwrap();
@@ -555,9 +527,7 @@ async fn grpc_extension_session_works_without_the_edge() {
 
 #[tokio::test]
 async fn simulator_answers_every_request() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(
@@ -637,36 +607,14 @@ async fn two_cores_on_one_postgres_share_the_queue() {
 /// keeper of this one) gives the requests back once the lease lapses.
 #[tokio::test]
 async fn lapsed_lease_of_a_dead_core_is_given_back() {
-    use chatrelay_core::db::entities::message_request;
-    use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
-
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |core, _| core.lease_ttl_secs = 1).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account_configured(|core, _| core.lease_ttl_secs = 1).await;
     let id = app.submit_message(&key, "orphaned").await["id"]
         .as_str()
         .unwrap()
         .to_string();
     // As if a core that has since died had delivered it.
     let expired = chrono::Utc::now().timestamp_millis() - 1;
-    message_request::Entity::update_many()
-        .col_expr(
-            message_request::Column::LeaseSession,
-            Expr::value(uuid::Uuid::new_v4()),
-        )
-        .col_expr(
-            message_request::Column::LeaseNode,
-            Expr::value(uuid::Uuid::new_v4()),
-        )
-        .col_expr(
-            message_request::Column::LeaseExpiresAt,
-            Expr::value(expired),
-        )
-        .col_expr(message_request::Column::Attempts, Expr::value(1))
-        .filter(message_request::Column::Id.eq(uuid::Uuid::parse_str(&id).unwrap()))
-        .exec(&app.running.core.db.write)
-        .await
-        .unwrap();
+    app.core().lease_to_a_dead_core(&id, expired).await;
     let mut ext = Extension::connect(&app, &key).await;
     assert_eq!(id_of(&ext.recv_request().await), id);
     ext.respond(&id, "rescued", "c-r", None).await;

@@ -5,7 +5,7 @@
 mod common;
 
 use chatrelay_proto::v1::{self as pb, chat_service_client::ChatServiceClient};
-use common::{TestApp, TestDb};
+use common::TestApp;
 use tonic::{transport::Channel, Code, Request};
 
 async fn channel(app: &TestApp) -> Channel {
@@ -39,9 +39,7 @@ fn submission(message: &str) -> pb::SubmitMessageRequest {
 
 #[tokio::test]
 async fn grpc_submit_get_and_list_round_trip() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut client = chat_client(&app).await;
 
     let created = client
@@ -115,9 +113,7 @@ async fn grpc_submit_get_and_list_round_trip() {
 
 #[tokio::test]
 async fn grpc_unspecified_enums_become_auto_and_standard() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut client = chat_client(&app).await;
 
     let created = client
@@ -135,9 +131,7 @@ async fn grpc_unspecified_enums_become_auto_and_standard() {
 
 #[tokio::test]
 async fn grpc_list_requests_filters_by_status_and_pages() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut client = chat_client(&app).await;
     let mut ids = Vec::new();
     for n in 0..3 {
@@ -205,9 +199,7 @@ async fn grpc_list_requests_filters_by_status_and_pages() {
 
 #[tokio::test]
 async fn grpc_without_api_key_is_unauthenticated() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    app.account("acme").await;
+    let (app, _key) = TestApp::with_account().await;
     let mut client = chat_client(&app).await;
 
     let status = client
@@ -230,9 +222,7 @@ async fn grpc_without_api_key_is_unauthenticated() {
 
 #[tokio::test]
 async fn grpc_with_wrong_api_key_is_unauthenticated() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    app.account("acme").await;
+    let (app, _key) = TestApp::with_account().await;
     let mut client = chat_client(&app).await;
 
     let status = client
@@ -250,8 +240,7 @@ async fn grpc_with_wrong_api_key_is_unauthenticated() {
 
 #[tokio::test]
 async fn grpc_another_accounts_request_is_not_found() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let alice = app.account("alice").await;
     let bob = app.account("bob").await;
     let mut client = chat_client(&app).await;
@@ -294,9 +283,7 @@ async fn grpc_another_accounts_request_is_not_found() {
 
 #[tokio::test]
 async fn grpc_unknown_or_malformed_id_is_not_found() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut client = chat_client(&app).await;
 
     for id in [uuid::Uuid::now_v7().to_string(), "nope".to_string()] {
@@ -311,9 +298,7 @@ async fn grpc_unknown_or_malformed_id_is_not_found() {
 
 #[tokio::test]
 async fn grpc_empty_message_is_invalid_argument() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut client = chat_client(&app).await;
 
     for message in ["", "   \n"] {
@@ -353,8 +338,7 @@ async fn health_check_reports_serving() {
     use tonic_health::pb::{
         health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
     };
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let mut health = HealthClient::new(channel(&app).await);
 
     for service in ["", "chatrelay.v1.ChatService"] {
@@ -442,8 +426,7 @@ async fn reflected_services(app: &TestApp, v1alpha: bool) -> Vec<String> {
 
 #[tokio::test]
 async fn reflection_lists_the_chatrelay_services_over_v1_and_v1alpha() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
 
     for v1alpha in [false, true] {
         let services = reflected_services(&app, v1alpha).await;
@@ -461,8 +444,7 @@ async fn reflection_lists_the_chatrelay_services_over_v1_and_v1alpha() {
 /// descriptors from reflection.
 #[tokio::test]
 async fn reflection_lists_the_health_service() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
 
     for v1alpha in [false, true] {
         let services = reflected_services(&app, v1alpha).await;

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{json_of, TestApp, TestDb};
+use common::{json_of, TestApp};
 use oas3::spec::{ObjectOrReference, Schema, SecurityScheme};
 use reqwest::{header::CONTENT_TYPE, Method, StatusCode};
 use serde_json::Value;
@@ -74,8 +74,7 @@ fn differences(a: &Value, b: &Value, at: &str, max: usize, out: &mut Vec<String>
 
 #[tokio::test]
 async fn served_document_is_the_checked_in_one() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let served: Value = serde_json::from_str(&served_text(&app).await).expect("served JSON");
     let checked_in: Value =
         serde_json::from_str(CHECKED_IN).expect("edge-gateway/openapi.json is JSON");
@@ -107,8 +106,7 @@ fn openapi_subcommand_prints_the_checked_in_file() {
 
 #[tokio::test]
 async fn document_is_openapi_3_1_with_every_rest_endpoint() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let text = served_text(&app).await;
     let spec = oas3::from_json(&text).expect("parses as an OpenAPI 3.1 document");
     assert!(spec.openapi.starts_with("3.1"), "{}", spec.openapi);
@@ -249,8 +247,7 @@ fn document_has_no_dangling_references() {
 /// 401, not 404 or 405 (and so needs the key it is documented to need).
 #[tokio::test]
 async fn documented_paths_are_served() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let spec = oas3::from_json(CHECKED_IN).expect("OpenAPI 3.1");
     for (path, method, _) in spec.operations() {
         let concrete = path
@@ -298,8 +295,7 @@ fn assert_no_other_host(what: &str, text: &str) {
 
 #[tokio::test]
 async fn docs_page_and_its_assets_are_served_by_chatrelay() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let base = app.url("/api/docs/");
 
     let page = app.client.get(&base).send().await.expect("GET /api/docs/");
@@ -350,8 +346,7 @@ async fn docs_page_and_its_assets_are_served_by_chatrelay() {
 
 #[tokio::test]
 async fn unknown_docs_asset_is_a_json_404() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let response = app
         .client
         .get(app.url("/api/docs/no-such-file.js"))

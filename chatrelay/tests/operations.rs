@@ -3,11 +3,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use chatrelay_core::{Core, CoreConfig};
 use chatrelay_edge::{EdgeConfig, EdgeState};
-use common::{json_of, ws::Extension, TestApp, TestDb};
+use common::{core::LoneCore, json_of, ws::Extension, TestApp, TestDb};
 use prost::Message;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -15,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_when_all_is_up() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let (status, body) = json_of(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
     assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok" })));
     let (status, body) = json_of(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
@@ -31,17 +27,8 @@ async fn healthz_and_readyz_answer_when_all_is_up() {
 #[tokio::test]
 async fn readyz_turns_unready_when_the_core_stops() {
     let db = TestDb::new().await;
-    let core_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let core_url = format!("http://{}", core_listener.local_addr().unwrap());
-    let core: Arc<Core> = Core::start(CoreConfig::with_database(&db.url))
-        .await
-        .unwrap();
-    let routes = chatrelay_core::grpc::routes(&core).await.unwrap();
-    let core_task = tokio::spawn(chatrelay_core::grpc::serve(
-        routes,
-        core_listener,
-        core.shutdown.clone(),
-    ));
+    let core = LoneCore::start(&db).await;
+    let core_url = core.url.clone();
     let edge_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let edge_url = format!("http://{}", edge_listener.local_addr().unwrap());
     let edge_stop = CancellationToken::new();
@@ -55,7 +42,6 @@ async fn readyz_turns_unready_when_the_core_stops() {
     assert_eq!(ready(&client).await.unwrap().status(), StatusCode::OK);
 
     core.stop().await;
-    core_task.await.unwrap().unwrap();
     let (status, body) = json_of(ready(&client).await.unwrap()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -82,9 +68,7 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 #[tokio::test]
 async fn metrics_count_calls_by_route_and_status() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let route = "route=\"/api/chat/submit/\"";
     let before = metric(
         &app.metrics().await,
@@ -131,11 +115,9 @@ async fn metrics_count_calls_by_route_and_status() {
 
 #[tokio::test]
 async fn cors_preflight_passes_for_allowed_origins_only() {
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |_, edge| {
-        edge.cors_origins = vec!["https://app.example".into()]
-    })
-    .await;
+    let app =
+        TestApp::fresh_configured(|_, edge| edge.cors_origins = vec!["https://app.example".into()])
+            .await;
     let preflight = |origin: &'static str| {
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/api/chat/submit/"))
@@ -166,8 +148,7 @@ async fn cors_preflight_passes_for_allowed_origins_only() {
 
 #[tokio::test]
 async fn without_configured_origins_no_cors_headers_are_sent() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let response = app
         .client
         .get(app.url("/healthz"))
@@ -184,9 +165,7 @@ async fn without_configured_origins_no_cors_headers_are_sent() {
 
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_echoes_a_given_one() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let response = app
         .client
         .get(app.url("/api/chat/requests/"))
@@ -217,9 +196,7 @@ async fn every_response_carries_a_request_id_and_echoes_a_given_one() {
 async fn grpc_web_call_reaches_the_core() {
     use chatrelay_proto::v1 as pb;
 
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let created = app.submit_message(&key, "via grpc-web").await;
 
     let message = pb::GetRequestRequest {
@@ -257,9 +234,7 @@ async fn grpc_web_call_reaches_the_core() {
 async fn metrics_cover_sessions_dispatch_and_finished_requests() {
     use common::ws::Extension;
 
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account().await;
     let mut ext = Extension::connect(&app, &key).await;
     let id = app.submit_message(&key, "measure me").await["id"]
         .as_str()
@@ -350,9 +325,7 @@ async fn queue_depth_gauges_follow_requests_through_a_restart() {
 
 #[tokio::test]
 async fn submit_rate_limit_answers_429_with_retry_after() {
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |core, _| core.submit_rate = 2).await;
-    let key = app.account("acme").await;
+    let (app, key) = TestApp::with_account_configured(|core, _| core.submit_rate = 2).await;
     let other = app.account("other").await;
     let mut statuses = Vec::new();
     let mut retry_after = None;
@@ -398,9 +371,8 @@ async fn submit_rate_limit_answers_429_with_retry_after() {
 async fn extension_sessions_per_account_are_limited() {
     use common::ws::Extension;
 
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |core, _| core.max_sessions_per_account = 2).await;
-    let key = app.account("acme").await;
+    let (app, key) =
+        TestApp::with_account_configured(|core, _| core.max_sessions_per_account = 2).await;
     let first = Extension::connect(&app, &key).await;
     let _second = Extension::connect(&app, &key).await;
     let (status, body) = Extension::try_connect(&app, &key)
@@ -591,8 +563,7 @@ async fn metrics_count_webhook_attempts_by_outcome() {
     );
     tokio::spawn(async move { axum::serve(receiver, app).await });
 
-    let db = TestDb::new().await;
-    let relay = TestApp::start(&db).await;
+    let relay = TestApp::fresh().await;
     let key = relay.account_with_webhook("acme", Some(&hook)).await;
     let mut ext = Extension::connect(&relay, &key).await;
     let id = relay.submit_message(&key, "hook me").await["id"]
@@ -627,9 +598,8 @@ async fn metrics_count_webhook_attempts_by_outcome() {
 async fn oversized_websocket_message_closes_the_session_and_requeues() {
     use common::ws::Extension;
 
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |_, edge| edge.max_ws_frame_bytes = 1024).await;
-    let key = app.account("acme").await;
+    let (app, key) =
+        TestApp::with_account_configured(|_, edge| edge.max_ws_frame_bytes = 1024).await;
     let id = app.submit_message(&key, "small").await["id"]
         .as_str()
         .unwrap()
@@ -663,14 +633,13 @@ async fn oversized_websocket_message_closes_the_session_and_requeues() {
 /// task makes it start over, and the file is cut back to the limit.
 #[tokio::test]
 async fn sqlite_wal_stays_bounded_under_steady_writes() {
-    let db = TestDb::new().await;
-    let app = TestApp::start_with(&db, |core, _| core.database.sqlite_wal_limit_mib = 1).await;
-    let Some(file) = app.running.core.db.sqlite_file.clone() else {
+    let (app, key) =
+        TestApp::with_account_configured(|core, _| core.database.sqlite_wal_limit_mib = 1).await;
+    let Some(file) = app.core().sqlite_file() else {
         app.stop().await;
         return;
     };
     let wal = std::path::PathBuf::from(format!("{}-wal", file.display()));
-    let key = app.account("acme").await;
     let payload = "x".repeat(4_000);
     let start = tokio::time::Instant::now();
     let until = start + std::time::Duration::from_secs(6);
@@ -707,17 +676,15 @@ async fn sqlite_wal_stays_bounded_under_steady_writes() {
 
 #[tokio::test]
 async fn sqlite_wal_is_checkpointed_while_running() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
-    let Some(file) = app.running.core.db.sqlite_file.clone() else {
+    let (app, key) = TestApp::with_account().await;
+    let Some(file) = app.core().sqlite_file() else {
         assert!(
-            !db.url.starts_with("sqlite:"),
+            !app.db_url.starts_with("sqlite:"),
             "SQLite files are checkpointed"
         );
         app.stop().await;
         return;
     };
-    let key = app.account("acme").await;
     let before = std::fs::metadata(&file).expect("database file").len();
     let payload = "x".repeat(4_000);
     for _ in 0..100 {

@@ -6,20 +6,11 @@ mod common;
 
 use common::{
     process::{create_account, http_get, http_submit, run, Served},
+    rest::{id_of, list},
     TestApp, TestDb,
 };
 use reqwest::StatusCode;
-use serde_json::{json, Value};
-
-fn id_of(request: &Value) -> &str {
-    request["id"].as_str().expect("id is a string")
-}
-
-async fn list(app: &TestApp, key: &str, path: &str) -> Vec<Value> {
-    let (status, body) = app.get(key, path).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body.as_array().expect("a JSON array").clone()
-}
+use serde_json::json;
 
 // ---- in-process restarts ----------------------------------------------------------
 

@@ -19,17 +19,11 @@ use axum::{
     Router,
 };
 use base64::{engine::general_purpose::STANDARD, Engine as _};
-use chatrelay_core::{
-    accounts,
-    db::entities::webhook_delivery::{self, DeliveryStatus},
-    lifecycle,
-    model::{AccountId, RequestStatus},
-    webhooks::{self, DeliveryView, RetrySchedule},
-    Core,
+use common::{
+    core::{DeliveryStatus, DeliveryView, RequestStatus, RetrySchedule, TestCore},
+    TestApp, TestDb,
 };
-use common::{TestApp, TestDb};
 use hmac::{Hmac, Mac};
-use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
@@ -226,27 +220,24 @@ fn schedule(text: &str) -> RetrySchedule {
     RetrySchedule::parse(text).expect("schedule")
 }
 
+/// A chatrelay on `db` that retries webhooks on `retry_schedule`.
 async fn start(db: &TestDb, retry_schedule: &str) -> TestApp {
     let retry_schedule = schedule(retry_schedule);
     TestApp::start_with(db, |core, _| core.webhooks.retry_schedule = retry_schedule).await
 }
 
-async fn account_id(core: &Core, name: &str) -> AccountId {
-    AccountId(
-        accounts::find_by_name(&core.db, name)
-            .await
-            .expect("account")
-            .id,
-    )
+/// [`start`] on a fresh database of the app's own.
+async fn start_fresh(retry_schedule: &str) -> TestApp {
+    let retry_schedule = schedule(retry_schedule);
+    TestApp::fresh_configured(|core, _| core.webhooks.retry_schedule = retry_schedule).await
 }
 
 /// Submits a message over REST and lets the core finish it as ChatGPT would.
 async fn submit_and_complete(app: &TestApp, account: &str, key: &str, message: &str) -> Uuid {
     let id = submit(app, key, message).await;
-    let core = &app.running.core;
-    lifecycle::complete(
-        core,
-        account_id(core, account).await,
+    let core = app.core();
+    core.complete(
+        core.account_id(account).await,
         id,
         format!("answer to {message}"),
         format!("chatgpt-{id}"),
@@ -254,7 +245,7 @@ async fn submit_and_complete(app: &TestApp, account: &str, key: &str, message: &
     )
     .await
     .expect("complete");
-    webhooks::notify_committed(core);
+    core.wake_webhooks();
     id
 }
 
@@ -263,24 +254,17 @@ async fn submit(app: &TestApp, key: &str, message: &str) -> Uuid {
     created["id"].as_str().expect("id").parse().expect("uuid")
 }
 
-/// The account's deliveries, newest first.
-async fn deliveries(core: &Core, account: &str) -> Vec<DeliveryView> {
-    webhooks::list(&core.db, Some(account_id(core, account).await), 100)
-        .await
-        .expect("list deliveries")
-}
-
 /// The only delivery of the account.
-async fn only_delivery(core: &Core, account: &str) -> DeliveryView {
-    let mut all = deliveries(core, account).await;
+async fn only_delivery(core: &TestCore, account: &str) -> DeliveryView {
+    let mut all = core.deliveries(account).await;
     assert_eq!(all.len(), 1, "{all:#?}");
     all.pop().expect("one delivery")
 }
 
 /// Stops the app, which lets attempts in flight finish and be recorded, and
 /// keeps its core for inspection.
-async fn stop(app: TestApp) -> Arc<Core> {
-    let core = app.running.core.clone();
+async fn stop(app: TestApp) -> TestCore {
+    let core = app.core();
     app.stop().await;
     core
 }
@@ -323,9 +307,8 @@ fn unix_now() -> i64 {
 
 #[tokio::test]
 async fn done_request_is_delivered_on_the_first_try_with_the_spec_payload() {
-    let db = TestDb::new().await;
     let mut receiver = Receiver::start().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let key = app
         .account_with_webhook("acme", Some(&receiver.url()))
         .await;
@@ -337,10 +320,9 @@ async fn done_request_is_delivered_on_the_first_try_with_the_spec_payload() {
         .await;
     assert_eq!(status, 201, "{created}");
     let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
-    let core = app.running.core.clone();
-    lifecycle::complete(
-        &core,
-        account_id(&core, "acme").await,
+    let core = app.core();
+    core.complete(
+        core.account_id("acme").await,
         id,
         "Qubits are…".into(),
         "chatgpt-1".into(),
@@ -348,7 +330,7 @@ async fn done_request_is_delivered_on_the_first_try_with_the_spec_payload() {
     )
     .await
     .expect("complete");
-    webhooks::notify_committed(&core);
+    core.wake_webhooks();
 
     let got = receiver.next().await;
     assert_eq!(got.path, "/hook");
@@ -385,23 +367,21 @@ async fn done_request_is_delivered_on_the_first_try_with_the_spec_payload() {
 
 #[tokio::test]
 async fn failed_request_payload_carries_the_error_and_no_response() {
-    let db = TestDb::new().await;
     let mut receiver = Receiver::start().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let key = app
         .account_with_webhook("acme", Some(&receiver.url()))
         .await;
     let id = submit(&app, &key, "will fail").await;
-    let core = app.running.core.clone();
-    lifecycle::fail(
-        &core,
-        account_id(&core, "acme").await,
+    let core = app.core();
+    core.fail(
+        core.account_id("acme").await,
         id,
         "ChatGPT is unavailable".into(),
     )
     .await
     .expect("fail");
-    webhooks::notify_committed(&core);
+    core.wake_webhooks();
 
     assert_eq!(
         receiver.next().await.json(),
@@ -420,18 +400,14 @@ async fn failed_request_payload_carries_the_error_and_no_response() {
 
 #[tokio::test]
 async fn signature_verifies_with_the_current_secret_of_the_account() {
-    let db = TestDb::new().await;
     let mut receiver = Receiver::start().await;
     receiver.script([Reply::Status(500)]);
-    let app = start(&db, "1s").await;
+    let app = start_fresh("1s").await;
     let key = app
         .account_with_webhook("acme", Some(&receiver.url()))
         .await;
-    let core = app.running.core.clone();
-    let first_secret = accounts::find_by_name(&core.db, "acme")
-        .await
-        .unwrap()
-        .webhook_secret;
+    let core = app.core();
+    let first_secret = core.webhook_secret("acme").await;
     submit_and_complete(&app, "acme", &key, "sign me").await;
 
     let first = receiver.next().await;
@@ -443,9 +419,7 @@ async fn signature_verifies_with_the_current_secret_of_the_account() {
     assert!(!signature_is_valid(&first_secret, &tampered));
 
     // Rotated between attempts: the retry is signed with the new secret.
-    let second_secret = accounts::rotate_webhook_secret(&core.db, "acme")
-        .await
-        .expect("rotate");
+    let second_secret = core.rotate_webhook_secret("acme").await;
     let second = receiver.next().await;
     assert_eq!(second.webhook_id(), tampered.webhook_id());
     assert!(signature_is_valid(&second_secret, &second));
@@ -455,10 +429,9 @@ async fn signature_verifies_with_the_current_secret_of_the_account() {
 
 #[tokio::test]
 async fn receiver_failing_twice_gets_three_attempts_and_one_success() {
-    let db = TestDb::new().await;
     let mut receiver = Receiver::start().await;
     receiver.script([Reply::Status(500), Reply::Status(503)]);
-    let app = start(&db, "100ms,100ms,100ms").await;
+    let app = start_fresh("100ms,100ms,100ms").await;
     let key = app
         .account_with_webhook("acme", Some(&receiver.url()))
         .await;
@@ -512,19 +485,16 @@ async fn exhausted_schedule_fails_the_delivery_and_retry_sends_it_again() {
     );
 
     let id = view.delivery.id;
-    let retried = webhooks::retry(&core.db, id).await.expect("retry");
+    let retried = core.retry_delivery(id).await.expect("retry");
     assert_eq!(retried.status, DeliveryStatus::Pending);
-    assert!(
-        webhooks::retry(&core.db, id).await.is_err(),
-        "already pending"
-    );
-    assert!(webhooks::retry(&core.db, Uuid::now_v7()).await.is_err());
+    assert!(core.retry_delivery(id).await.is_err(), "already pending");
+    assert!(core.retry_delivery(Uuid::now_v7()).await.is_err());
 
     receiver.otherwise(Reply::Status(204));
     let app = start(&db, "50ms,50ms").await;
     assert_eq!(receiver.next().await.webhook_id(), id);
     let core = stop(app).await;
-    let view = webhooks::get(&core.db, id).await.expect("get");
+    let view = core.delivery(id).await;
     assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);
     assert_eq!(view.delivery.attempts, 4);
     assert_eq!(status_codes(&view).last(), Some(&Some(204)));
@@ -576,12 +546,8 @@ async fn attempt_whose_core_died_is_retried_after_its_claim_lapses() {
         .unwrap()
         .as_millis() as i64
         + 300;
-    let mut claimed: webhook_delivery::ActiveModel = view.delivery.into();
-    claimed.status = Set(DeliveryStatus::Pending);
-    claimed.attempts = Set(2);
-    claimed.claimed_by = Set(Some(Uuid::new_v4()));
-    claimed.next_attempt_at = Set(lapses_at);
-    claimed.update(&core.db.write).await.expect("fake a claim");
+    core.claim_delivery_as_a_dead_core(view.delivery.id, 2, lapses_at)
+        .await;
 
     let app = TestApp::start(&db).await;
     let again = receiver.next().await;
@@ -596,11 +562,10 @@ async fn attempt_whose_core_died_is_retried_after_its_claim_lapses() {
 
 #[tokio::test]
 async fn slow_receiver_times_out_without_holding_up_others_or_rest() {
-    let db = TestDb::new().await;
     let mut slow = Receiver::start().await;
     slow.otherwise(Reply::Slow(Duration::from_secs(60)));
     let mut fast = Receiver::start().await;
-    let app = TestApp::start_with(&db, |core, _| {
+    let app = TestApp::fresh_configured(|core, _| {
         core.webhooks.retry_schedule = schedule("none");
         core.webhooks.timeout = Duration::from_secs(3);
     })
@@ -611,7 +576,7 @@ async fn slow_receiver_times_out_without_holding_up_others_or_rest() {
     submit_and_complete(&app, "slow", &slow_key, "take your time").await;
     slow.next().await;
     // The slow attempt is in flight; everything else goes on.
-    let core = app.running.core.clone();
+    let core = app.core();
     let submitted = submit_and_complete(&app, "fast", &fast_key, "quick").await;
     assert_eq!(
         fast.next().await.json()["request_id"],
@@ -642,10 +607,9 @@ async fn slow_receiver_times_out_without_holding_up_others_or_rest() {
 
 #[tokio::test]
 async fn redirects_are_not_followed() {
-    let db = TestDb::new().await;
     let mut receiver = Receiver::start().await;
     receiver.script([Reply::Redirect("/elsewhere")]);
-    let app = start(&db, "none").await;
+    let app = start_fresh("none").await;
     let key = app
         .account_with_webhook("acme", Some(&receiver.url()))
         .await;
@@ -662,21 +626,18 @@ async fn redirects_are_not_followed() {
 
 #[tokio::test]
 async fn account_without_webhook_url_has_no_deliveries() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let key = app.account("quiet").await;
     let done = submit(&app, &key, "answer me").await;
     let failed = submit(&app, &key, "fail me").await;
-    let core = app.running.core.clone();
-    let account = account_id(&core, "quiet").await;
-    lifecycle::complete(&core, account, done, "ok".into(), "chatgpt-q".into(), None)
+    let core = app.core();
+    let account = core.account_id("quiet").await;
+    core.complete(account, done, "ok".into(), "chatgpt-q".into(), None)
         .await
         .expect("complete");
-    lifecycle::fail(&core, account, failed, "no".into())
-        .await
-        .expect("fail");
+    core.fail(account, failed, "no".into()).await.expect("fail");
     // The delivery would have been written in the same transaction.
-    assert!(deliveries(&core, "quiet").await.is_empty());
+    assert!(core.deliveries("quiet").await.is_empty());
     app.stop().await;
 }
 
@@ -687,22 +648,20 @@ async fn account_without_webhook_url_has_no_deliveries() {
 /// become one chat, and every finished request gets exactly one webhook.
 #[tokio::test]
 async fn results_arriving_together_are_applied_as_if_one_by_one() {
-    let db = TestDb::new().await;
     let mut receiver = Receiver::start().await;
-    let app = TestApp::start(&db).await;
+    let app = TestApp::fresh().await;
     let key = app
         .account_with_webhook("acme", Some(&receiver.url()))
         .await;
-    let core = app.running.core.clone();
-    let account = account_id(&core, "acme").await;
+    let core = app.core();
+    let account = core.account_id("acme").await;
     let mut ids = Vec::new();
     for i in 0..4 {
         ids.push(submit(&app, &key, &format!("message {i}")).await);
     }
     let unknown = Uuid::now_v7();
     let done = |id: Uuid, chat: &str, title: Option<&str>| {
-        lifecycle::complete(
-            &core,
+        core.complete(
             account,
             id,
             format!("answer {id}"),
@@ -716,9 +675,9 @@ async fn results_arriving_together_are_applied_as_if_one_by_one() {
         Box::pin(done(ids[0], "conv-x", Some("X")))
             as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>,
         Box::pin(done(ids[1], "conv-x", None)),
-        Box::pin(lifecycle::fail(&core, account, ids[0], "late".into())),
+        Box::pin(core.fail(account, ids[0], "late".into())),
         Box::pin(done(unknown, "conv-z", None)),
-        Box::pin(lifecycle::fail(&core, account, ids[2], "boom".into())),
+        Box::pin(core.fail(account, ids[2], "boom".into())),
         Box::pin(done(ids[3], "conv-y", Some("Y"))),
     ])
     .await;
@@ -743,7 +702,7 @@ async fn results_arriving_together_are_applied_as_if_one_by_one() {
         RequestStatus::Failed
     );
     let fourth = fourth.expect("fourth result applies");
-    webhooks::notify_committed(&core);
+    core.wake_webhooks();
 
     // What clients see.
     let view = |id: Uuid| {
@@ -790,7 +749,7 @@ async fn results_arriving_together_are_applied_as_if_one_by_one() {
         assert_eq!(hooks[&id.to_string()]["status"], status, "{hooks:#?}");
     }
     let core = stop(app).await;
-    assert_eq!(deliveries(&core, "acme").await.len(), 4);
+    assert_eq!(core.deliveries("acme").await.len(), 4);
     assert!(
         receiver.already_received().is_empty(),
         "a webhook sent twice"
@@ -825,7 +784,7 @@ async fn cores_sharing_one_postgres_outbox_never_send_twice() {
         receiver.already_received().is_empty(),
         "a webhook sent twice"
     );
-    let all = deliveries(&core, "acme").await;
+    let all = core.deliveries("acme").await;
     assert_eq!(all.len(), N);
     for view in all {
         assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);

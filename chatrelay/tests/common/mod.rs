@@ -2,14 +2,22 @@
 //! SQLite file, or a new PostgreSQL database when
 //! `CHATRELAY_TEST_DATABASE_URL` is set) and a real chatrelay — core and edge
 //! — on ephemeral loopback ports.
+//!
+//! Most tests begin with [`TestApp::with_account`]. Whatever a test does to
+//! the core past its APIs goes through [`core`]; what several REST tests
+//! assert lives in [`rest`].
 
 #![allow(dead_code)]
 
+pub mod core;
 pub mod process;
+pub mod rest;
 pub mod ws;
 
+use std::sync::Arc;
+
 use chatrelay::serve::Running;
-use chatrelay_core::{accounts, CoreConfig};
+use chatrelay_core::CoreConfig;
 use chatrelay_edge::EdgeConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -96,15 +104,56 @@ impl Drop for TestDb {
 
 /// A running chatrelay (core + edge) on ephemeral ports.
 pub struct TestApp {
-    pub running: Running,
+    /// Private: what a test needs of the core goes through [`TestApp::core`].
+    running: Running,
     /// `http://127.0.0.1:PORT` of the edge.
     pub http: String,
     /// `http://127.0.0.1:PORT` of the core's gRPC API.
     pub grpc: String,
     pub client: reqwest::Client,
+    /// The URL of the app's database (`sqlite:…` or `postgres:…`).
+    pub db_url: String,
+    /// The database, when the app has one of its own ([`Self::fresh`]):
+    /// dropped with the app and every [`core::TestCore`] taken from it.
+    own_db: Option<Arc<TestDb>>,
 }
 
+/// The name of the account [`TestApp::with_account`] creates.
+pub const ACCOUNT: &str = "acme";
+
 impl TestApp {
+    /// A chatrelay on a fresh database of its own, with one account
+    /// ([`ACCOUNT`]): the app and the account's API key.
+    pub async fn with_account() -> (Self, String) {
+        Self::with_account_configured(|_, _| {}).await
+    }
+
+    /// [`Self::with_account`], with configuration adjusted by `configure`.
+    pub async fn with_account_configured(
+        configure: impl FnOnce(&mut CoreConfig, &mut EdgeConfig),
+    ) -> (Self, String) {
+        let app = Self::fresh_configured(configure).await;
+        let key = app.account(ACCOUNT).await;
+        (app, key)
+    }
+
+    /// A chatrelay on a fresh database of its own, with no account.
+    pub async fn fresh() -> Self {
+        Self::fresh_configured(|_, _| {}).await
+    }
+
+    /// [`Self::fresh`], with configuration adjusted by `configure`.
+    pub async fn fresh_configured(
+        configure: impl FnOnce(&mut CoreConfig, &mut EdgeConfig),
+    ) -> Self {
+        let db = TestDb::new().await;
+        let mut app = Self::start_with(&db, configure).await;
+        app.own_db = Some(Arc::new(db));
+        app
+    }
+
+    /// A chatrelay on `db`, which the test keeps (to restart on it, or to
+    /// run a second chatrelay on it).
     pub async fn start(db: &TestDb) -> Self {
         Self::start_with(db, |_, _| {}).await
     }
@@ -123,23 +172,13 @@ impl TestApp {
             grpc: format!("http://{}", running.addrs.grpc),
             running,
             client: reqwest::Client::new(),
+            db_url: db.url.clone(),
+            own_db: None,
         }
     }
 
     pub async fn stop(self) {
         self.running.stop().await.expect("clean stop");
-    }
-
-    /// Creates an account and returns its API key.
-    pub async fn account(&self, name: &str) -> String {
-        self.account_with_webhook(name, None).await
-    }
-
-    pub async fn account_with_webhook(&self, name: &str, webhook_url: Option<&str>) -> String {
-        accounts::create(&self.running.core.db, name, webhook_url)
-            .await
-            .expect("create account")
-            .api_key
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -166,24 +205,6 @@ impl TestApp {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
-    }
-
-    /// Runs SQL on the database chatrelay writes, as the back end needs it:
-    /// `postgres` on PostgreSQL, `sqlite` on SQLite (e.g. a trigger that
-    /// makes some writes fail or slow).
-    pub async fn run_sql(&self, postgres: &[&str], sqlite: &[&str]) {
-        use sea_orm::{ConnectionTrait, DatabaseBackend};
-        let db = &self.running.core.db;
-        let statements = match db.backend() {
-            DatabaseBackend::Postgres => postgres,
-            _ => sqlite,
-        };
-        for statement in statements {
-            db.write
-                .execute_unprepared(statement)
-                .await
-                .unwrap_or_else(|e| panic!("{statement}: {e}"));
-        }
     }
 
     /// The `/metrics` page.

@@ -1,0 +1,488 @@
+//! The tests' one way into the core past its public APIs. A test that reads
+//! or changes the core's state directly (creating accounts, faking what an
+//! extension or another core did, inspecting webhook deliveries, running
+//! SQL) does it through [`TestCore`], and the core's types it names are
+//! re-exported from here. When the core's internals change, this module is
+//! the one to follow them; the test bodies speak HTTP, gRPC, WebSocket and
+//! these helpers only.
+
+use std::{path::PathBuf, sync::Arc};
+
+use chatrelay_core::{
+    accounts,
+    db::entities::{chat, message_request, webhook_delivery},
+    lifecycle,
+    model::{ResponseType, Submission, ThinkingTime},
+    webhooks, Core, CoreConfig,
+};
+use chatrelay_edge::{EdgeConfig, EdgeState};
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
+    QueryFilter, Set,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+use uuid::Uuid;
+
+use super::{TestApp, TestDb};
+
+// Each test file uses some of these.
+#[allow(unused_imports)]
+pub use chatrelay_core::{
+    db::entities::webhook_delivery::DeliveryStatus,
+    model::{AccountId, RequestStatus, RequestView},
+    webhooks::RetrySchedule,
+    CoreError,
+};
+
+/// A core the test may look into: that of a [`TestApp`] (see
+/// [`TestApp::core`]), still usable after the app has stopped, or one
+/// started on its own ([`TestCore::start`]).
+#[derive(Clone)]
+pub struct TestCore {
+    core: Arc<Core>,
+    /// The app's own database, if it has one: kept while the core may be
+    /// looked into.
+    _db: Option<Arc<TestDb>>,
+}
+
+impl TestApp {
+    /// The app's core, for what the public APIs cannot do or show.
+    pub fn core(&self) -> TestCore {
+        TestCore {
+            core: self.running.core.clone(),
+            _db: self.own_db.clone(),
+        }
+    }
+
+    /// Creates an account and returns its API key.
+    pub async fn account(&self, name: &str) -> String {
+        self.core().create_account(name, None).await
+    }
+
+    /// Creates an account with `webhook_url`, if given, and returns its API key.
+    pub async fn account_with_webhook(&self, name: &str, webhook_url: Option<&str>) -> String {
+        self.core().create_account(name, webhook_url).await
+    }
+
+    /// [`TestCore::run_sql`] on the app's database.
+    pub async fn run_sql(&self, postgres: &[&str], sqlite: &[&str]) {
+        self.core().run_sql(postgres, sqlite).await
+    }
+}
+
+impl TestCore {
+    /// A core on `db` with no listener and no edge; stop it with [`Self::stop`].
+    pub async fn start(db: &TestDb, configure: impl FnOnce(&mut CoreConfig)) -> Self {
+        let mut config = CoreConfig::with_database(&db.url);
+        configure(&mut config);
+        Self {
+            core: Core::start(config).await.expect("start the core"),
+            _db: None,
+        }
+    }
+
+    /// The edge's whole HTTP application (REST, WebSocket, health, docs,
+    /// metrics) calling this core in-process, as `chatrelay serve` builds it,
+    /// for `tower::ServiceExt::oneshot` calls without a socket.
+    pub async fn edge_router(&self, config: EdgeConfig) -> axum::Router {
+        let routes = chatrelay_core::grpc::routes(&self.core)
+            .await
+            .expect("gRPC routes");
+        let state = EdgeState::in_process(config, chatrelay_core::grpc::in_process(routes));
+        chatrelay_edge::app(state)
+    }
+
+    /// Stops the core's background tasks and waits for them.
+    pub async fn stop(&self) {
+        self.core.stop().await;
+    }
+
+    // ---- accounts -----------------------------------------------------------------
+
+    /// Creates an account and returns its API key.
+    pub async fn create_account(&self, name: &str, webhook_url: Option<&str>) -> String {
+        accounts::create(&self.core.db, name, webhook_url)
+            .await
+            .expect("create account")
+            .api_key
+    }
+
+    pub async fn account_id(&self, name: &str) -> AccountId {
+        AccountId(
+            accounts::find_by_name(&self.core.db, name)
+                .await
+                .expect("account")
+                .id,
+        )
+    }
+
+    /// The account an API key belongs to, found the way the core's
+    /// services find it.
+    pub async fn account_id_of_key(&self, key: &str) -> AccountId {
+        accounts::authenticate_hash(&self.core.db, &accounts::hash_api_key(key))
+            .await
+            .expect("valid key")
+    }
+
+    /// The account's current webhook signing secret (`whsec_…`).
+    pub async fn webhook_secret(&self, name: &str) -> String {
+        accounts::find_by_name(&self.core.db, name)
+            .await
+            .expect("account")
+            .webhook_secret
+    }
+
+    /// Gives the account a new webhook signing secret and returns it.
+    pub async fn rotate_webhook_secret(&self, name: &str) -> String {
+        accounts::rotate_webhook_secret(&self.core.db, name)
+            .await
+            .expect("rotate")
+    }
+
+    // ---- requests and chats -------------------------------------------------------
+
+    /// Submits `message` with the default options straight to the core's
+    /// submit path (no edge, no gRPC), returning the new request's id. The
+    /// submission queues when the returned future is first polled, so
+    /// futures joined in order queue in that order.
+    pub async fn submit(&self, key: &str, message: &str) -> Result<Uuid, CoreError> {
+        let view = self
+            .core
+            .intake
+            .submit(
+                accounts::hash_api_key(key),
+                Submission {
+                    message: message.into(),
+                    response_type: ResponseType::Auto,
+                    thinking_time: ThinkingTime::Standard,
+                    chat_id: None,
+                },
+            )
+            .await?;
+        Ok(view.request.id)
+    }
+
+    /// Finishes a request as an extension's response would, with the
+    /// ChatGPT chat id and title it reported. Like [`Self::submit`], the
+    /// result queues when the future is first polled.
+    pub async fn complete(
+        &self,
+        account: AccountId,
+        id: Uuid,
+        response: String,
+        chatgpt_id: String,
+        chat_title: Option<String>,
+    ) -> Result<Settled, CoreError> {
+        lifecycle::complete(&self.core, account, id, response, chatgpt_id, chat_title)
+            .await
+            .map(Settled::from)
+    }
+
+    /// Fails a request as an extension's error frame would.
+    pub async fn fail(
+        &self,
+        account: AccountId,
+        id: Uuid,
+        error: String,
+    ) -> Result<Settled, CoreError> {
+        lifecycle::fail(&self.core, account, id, error)
+            .await
+            .map(Settled::from)
+    }
+
+    /// Moves a request to `status` in the database, as an extension's
+    /// reports would, stamping the timestamps that status implies (a failed
+    /// request gets the error "it broke").
+    pub async fn set_request_status(
+        &self,
+        id: &str,
+        status: RequestStatus,
+        response: Option<&str>,
+    ) {
+        let id = Uuid::parse_str(id).expect("UUID");
+        let row = message_request::Entity::find_by_id(id)
+            .one(&self.core.db.write)
+            .await
+            .expect("find request")
+            .expect("request exists");
+        let at = chrono::Utc::now();
+        let mut active: message_request::ActiveModel = row.into();
+        active.status = Set(status);
+        active.started_at = Set((status != RequestStatus::Idle).then_some(at));
+        active.completed_at = Set(status.is_terminal().then_some(at));
+        active.response = Set(response.map(str::to_string));
+        active.error_message =
+            Set((status == RequestStatus::Failed).then(|| "it broke".to_string()));
+        active
+            .update(&self.core.db.write)
+            .await
+            .expect("update request");
+    }
+
+    /// Fills in a chat's ChatGPT id and title, as an extension's response would.
+    pub async fn name_chat(&self, chat_db_id: i64, chatgpt_id: &str, title: &str) {
+        let row = chat::Entity::find_by_id(chat_db_id)
+            .one(&self.core.db.write)
+            .await
+            .expect("find chat")
+            .expect("chat exists");
+        let mut active: chat::ActiveModel = row.into();
+        active.chatgpt_id = Set(Some(chatgpt_id.to_string()));
+        active.title = Set(Some(title.to_string()));
+        active.updated_at = Set(chrono::Utc::now());
+        active
+            .update(&self.core.db.write)
+            .await
+            .expect("update chat");
+    }
+
+    /// Leases a request as if a core that has since died had delivered it
+    /// once: to a session and node nobody knows, until `expires_at_ms`
+    /// (Unix milliseconds).
+    pub async fn lease_to_a_dead_core(&self, id: &str, expires_at_ms: i64) {
+        message_request::Entity::update_many()
+            .col_expr(
+                message_request::Column::LeaseSession,
+                Expr::value(Uuid::new_v4()),
+            )
+            .col_expr(
+                message_request::Column::LeaseNode,
+                Expr::value(Uuid::new_v4()),
+            )
+            .col_expr(
+                message_request::Column::LeaseExpiresAt,
+                Expr::value(expires_at_ms),
+            )
+            .col_expr(message_request::Column::Attempts, Expr::value(1))
+            .filter(message_request::Column::Id.eq(Uuid::parse_str(id).expect("UUID")))
+            .exec(&self.core.db.write)
+            .await
+            .expect("lease the request");
+    }
+
+    /// A request as the core's general read path (sea-orm) reads it.
+    pub async fn read_request(&self, id: &str) -> RequestView {
+        let id = Uuid::parse_str(id).expect("UUID");
+        let (row, chat) = message_request::Entity::find_by_id(id)
+            .find_also_related(chat::Entity)
+            .one(&self.core.db.read)
+            .await
+            .expect("sea-orm read")
+            .expect("request exists");
+        RequestView::new(row, chat)
+    }
+
+    /// The SQLite-only read path that bypasses sea-orm; `None` on PostgreSQL.
+    pub fn point_reads(&self) -> Option<PointReads> {
+        self.core.db.point_reads.clone().map(PointReads)
+    }
+
+    // ---- webhooks -----------------------------------------------------------------
+
+    /// Wakes the webhook worker, as the core does after each commit.
+    pub fn wake_webhooks(&self) {
+        webhooks::notify_committed(&self.core);
+    }
+
+    /// The account's webhook deliveries, newest first.
+    pub async fn deliveries(&self, account: &str) -> Vec<DeliveryView> {
+        webhooks::list(&self.core.db, Some(self.account_id(account).await), 100)
+            .await
+            .expect("list deliveries")
+            .into_iter()
+            .map(DeliveryView::from)
+            .collect()
+    }
+
+    pub async fn delivery(&self, id: Uuid) -> DeliveryView {
+        webhooks::get(&self.core.db, id).await.expect("get").into()
+    }
+
+    /// Sends a finished delivery again, as `chatrelay webhook retry` does.
+    pub async fn retry_delivery(&self, id: Uuid) -> Result<Delivery, CoreError> {
+        webhooks::retry(&self.core.db, id).await.map(Delivery::from)
+    }
+
+    /// Marks a delivery as claimed for attempt `attempts` by a core that
+    /// died before reporting: pending, claimed by nobody alive, until
+    /// `next_attempt_at_ms` (Unix milliseconds).
+    pub async fn claim_delivery_as_a_dead_core(
+        &self,
+        id: Uuid,
+        attempts: i32,
+        next_attempt_at_ms: i64,
+    ) {
+        let row = webhook_delivery::Entity::find_by_id(id)
+            .one(&self.core.db.write)
+            .await
+            .expect("find delivery")
+            .expect("delivery exists");
+        let mut claimed: webhook_delivery::ActiveModel = row.into();
+        claimed.status = Set(DeliveryStatus::Pending);
+        claimed.attempts = Set(attempts);
+        claimed.claimed_by = Set(Some(Uuid::new_v4()));
+        claimed.next_attempt_at = Set(next_attempt_at_ms);
+        claimed
+            .update(&self.core.db.write)
+            .await
+            .expect("fake a claim");
+    }
+
+    // ---- the database itself ------------------------------------------------------
+
+    /// Runs SQL on the database the core writes, as the back end needs it:
+    /// `postgres` on PostgreSQL, `sqlite` on SQLite (e.g. a trigger that
+    /// makes some writes fail or slow).
+    pub async fn run_sql(&self, postgres: &[&str], sqlite: &[&str]) {
+        let db = &self.core.db;
+        let statements = match db.backend() {
+            DatabaseBackend::Postgres => postgres,
+            _ => sqlite,
+        };
+        for statement in statements {
+            db.write
+                .execute_unprepared(statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+    }
+
+    /// The SQLite database file, if that is the back end.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        self.core.db.sqlite_file.clone()
+    }
+}
+
+/// What the core committed for one result.
+#[derive(Debug)]
+pub struct Settled {
+    pub status: RequestStatus,
+    /// The database id of the request's chat.
+    pub chat_id: i64,
+}
+
+impl From<message_request::Model> for Settled {
+    fn from(row: message_request::Model) -> Self {
+        Self {
+            status: row.status,
+            chat_id: row.chat_id,
+        }
+    }
+}
+
+/// A webhook delivery with its attempts, oldest first.
+#[derive(Clone, Debug)]
+pub struct DeliveryView {
+    pub delivery: Delivery,
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Also the `webhook-id` header of every attempt.
+    pub id: Uuid,
+    pub request_id: Uuid,
+    pub status: DeliveryStatus,
+    /// Attempts started, including any not reported back.
+    pub attempts: i32,
+}
+
+/// One recorded attempt to deliver a webhook.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+impl From<webhook_delivery::Model> for Delivery {
+    fn from(row: webhook_delivery::Model) -> Self {
+        Self {
+            id: row.id,
+            request_id: row.request_id,
+            status: row.status,
+            attempts: row.attempts,
+        }
+    }
+}
+
+impl From<webhooks::DeliveryView> for DeliveryView {
+    fn from(view: webhooks::DeliveryView) -> Self {
+        Self {
+            delivery: view.delivery.into(),
+            attempts: view
+                .attempts
+                .into_iter()
+                .map(|a| Attempt {
+                    attempt: a.attempt,
+                    status_code: a.status_code,
+                    error: a.error,
+                    duration_ms: a.duration_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The SQLite point reads (lookups through rusqlite rather than sea-orm),
+/// addressed the way the core addresses them: by API key hash.
+pub struct PointReads(Arc<chatrelay_core::db::point_reads::PointReads>);
+
+impl PointReads {
+    /// The request, if it belongs to the account of `key`.
+    pub fn request(&self, id: &str, key: &str) -> Option<RequestView> {
+        let id = Uuid::parse_str(id).expect("UUID");
+        self.0
+            .request(id, &accounts::hash_api_key(key))
+            .expect("point read")
+    }
+
+    /// The account of the API key, as the submit path looks it up.
+    pub fn account_of_key(&self, key: &str) -> Option<AccountId> {
+        self.0
+            .account_of_key(&accounts::hash_api_key(key))
+            .expect("point read")
+            .map(AccountId)
+    }
+
+    /// The chats' ChatGPT ids, as the dispatch path looks them up.
+    pub fn chatgpt_ids(&self, chat_db_ids: &[i64]) -> Vec<Option<String>> {
+        self.0.chatgpt_ids(chat_db_ids).expect("point read")
+    }
+}
+
+/// A core serving gRPC alone on an ephemeral port, as in a deployment with
+/// separate edge and core processes.
+pub struct LoneCore {
+    /// `http://127.0.0.1:PORT` of its gRPC API.
+    pub url: String,
+    core: TestCore,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+impl LoneCore {
+    pub async fn start(db: &TestDb) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let core = TestCore::start(db, |_| {}).await;
+        let routes = chatrelay_core::grpc::routes(&core.core)
+            .await
+            .expect("gRPC routes");
+        let server = tokio::spawn(chatrelay_core::grpc::serve(
+            routes,
+            listener,
+            core.core.shutdown.clone(),
+        ));
+        Self { url, core, server }
+    }
+
+    /// Stops the core and its gRPC server, which must end cleanly.
+    pub async fn stop(self) {
+        self.core.stop().await;
+        self.server
+            .await
+            .expect("gRPC server task")
+            .expect("gRPC server ends cleanly");
+    }
+}
