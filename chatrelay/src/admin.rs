@@ -1,10 +1,10 @@
 //! Operator commands that work on the database directly through the core's
 //! library: accounts and migrations.
 
-use chatrelay_core::{accounts, config::DatabaseConfig, db::Db};
+use chatrelay_core::{accounts, config::DatabaseConfig, store::Store};
 
 pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
-    let db = Db::connect_without_migrating(config).await?;
+    let db = Store::connect_without_migrating(config).await?;
     db.migrate().await?;
     println!("migrations applied");
     db.close().await;
@@ -16,7 +16,7 @@ pub async fn account_create(
     name: &str,
     webhook_url: Option<&str>,
 ) -> anyhow::Result<()> {
-    let db = Db::connect(config).await?;
+    let db = Store::connect(config).await?;
     let created = accounts::create(&db, name, webhook_url).await;
     db.close().await;
     let created = created?;
@@ -34,7 +34,7 @@ pub async fn account_create(
 }
 
 pub async fn account_list(config: &DatabaseConfig) -> anyhow::Result<()> {
-    let db = Db::connect(config).await?;
+    let db = Store::connect(config).await?;
     let listed = accounts::list(&db).await;
     db.close().await;
     println!("{:<6} {:<24} {:<40} keys", "id", "name", "webhook URL");
@@ -56,7 +56,7 @@ pub async fn account_set_webhook(
     name: &str,
     webhook_url: Option<&str>,
 ) -> anyhow::Result<()> {
-    let db = Db::connect(config).await?;
+    let db = Store::connect(config).await?;
     let updated = accounts::set_webhook(&db, name, webhook_url).await;
     db.close().await;
     let account = updated?;
@@ -73,7 +73,7 @@ pub async fn account_rotate_key(
     name: &str,
     keep_existing: bool,
 ) -> anyhow::Result<()> {
-    let db = Db::connect(config).await?;
+    let db = Store::connect(config).await?;
     let key = accounts::rotate_key(&db, name, keep_existing).await;
     db.close().await;
     let key = key?;
@@ -90,7 +90,7 @@ pub async fn account_rotate_webhook_secret(
     config: &DatabaseConfig,
     name: &str,
 ) -> anyhow::Result<()> {
-    let db = Db::connect(config).await?;
+    let db = Store::connect(config).await?;
     let secret = accounts::rotate_webhook_secret(&db, name).await;
     db.close().await;
     println!("new webhook signing secret for {name:?}:");

@@ -4,8 +4,8 @@
 use chatrelay_core::{
     accounts,
     config::DatabaseConfig,
-    db::{entities::webhook_attempt, Db},
     model::AccountId,
+    store::{entities::webhook_attempt, Store},
     webhooks::{self, DeliveryView},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -31,7 +31,7 @@ pub enum WebhookCommand {
 }
 
 pub async fn run(config: &DatabaseConfig, command: WebhookCommand) -> anyhow::Result<()> {
-    let db = Db::connect(config).await?;
+    let db = Store::connect(config).await?;
     let result = match command {
         WebhookCommand::List { account, limit } => list(&db, account.as_deref(), limit).await,
         WebhookCommand::Retry { id } => retry(&db, id).await,
@@ -40,7 +40,7 @@ pub async fn run(config: &DatabaseConfig, command: WebhookCommand) -> anyhow::Re
     result
 }
 
-async fn list(db: &Db, account: Option<&str>, limit: u64) -> anyhow::Result<()> {
+async fn list(db: &Store, account: Option<&str>, limit: u64) -> anyhow::Result<()> {
     let account = match account {
         Some(name) => Some(AccountId(accounts::find_by_name(db, name).await?.id)),
         None => None,
@@ -107,7 +107,7 @@ fn describe(attempt: &webhook_attempt::Model) -> String {
     )
 }
 
-async fn retry(db: &Db, id: uuid::Uuid) -> anyhow::Result<()> {
+async fn retry(db: &Store, id: uuid::Uuid) -> anyhow::Result<()> {
     let delivery = webhooks::retry(db, id).await?;
     println!(
         "webhook delivery {} is pending again; it will be sent now (same webhook-id)",

@@ -11,12 +11,12 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 
 use crate::{
-    db::{
-        entities::{account, api_key},
-        Db,
-    },
     error::{CoreError, CoreResult},
     model::{now, AccountId},
+    store::{
+        entities::{account, api_key},
+        Store,
+    },
 };
 
 /// A new account, with the secrets that are shown only at creation.
@@ -81,7 +81,11 @@ fn key_model(account_id: i64, key: &str) -> api_key::ActiveModel {
     }
 }
 
-pub async fn create(db: &Db, name: &str, webhook_url: Option<&str>) -> CoreResult<CreatedAccount> {
+pub async fn create(
+    db: &Store,
+    name: &str,
+    webhook_url: Option<&str>,
+) -> CoreResult<CreatedAccount> {
     let name = name.trim();
     if name.is_empty() {
         return Err(CoreError::invalid("account name must not be empty"));
@@ -112,7 +116,7 @@ pub async fn create(db: &Db, name: &str, webhook_url: Option<&str>) -> CoreResul
     Ok(CreatedAccount { account, api_key })
 }
 
-pub async fn list(db: &Db) -> CoreResult<Vec<AccountSummary>> {
+pub async fn list(db: &Store) -> CoreResult<Vec<AccountSummary>> {
     let accounts = account::Entity::find()
         .order_by_asc(account::Column::Id)
         .all(&db.read)
@@ -134,7 +138,7 @@ pub async fn list(db: &Db) -> CoreResult<Vec<AccountSummary>> {
         .collect())
 }
 
-pub async fn find_by_name(db: &Db, name: &str) -> CoreResult<account::Model> {
+pub async fn find_by_name(db: &Store, name: &str) -> CoreResult<account::Model> {
     account::Entity::find()
         .filter(account::Column::Name.eq(name))
         .one(&db.read)
@@ -144,7 +148,7 @@ pub async fn find_by_name(db: &Db, name: &str) -> CoreResult<account::Model> {
 
 /// Sets (or with `None`, clears) the account's webhook URL.
 pub async fn set_webhook(
-    db: &Db,
+    db: &Store,
     name: &str,
     webhook_url: Option<&str>,
 ) -> CoreResult<account::Model> {
@@ -157,7 +161,7 @@ pub async fn set_webhook(
 
 /// Issues a new API key. Unless `keep_existing`, every older key of the
 /// account stops working in the same transaction.
-pub async fn rotate_key(db: &Db, name: &str, keep_existing: bool) -> CoreResult<String> {
+pub async fn rotate_key(db: &Store, name: &str, keep_existing: bool) -> CoreResult<String> {
     let account = find_by_name(db, name).await?;
     let key = new_api_key();
     let txn = db.write.begin().await?;
@@ -173,7 +177,7 @@ pub async fn rotate_key(db: &Db, name: &str, keep_existing: bool) -> CoreResult<
 }
 
 /// Replaces the account's webhook signing secret and returns the new one.
-pub async fn rotate_webhook_secret(db: &Db, name: &str) -> CoreResult<String> {
+pub async fn rotate_webhook_secret(db: &Store, name: &str) -> CoreResult<String> {
     let account = find_by_name(db, name).await?;
     let secret = new_webhook_secret();
     let mut active: account::ActiveModel = account.into();
@@ -192,12 +196,12 @@ pub fn present_key(key: Option<&str>) -> CoreResult<&str> {
         ))
 }
 
-pub async fn authenticate(db: &Db, key: Option<&str>) -> CoreResult<AccountId> {
+pub async fn authenticate(db: &Store, key: Option<&str>) -> CoreResult<AccountId> {
     authenticate_hash(db, &hash_api_key(present_key(key)?)).await
 }
 
 /// Resolves the SHA-256 of an API key to its account.
-pub async fn authenticate_hash(db: &Db, key_hash: &str) -> CoreResult<AccountId> {
+pub async fn authenticate_hash(db: &Store, key_hash: &str) -> CoreResult<AccountId> {
     api_key::Entity::find()
         .filter(api_key::Column::KeyHash.eq(key_hash))
         .one(&db.read)

@@ -1,6 +1,6 @@
 //! The queue behind each group-commit writer ([`crate::intake`] for
-//! submits, [`crate::results`] for extension results, both drained by
-//! [`crate::writer`] on SQLite): callers enqueue on a bounded channel, and
+//! submits, [`crate::results`] for extension results, drained by the
+//! store's writers): callers enqueue on a bounded channel, and
 //! the one writer takes whatever has gathered — at once when idle, larger
 //! batches while the previous one commits.
 

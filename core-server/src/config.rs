@@ -3,35 +3,8 @@
 
 use std::net::SocketAddr;
 
+pub use crate::store::DatabaseConfig;
 use crate::webhooks::WebhookConfig;
-
-/// Where the core keeps its state.
-#[derive(clap::Args, Clone, Debug)]
-pub struct DatabaseConfig {
-    /// `sqlite://FILE?mode=rwc` (embedded) or `postgres://…` (shared).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://chatrelay.db?mode=rwc"
-    )]
-    pub database_url: String,
-
-    /// Connections in the read pool (PostgreSQL: the whole pool).
-    #[arg(long, env = "CHATRELAY_DB_MAX_CONNECTIONS", default_value_t = 16)]
-    pub db_max_connections: u32,
-
-    /// SQLite: the WAL size, in MiB, past which the checkpoint task briefly
-    /// holds writes back to start the WAL over (see `db::checkpoint`).
-    #[arg(long, env = "CHATRELAY_SQLITE_WAL_LIMIT_MIB", default_value_t = 64)]
-    pub sqlite_wal_limit_mib: u64,
-}
-
-impl DatabaseConfig {
-    /// [`Self::sqlite_wal_limit_mib`] in bytes (at least one MiB).
-    pub fn sqlite_wal_limit_bytes(&self) -> u64 {
-        self.sqlite_wal_limit_mib.clamp(1, u64::MAX >> 20) << 20
-    }
-}
 
 /// The core server.
 #[derive(clap::Args, Clone, Debug)]
@@ -82,11 +55,7 @@ impl CoreConfig {
     /// Defaults for everything but the database: what tests and embedders start from.
     pub fn with_database(database_url: impl Into<String>) -> Self {
         Self {
-            database: DatabaseConfig {
-                database_url: database_url.into(),
-                db_max_connections: 16,
-                sqlite_wal_limit_mib: 64,
-            },
+            database: DatabaseConfig::new(database_url),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_message_chars: 100_000,
             session_window: 16,

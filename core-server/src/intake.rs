@@ -4,8 +4,8 @@
 //! load the batches grow while the previous one commits; when idle a lone
 //! submission is written at once. Callers see exactly what a transaction per
 //! request would give them — their request is durable when they get an answer.
-//! On SQLite [`crate::writer`] drains this queue, in one transaction with the
-//! extension sessions' writes.
+//! The store's writer drains this queue (a sole writer in one transaction
+//! with the extension sessions' writes).
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -15,18 +15,15 @@ use std::{
 };
 
 use futures::FutureExt;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use tokio::sync::oneshot;
 
 use crate::{
     batch,
-    db::entities::{api_key, chat, message_request},
-    dispatch,
     error::{CoreError, CoreResult},
-    model::{new_request_id, now, AccountId, RequestStatus, RequestView, Submission},
-    requests::{chat_for, validate},
+    model::{AccountId, RequestView, Submission},
+    requests::validate,
+    store::{entities::api_key, submits},
     Core,
 };
 
@@ -141,11 +138,11 @@ pub fn start_writer(core: &Arc<Core>) {
     });
 }
 
-/// The accounts of the batch's keys: on SQLite by point reads, else (or if
-/// those fail) in one query.
+/// The accounts of the batch's keys: by point reads where the store has
+/// them, else (or if those fail) in one query.
 async fn accounts_of(core: &Core, batch: &[Pending]) -> CoreResult<HashMap<String, AccountId>> {
     let hashes: BTreeSet<&str> = batch.iter().map(|p| p.key_hash.as_str()).collect();
-    let found = core.db.point_read(|reads| {
+    let found = core.store.point_read(|reads| {
         hashes
             .iter()
             .map(|hash| Ok((*hash, reads.account_of_key(hash)?)))
@@ -159,7 +156,7 @@ async fn accounts_of(core: &Core, batch: &[Pending]) -> CoreResult<HashMap<Strin
     }
     Ok(api_key::Entity::find()
         .filter(api_key::Column::KeyHash.is_in(hashes))
-        .all(&core.db.read)
+        .all(&core.store.read)
         .await?
         .into_iter()
         .map(|k| (k.key_hash, AccountId(k.account_id)))
@@ -213,8 +210,8 @@ pub(crate) async fn store(core: &Core, batch: Vec<(AccountId, Pending)>) {
         return;
     }
     let written = async {
-        let txn = core.db.write.begin().await?;
-        let views = insert_in(core, &txn, &batch).await?;
+        let txn = core.store.write.begin().await?;
+        let views = submits::insert_submissions(core, &txn, &submissions(&batch)).await?;
         txn.commit().await?;
         Ok::<_, CoreError>(views)
     };
@@ -245,99 +242,7 @@ pub(crate) fn answer(core: &Core, batch: Vec<(AccountId, Pending)>, views: Vec<R
     }
 }
 
-/// Writes accepted submissions inside the caller's transaction: their new
-/// chats in one insert, the requests in another.
-pub(crate) async fn insert_in(
-    core: &Core,
-    txn: &DatabaseTransaction,
-    batch: &[(AccountId, Pending)],
-) -> CoreResult<Vec<RequestView>> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    let items: Vec<(AccountId, &Submission)> =
-        batch.iter().map(|(a, p)| (*a, &p.submission)).collect();
-    let chats = chats_for(txn, &items).await?;
-    let at = now();
-    let requests: Vec<message_request::Model> = items
-        .iter()
-        .zip(&chats)
-        .map(|((account, submission), chat)| message_request::Model {
-            id: new_request_id(),
-            account_id: account.0,
-            chat_id: chat.id,
-            message: submission.message.clone(),
-            response_type: submission.response_type,
-            thinking_time: submission.thinking_time,
-            status: RequestStatus::Idle,
-            response: None,
-            error_message: None,
-            queued_at: at,
-            started_at: None,
-            completed_at: None,
-            attempts: 0,
-            lease_session: None,
-            lease_node: None,
-            lease_expires_at: None,
-        })
-        .collect();
-    message_request::Entity::insert_many(
-        requests
-            .iter()
-            .cloned()
-            .map(message_request::ActiveModel::from),
-    )
-    .exec_without_returning(txn)
-    .await?;
-    let accounts: BTreeSet<i64> = items.iter().map(|(a, _)| a.0).collect();
-    for account in accounts {
-        dispatch::publish_work(txn, core, AccountId(account)).await?;
-    }
-    Ok(requests
-        .into_iter()
-        .zip(chats)
-        .map(|(request, chat)| RequestView::new(request, Some(chat)))
-        .collect())
-}
-
-/// The chat of each submission, in order: new chats are created with one
-/// multi-row insert, named chats found or created one by one.
-async fn chats_for(
-    txn: &DatabaseTransaction,
-    items: &[(AccountId, &Submission)],
-) -> CoreResult<Vec<chat::Model>> {
-    let at = now();
-    let fresh: Vec<chat::ActiveModel> = items
-        .iter()
-        .filter(|(_, s)| s.chat_id.is_none())
-        .map(|(account, _)| chat::ActiveModel {
-            account_id: Set(account.0),
-            chatgpt_id: Set(None),
-            title: Set(None),
-            created_at: Set(at),
-            updated_at: Set(at),
-            ..Default::default()
-        })
-        .collect();
-    let mut fresh = if fresh.is_empty() {
-        Vec::new()
-    } else {
-        chat::Entity::insert_many(fresh)
-            .exec_with_returning_many(txn)
-            .await?
-    };
-    // Ids are assigned in VALUES order; RETURNING's order is not promised.
-    fresh.sort_by_key(|c| c.id);
-    let mut fresh = fresh.into_iter();
-    let mut chats = Vec::with_capacity(items.len());
-    for (account, submission) in items {
-        let chat = match submission.chat_id.as_deref() {
-            None => fresh.next().ok_or_else(|| {
-                CoreError::Unavailable("chat insert returned too few rows".into())
-            })?,
-            Some(chatgpt_id) => chat_for(txn, *account, Some(chatgpt_id)).await?,
-        };
-        chats.push(chat);
-    }
-    Ok(chats)
+/// The submissions of an accepted batch, with their accounts, to store.
+pub(crate) fn submissions(batch: &[(AccountId, Pending)]) -> Vec<(AccountId, &Submission)> {
+    batch.iter().map(|(a, p)| (*a, &p.submission)).collect()
 }

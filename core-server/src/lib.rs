@@ -4,9 +4,7 @@
 
 pub mod accounts;
 pub mod batch;
-pub mod chats;
 pub mod config;
-pub mod db;
 pub mod dispatch;
 pub mod error;
 pub mod grpc;
@@ -17,9 +15,9 @@ pub mod queue_depth;
 pub mod requests;
 pub mod results;
 mod retry;
+pub mod store;
 pub mod telemetry;
 pub mod webhooks;
-pub mod writer;
 
 use std::sync::Arc;
 
@@ -30,12 +28,13 @@ pub use error::{CoreError, CoreResult};
 
 /// The core's shared state, handed to every gRPC service.
 pub struct Core {
-    pub db: db::Db,
+    pub store: store::Store,
     pub config: CoreConfig,
     pub dispatch: dispatch::Dispatch,
-    /// The submit path's group commit (on SQLite drained by [`writer`]).
+    /// The submit path's group commit (drained by the store's writer).
     pub intake: intake::Intake,
-    /// The result path's group commit (on SQLite drained by [`writer`]).
+    /// The sessions' group commit: results and claims (drained by the
+    /// store's writer).
     pub results: results::Results,
     /// This process's identity in leases, so other cores can tell its
     /// requests from their own.
@@ -46,16 +45,16 @@ pub struct Core {
     pub tasks: TaskTracker,
     /// Wakes the webhook worker (`webhooks::notify_committed`).
     pub webhooks: webhooks::Webhooks,
-    /// For the queue-depth gauge on SQLite (see [`queue_depth`]).
+    /// For the queue-depth gauge of a sole writer (see [`queue_depth`]).
     pub open_requests: queue_depth::OpenRequests,
 }
 
 impl Core {
     /// Connects to the database (applying migrations) and builds the core.
     pub async fn start(config: CoreConfig) -> anyhow::Result<Arc<Self>> {
-        let db = db::Db::connect(&config.database).await?;
+        let store = store::Store::connect(&config.database).await?;
         let core = Arc::new(Self {
-            db,
+            store,
             config,
             dispatch: dispatch::Dispatch::default(),
             intake: intake::Intake::default(),
@@ -70,14 +69,7 @@ impl Core {
         // Counts the open requests before anything moves them.
         queue_depth::start(&core).await;
         dispatch::lease::start_keeper(&core);
-        if core.db.backend() == sea_orm::DatabaseBackend::Sqlite {
-            writer::start(&core);
-        } else {
-            intake::start_writer(&core);
-            results::start_writer(&core);
-        }
-        db::checkpoint::start(&core);
-        dispatch::start_listener(&core);
+        store::Store::start(&core);
         webhooks::start_worker(&core);
         Ok(core)
     }

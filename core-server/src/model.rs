@@ -5,7 +5,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{entity::prelude::StringLen, DeriveActiveEnum, EnumIter};
 use uuid::Uuid;
 
-use crate::db::entities::{chat, message_request};
+use crate::store::entities::{chat, message_request};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]

@@ -1,9 +1,9 @@
 //! The queue-depth gauges: how many requests are idle and executing.
 //!
-//! On PostgreSQL both are counted from the database (the only truth,
-//! whichever core queued them) every few seconds, with the
-//! `message_requests_status` index. On SQLite the core is the database
-//! file's only writer, so it keeps the number of open requests itself:
+//! Where cores share the database, both are counted from it (the only
+//! truth, whichever core queued them) every few seconds, with the
+//! `message_requests_status` index. A core that is its database's sole
+//! writer (`Store::sole_writer`) keeps the number of open requests itself:
 //! counted once at start-up, then moved as it stores and finishes requests.
 //! Every few seconds it counts only the executing ones (no more than the
 //! sessions hold) and takes idle as the rest. Counting a large idle backlog
@@ -20,15 +20,15 @@ use std::{
 
 use sea_orm::{
     sea_query::{Asterisk, Expr},
-    ColumnTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 
-use crate::{db::entities::message_request, model::RequestStatus, Core};
+use crate::{model::RequestStatus, store::entities::message_request, Core};
 
 const PERIOD: Duration = Duration::from_secs(5);
 
 /// Open (idle or executing) requests, as this core moved them since it
-/// started; on SQLite, plus the count at start-up.
+/// started; for a sole writer, plus the count at start-up.
 #[derive(Default)]
 pub struct OpenRequests(AtomicI64);
 
@@ -53,15 +53,15 @@ async fn count(core: &Core, statuses: &[RequestStatus]) -> Result<i64, DbErr> {
         .column_as(Expr::col(Asterisk).count(), "n")
         .filter(message_request::Column::Status.is_in(statuses.iter().copied()))
         .into_tuple::<i64>()
-        .one(&core.db.read)
+        .one(&core.store.read)
         .await?;
     Ok(counted.unwrap_or(0))
 }
 
-/// Starts the gauges. On SQLite, call it before anything stores or
+/// Starts the gauges. For a sole writer, call it before anything stores or
 /// finishes requests: it counts the open ones first.
 pub async fn start(core: &Arc<Core>) {
-    let kept = core.db.backend() == DatabaseBackend::Sqlite
+    let kept = core.store.sole_writer()
         && match count(core, &RequestStatus::OPEN).await {
             Ok(open) => {
                 core.open_requests.0.fetch_add(open, Ordering::Relaxed);

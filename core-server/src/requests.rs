@@ -1,18 +1,14 @@
 //! Message requests as clients see them: submit, get, list. Every query is
 //! scoped to the calling account; another account's request is "not found".
 
-use sea_orm::{
-    sea_query::{OnConflict, Query},
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
-};
+use sea_orm::{sea_query::Query, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::{
     accounts,
-    db::entities::{api_key, chat, message_request},
     error::{CoreError, CoreResult},
-    model::{now, AccountId, RequestStatus, RequestView, Submission},
+    model::{AccountId, RequestStatus, RequestView, Submission},
+    store::entities::{api_key, chat, message_request},
     Core,
 };
 
@@ -59,48 +55,6 @@ pub(crate) fn validate(core: &Core, submission: &Submission) -> CoreResult<()> {
     Ok(())
 }
 
-/// The account's chat with this ChatGPT id, created if it is not known yet.
-pub(crate) async fn chat_for(
-    conn: &impl ConnectionTrait,
-    account: AccountId,
-    chatgpt_id: Option<&str>,
-) -> CoreResult<chat::Model> {
-    let at = now();
-    let row = chat::ActiveModel {
-        account_id: Set(account.0),
-        chatgpt_id: Set(chatgpt_id.map(str::to_string)),
-        title: Set(None),
-        created_at: Set(at),
-        updated_at: Set(at),
-        ..Default::default()
-    };
-    let Some(chatgpt_id) = chatgpt_id else {
-        return Ok(row.insert(conn).await?);
-    };
-    let existing = || {
-        chat::Entity::find()
-            .filter(chat::Column::AccountId.eq(account.0))
-            .filter(chat::Column::ChatgptId.eq(chatgpt_id))
-            .one(conn)
-    };
-    if let Some(chat) = existing().await? {
-        return Ok(chat);
-    }
-    // Two submits may name the same new chat at once: the loser of the
-    // unique index reads the winner's row.
-    chat::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([chat::Column::AccountId, chat::Column::ChatgptId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
-    existing()
-        .await?
-        .ok_or_else(|| CoreError::Unavailable("chat vanished while submitting".into()))
-}
-
 /// Submits a message for the holder of `api_key`.
 pub async fn submit(
     core: &Core,
@@ -139,7 +93,7 @@ pub async fn get(core: &Core, api_key: Option<&str>, id: &str) -> CoreResult<Req
                         ),
                     )
                     .find_also_related(chat::Entity)
-                    .one(&core.db.read)
+                    .one(&core.store.read)
                     .await?
             }
         },
@@ -147,17 +101,17 @@ pub async fn get(core: &Core, api_key: Option<&str>, id: &str) -> CoreResult<Req
     match found {
         Some((request, chat)) => Ok(RequestView::new(request, chat)),
         None => {
-            accounts::authenticate_hash(&core.db, &key_hash).await?;
+            accounts::authenticate_hash(&core.store, &key_hash).await?;
             Err(not_found())
         }
     }
 }
 
-/// The request from SQLite's point reads, when they have it. `None` when
+/// The request from the store's point reads, when it has them. `None` when
 /// they do not apply or did not find it: the sea-orm query then decides
 /// between "not found" and "invalid API key", and covers any read error.
 fn fast_get(core: &Core, id: Uuid, key_hash: &str) -> Option<RequestView> {
-    core.db
+    core.store
         .point_read(|reads| reads.request(id, key_hash))
         .flatten()
 }
@@ -183,7 +137,7 @@ pub async fn list(
         .order_by_desc(message_request::Column::Id)
         .limit(u64::from(limit) + 1)
         .find_also_related(chat::Entity)
-        .all(&core.db.read)
+        .all(&core.store.read)
         .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);

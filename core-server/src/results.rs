@@ -1,12 +1,11 @@
 //! The extension sessions' group commit, the twin of [`crate::intake`]:
 //! results and claims from every session queue on one channel, and one
-//! writer applies whatever has gathered in a single transaction — so on
-//! SQLite's single write connection a transaction carries many results and
-//! the claims they make room for, instead of one statement each competing
-//! for the connection. Each caller is answered once its write is committed
-//! (or refused). On SQLite [`crate::writer`] drains this queue, in one
-//! transaction with the submits, and keeps the claims that found nothing
-//! waiting for work.
+//! writer applies whatever has gathered in a single transaction — so a
+//! transaction carries many results and the claims they make room for,
+//! instead of one statement each competing for a connection. Each caller is
+//! answered once its write is committed (or refused). The store's writer
+//! drains this queue; a sole writer does it in one transaction with the
+//! submits, and keeps the claims that found nothing waiting for work.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -24,11 +23,11 @@ use uuid::Uuid;
 
 use crate::{
     batch,
-    db::entities::message_request,
-    dispatch::claim_in,
     error::{CoreError, CoreResult},
     lifecycle::{self, Outcome},
     model::AccountId,
+    store::entities::message_request,
+    store::{claim::claim_in, outcomes},
     Core,
 };
 
@@ -150,8 +149,8 @@ impl Results {
 
     /// Asks to lease the account's claimable requests to `session`, oldest
     /// first and as many as `room` says when the claim runs, in the same
-    /// transaction as the writes gathered with it. On SQLite a claim that
-    /// finds nothing waits in [`crate::writer`] and runs again in the
+    /// transaction as the writes gathered with it. A sole writer's claim
+    /// that finds nothing waits in its writer and runs again in the
     /// transaction of whatever gives the account work, so it is answered
     /// only with requests; elsewhere it is answered at once, perhaps empty.
     pub async fn claim(
@@ -222,7 +221,7 @@ pub(crate) fn split(batch: Vec<Job>) -> (Vec<Settle>, Vec<Claim>) {
 pub(crate) async fn store(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>) -> Vec<Claim> {
     let single = settles.len() + claims.len() == 1;
     let written = async {
-        let txn = core.db.write.begin().await?;
+        let txn = core.store.write.begin().await?;
         let written = write_in(core, &txn, &settles, &claims).await?;
         txn.commit().await?;
         Ok::<_, CoreError>(written)
@@ -274,7 +273,7 @@ pub(crate) async fn write_in(
         .iter()
         .map(|s| (s.account, s.id, &s.outcome))
         .collect();
-    let settled = lifecycle::apply_all_in(core, txn, &outcomes).await?;
+    let settled = outcomes::apply_all_in(core, txn, &outcomes).await?;
     let mut claimed = Vec::with_capacity(claims.len());
     let mut drained = HashSet::new();
     for claim in claims {

@@ -9,10 +9,9 @@
 use std::{path::PathBuf, sync::Arc};
 
 use chatrelay_core::{
-    accounts,
-    db::entities::{chat, message_request, webhook_delivery},
-    lifecycle,
+    accounts, lifecycle,
     model::{ResponseType, Submission, ThinkingTime},
+    store::entities::{chat, message_request, webhook_delivery},
     webhooks, Core, CoreConfig,
 };
 use chatrelay_edge::{EdgeConfig, EdgeState};
@@ -28,8 +27,8 @@ use super::{TestApp, TestDb};
 // Each test file uses some of these.
 #[allow(unused_imports)]
 pub use chatrelay_core::{
-    db::entities::webhook_delivery::DeliveryStatus,
     model::{AccountId, RequestStatus, RequestView},
+    store::entities::webhook_delivery::DeliveryStatus,
     webhooks::RetrySchedule,
     CoreError,
 };
@@ -101,7 +100,7 @@ impl TestCore {
 
     /// Creates an account and returns its API key.
     pub async fn create_account(&self, name: &str, webhook_url: Option<&str>) -> String {
-        accounts::create(&self.core.db, name, webhook_url)
+        accounts::create(&self.core.store, name, webhook_url)
             .await
             .expect("create account")
             .api_key
@@ -109,7 +108,7 @@ impl TestCore {
 
     pub async fn account_id(&self, name: &str) -> AccountId {
         AccountId(
-            accounts::find_by_name(&self.core.db, name)
+            accounts::find_by_name(&self.core.store, name)
                 .await
                 .expect("account")
                 .id,
@@ -119,14 +118,14 @@ impl TestCore {
     /// The account an API key belongs to, found the way the core's
     /// services find it.
     pub async fn account_id_of_key(&self, key: &str) -> AccountId {
-        accounts::authenticate_hash(&self.core.db, &accounts::hash_api_key(key))
+        accounts::authenticate_hash(&self.core.store, &accounts::hash_api_key(key))
             .await
             .expect("valid key")
     }
 
     /// The account's current webhook signing secret (`whsec_…`).
     pub async fn webhook_secret(&self, name: &str) -> String {
-        accounts::find_by_name(&self.core.db, name)
+        accounts::find_by_name(&self.core.store, name)
             .await
             .expect("account")
             .webhook_secret
@@ -134,7 +133,7 @@ impl TestCore {
 
     /// Gives the account a new webhook signing secret and returns it.
     pub async fn rotate_webhook_secret(&self, name: &str) -> String {
-        accounts::rotate_webhook_secret(&self.core.db, name)
+        accounts::rotate_webhook_secret(&self.core.store, name)
             .await
             .expect("rotate")
     }
@@ -201,7 +200,7 @@ impl TestCore {
     ) {
         let id = Uuid::parse_str(id).expect("UUID");
         let row = message_request::Entity::find_by_id(id)
-            .one(&self.core.db.write)
+            .one(&self.core.store.write)
             .await
             .expect("find request")
             .expect("request exists");
@@ -214,7 +213,7 @@ impl TestCore {
         active.error_message =
             Set((status == RequestStatus::Failed).then(|| "it broke".to_string()));
         active
-            .update(&self.core.db.write)
+            .update(&self.core.store.write)
             .await
             .expect("update request");
     }
@@ -222,7 +221,7 @@ impl TestCore {
     /// Fills in a chat's ChatGPT id and title, as an extension's response would.
     pub async fn name_chat(&self, chat_db_id: i64, chatgpt_id: &str, title: &str) {
         let row = chat::Entity::find_by_id(chat_db_id)
-            .one(&self.core.db.write)
+            .one(&self.core.store.write)
             .await
             .expect("find chat")
             .expect("chat exists");
@@ -231,7 +230,7 @@ impl TestCore {
         active.title = Set(Some(title.to_string()));
         active.updated_at = Set(chrono::Utc::now());
         active
-            .update(&self.core.db.write)
+            .update(&self.core.store.write)
             .await
             .expect("update chat");
     }
@@ -255,7 +254,7 @@ impl TestCore {
             )
             .col_expr(message_request::Column::Attempts, Expr::value(1))
             .filter(message_request::Column::Id.eq(Uuid::parse_str(id).expect("UUID")))
-            .exec(&self.core.db.write)
+            .exec(&self.core.store.write)
             .await
             .expect("lease the request");
     }
@@ -265,7 +264,7 @@ impl TestCore {
         let id = Uuid::parse_str(id).expect("UUID");
         let (row, chat) = message_request::Entity::find_by_id(id)
             .find_also_related(chat::Entity)
-            .one(&self.core.db.read)
+            .one(&self.core.store.read)
             .await
             .expect("sea-orm read")
             .expect("request exists");
@@ -274,7 +273,7 @@ impl TestCore {
 
     /// The SQLite-only read path that bypasses sea-orm; `None` on PostgreSQL.
     pub fn point_reads(&self) -> Option<PointReads> {
-        self.core.db.point_reads.clone().map(PointReads)
+        self.core.store.point_reads().map(PointReads)
     }
 
     // ---- webhooks -----------------------------------------------------------------
@@ -286,7 +285,7 @@ impl TestCore {
 
     /// The account's webhook deliveries, newest first.
     pub async fn deliveries(&self, account: &str) -> Vec<DeliveryView> {
-        webhooks::list(&self.core.db, Some(self.account_id(account).await), 100)
+        webhooks::list(&self.core.store, Some(self.account_id(account).await), 100)
             .await
             .expect("list deliveries")
             .into_iter()
@@ -295,12 +294,17 @@ impl TestCore {
     }
 
     pub async fn delivery(&self, id: Uuid) -> DeliveryView {
-        webhooks::get(&self.core.db, id).await.expect("get").into()
+        webhooks::get(&self.core.store, id)
+            .await
+            .expect("get")
+            .into()
     }
 
     /// Sends a finished delivery again, as `chatrelay webhook retry` does.
     pub async fn retry_delivery(&self, id: Uuid) -> Result<Delivery, CoreError> {
-        webhooks::retry(&self.core.db, id).await.map(Delivery::from)
+        webhooks::retry(&self.core.store, id)
+            .await
+            .map(Delivery::from)
     }
 
     /// Marks a delivery as claimed for attempt `attempts` by a core that
@@ -313,7 +317,7 @@ impl TestCore {
         next_attempt_at_ms: i64,
     ) {
         let row = webhook_delivery::Entity::find_by_id(id)
-            .one(&self.core.db.write)
+            .one(&self.core.store.write)
             .await
             .expect("find delivery")
             .expect("delivery exists");
@@ -323,7 +327,7 @@ impl TestCore {
         claimed.claimed_by = Set(Some(Uuid::new_v4()));
         claimed.next_attempt_at = Set(next_attempt_at_ms);
         claimed
-            .update(&self.core.db.write)
+            .update(&self.core.store.write)
             .await
             .expect("fake a claim");
     }
@@ -334,8 +338,8 @@ impl TestCore {
     /// `postgres` on PostgreSQL, `sqlite` on SQLite (e.g. a trigger that
     /// makes some writes fail or slow).
     pub async fn run_sql(&self, postgres: &[&str], sqlite: &[&str]) {
-        let db = &self.core.db;
-        let statements = match db.backend() {
+        let db = &self.core.store;
+        let statements = match db.write.get_database_backend() {
             DatabaseBackend::Postgres => postgres,
             _ => sqlite,
         };
@@ -349,7 +353,7 @@ impl TestCore {
 
     /// The SQLite database file, if that is the back end.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
-        self.core.db.sqlite_file.clone()
+        self.core.store.file()
     }
 }
 
@@ -427,7 +431,7 @@ impl From<webhooks::DeliveryView> for DeliveryView {
 
 /// The SQLite point reads (lookups through rusqlite rather than sea-orm),
 /// addressed the way the core addresses them: by API key hash.
-pub struct PointReads(Arc<chatrelay_core::db::point_reads::PointReads>);
+pub struct PointReads(Arc<chatrelay_core::store::PointReads>);
 
 impl PointReads {
     /// The request, if it belongs to the account of `key`.

@@ -8,17 +8,16 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use sea_orm::{
     sea_query::{Expr, LockBehavior, LockType},
-    ColumnTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
-use super::notify;
 use crate::{
-    db::entities::message_request,
     error::CoreResult,
     lifecycle,
     model::{now_millis, AccountId, RequestStatus},
+    store,
+    store::entities::message_request,
     webhooks, Core,
 };
 
@@ -41,7 +40,7 @@ async fn give_back(
                 "gave up after {} delivery attempts: {why} before finishing the request",
                 request.attempts
             );
-            lifecycle::apply_in(
+            store::outcomes::apply_in(
                 core,
                 txn,
                 AccountId(request.account_id),
@@ -69,13 +68,13 @@ async fn give_back(
             .await?;
     }
     for account in &accounts {
-        notify::publish_work(txn, core, AccountId(*account)).await?;
+        store::publish_work(txn, core, AccountId(*account)).await?;
     }
     Ok((accounts, failed))
 }
 
 /// Whether a give-back passes over rows another transaction holds
-/// (PostgreSQL): right for the reaper, which any core may run at once;
+/// (where the store has row locks): right for the reaper, which any core may run at once;
 /// wrong for a session's own give-back, which must not leave any behind.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Locked {
@@ -89,19 +88,18 @@ async fn give_back_where(
     locked: Locked,
     why: &str,
 ) -> CoreResult<()> {
-    let txn = core.db.write.begin().await?;
+    let txn = core.store.write.begin().await?;
     // Only a leased request matches `filter`, and finishing a request ends
     // its lease, so the lease indexes (which hold leased requests only)
     // answer this. A status condition in the query would let the planner
     // pick the status index instead and read every open request — with the
     // write connection held.
     let mut query = message_request::Entity::find().filter(filter);
-    if core.db.backend() == DatabaseBackend::Postgres {
-        query = match locked {
-            Locked::Skip => query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked),
-            Locked::Wait => query.lock(LockType::Update),
-        };
-    }
+    // Where the back end has row locks (several cores may give back at once).
+    query = match locked {
+        Locked::Skip => query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked),
+        Locked::Wait => query.lock(LockType::Update),
+    };
     let mut held = query.all(&txn).await?;
     held.retain(|request| RequestStatus::OPEN.contains(&request.status));
     if held.is_empty() {
@@ -141,10 +139,11 @@ pub async fn reap_expired(core: &Core) -> CoreResult<()> {
     .await
 }
 
-/// On SQLite one core owns the database file, so leases found at start-up
-/// belong to a process that is gone: give them back at once.
+/// A sole writer owns the database, so leases found at start-up belong to
+/// a process that is gone: give them back at once. (Where cores share the
+/// database, another core may hold them; they lapse if it is gone.)
 pub async fn release_orphans(core: &Core) -> CoreResult<()> {
-    if core.db.backend() == DatabaseBackend::Postgres {
+    if !core.store.sole_writer() {
         return Ok(());
     }
     give_back_where(
@@ -169,7 +168,7 @@ pub async fn renew(core: &Core) -> CoreResult<()> {
             .col_expr(message_request::Column::LeaseExpiresAt, Expr::value(until))
             .filter(message_request::Column::LeaseNode.eq(core.node_id))
             .filter(message_request::Column::LeaseSession.is_in(sessions.iter().copied()))
-            .exec(&core.db.write)
+            .exec(&core.store.write)
             .await?;
     }
     Ok(())

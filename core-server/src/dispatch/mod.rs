@@ -2,14 +2,12 @@
 //!
 //! The database is the queue and the only source of truth: a request is
 //! delivered by *claiming* it (a lease naming the session and this core), so
-//! the rules hold however many cores share one PostgreSQL. This module adds
+//! the rules hold however many cores share one database. This module adds
 //! what makes it event-driven: per-account wake-ups in this process, fed by
-//! local submits and results and, on PostgreSQL, by the other cores through
-//! `LISTEN/NOTIFY`. No session ever polls with a sleep.
+//! local submits and results and, where cores share the database, by the
+//! other cores (see [`crate::store`]). No session ever polls with a sleep.
 
-mod claim;
 pub mod lease;
-mod notify;
 pub mod session;
 
 use std::sync::{Arc, OnceLock};
@@ -20,14 +18,11 @@ use uuid::Uuid;
 
 use crate::model::AccountId;
 
-pub use claim::claim_in;
-pub use notify::{publish_finished, publish_work, start_listener};
-
 /// What the sessions of one account, in this process, share.
 pub struct AccountHub {
     /// New claimable work: wakes one waiting session, which passes it on if
-    /// it could not take everything. (On SQLite a session with room has its
-    /// claim waiting in [`crate::writer`] instead, and needs no wake-up.)
+    /// it could not take everything. (Where a session's claim stands in the
+    /// store's writer, it needs no wake-up.)
     pub work: Notify,
     /// Requests of the account that reached a terminal status, so the session
     /// holding one frees its slot even when the result came another way. One
@@ -75,7 +70,7 @@ impl Drop for SessionSlot {
 #[derive(Default)]
 pub struct Dispatch {
     accounts: DashMap<i64, Arc<AccountHub>>,
-    /// On SQLite, where the sessions' claims wait in [`crate::writer`]: the
+    /// Where the sessions' claims stand in the store's writer: the
     /// accounts whose work came back other than by a submit or a result.
     returned: OnceLock<mpsc::UnboundedSender<AccountId>>,
     /// Sessions running on this core: the only ones whose leases it renews.

@@ -12,17 +12,18 @@ use std::{
 };
 
 use futures::{FutureExt, Stream, StreamExt};
-use sea_orm::{ColumnTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
-use super::{claim_in, lease, AccountHub};
+use super::{lease, AccountHub};
 use crate::{
-    db::entities::{chat, message_request},
     error::CoreError,
     lifecycle::{self, Outcome},
     model::{AccountId, RequestStatus},
     results::Claimed,
+    store::entities::{chat, message_request},
+    store::Store,
     Core,
 };
 
@@ -80,7 +81,7 @@ struct Session {
     held: HashSet<Uuid>,
     /// `window - held.len()`, for a claim that waits in the writer.
     room: Arc<AtomicUsize>,
-    /// On SQLite, the claim the session has with the writer, if any.
+    /// The session's claim, until it is answered (see `Store::claim`).
     claim: Option<Claimed>,
     out: mpsc::Sender<ServerFrame>,
     /// The extension's side is gone.
@@ -138,6 +139,11 @@ pub async fn run<S>(
                 session.claim = None;
                 match claimed {
                     Ok(Ok(claimed)) if !claimed.is_empty() => {
+                        if claimed.len() >= session.window.saturating_sub(session.held.len()) {
+                            // There may be more than this session can take:
+                            // pass the wake-up on to another.
+                            session.hub.work.notify_one();
+                        }
                         session.deliver(claimed).await;
                         session.fill().await;
                     }
@@ -197,34 +203,15 @@ impl Session {
         room
     }
 
-    /// Claims as many requests as the window allows. On SQLite the claim
-    /// goes to the writer, and waits there for work if there is none; its
-    /// answer arrives in the session's loop. PostgreSQL claims at once, side
-    /// by side on its pool.
+    /// Claims as many requests as the window allows (see [`Store::claim`]);
+    /// the answer arrives in the session's loop.
     async fn fill(&mut self) {
         let room = self.held_changed();
         if room == 0 || self.closed || self.claim.is_some() {
             return;
         }
-        if self.core.db.backend() == DatabaseBackend::Sqlite {
-            let claim = self
-                .core
-                .results
-                .claim(self.account, self.id, self.room.clone());
-            match claim.await {
-                Ok(claim) => self.claim = Some(claim),
-                Err(e) => tracing::warn!(session = %self.id, error = %e, "claim failed"),
-            }
-            return;
-        }
-        match claim_in(&self.core, &self.core.db.write, self.account, self.id, room).await {
-            Ok(claimed) => {
-                if claimed.len() == room {
-                    // There may be more than this session can take: pass the wake-up on.
-                    self.hub.work.notify_one();
-                }
-                self.deliver(claimed).await;
-            }
+        match Store::claim(&self.core, self.account, self.id, self.room.clone()).await {
+            Ok(claim) => self.claim = Some(claim),
             Err(e) => tracing::warn!(session = %self.id, error = %e, "claim failed"),
         }
     }
@@ -255,21 +242,20 @@ impl Session {
         self.held_changed();
     }
 
-    /// Rebuilds `held` from the database after missing finish events.
-    /// The ChatGPT id of each chat, in order: on SQLite by point reads,
+    /// The ChatGPT id of each chat, in order: by point reads where the store has them,
     /// else (or if those fail) in one query. A chat that cannot be read goes
     /// out as unknown; the extension then starts a new conversation.
     async fn chatgpt_ids(&self, chat_ids: Vec<i64>) -> Vec<Option<String>> {
         if let Some(found) = self
             .core
-            .db
+            .store
             .point_read(|reads| reads.chatgpt_ids(&chat_ids))
         {
             return found;
         }
         let chats = chat::Entity::find()
             .filter(chat::Column::Id.is_in(chat_ids.iter().copied()))
-            .all(&self.core.db.read)
+            .all(&self.core.store.read)
             .await
             .unwrap_or_default();
         chat_ids
@@ -290,7 +276,7 @@ impl Session {
             .filter(message_request::Column::LeaseSession.eq(self.id))
             .filter(message_request::Column::Status.is_in(RequestStatus::OPEN))
             .into_tuple::<Uuid>()
-            .all(&self.core.db.read)
+            .all(&self.core.store.read)
             .await;
         match held {
             Ok(held) => {

@@ -6,7 +6,7 @@ use chatrelay_proto::v1::{self as pb, chat_service_server::ChatService};
 use tonic::{Request, Response, Status};
 
 use super::{api_key, caller, convert};
-use crate::{chats, model::Submission, requests, Core};
+use crate::{model::Submission, requests, store::chats, Core};
 
 pub struct ChatApi {
     core: Arc<Core>,

@@ -4,9 +4,9 @@ use chatrelay_proto::v1 as pb;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    db::entities::chat,
     error::CoreError,
     model::{RequestStatus, RequestView, ResponseType, Submission, ThinkingTime},
+    store::entities::chat,
 };
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {

@@ -29,7 +29,7 @@ pub(crate) fn api_key(metadata: &MetadataMap) -> Option<&str> {
 
 /// Resolves the caller's API key to its account.
 pub(crate) async fn caller(core: &Core, metadata: &MetadataMap) -> CoreResult<AccountId> {
-    accounts::authenticate(&core.db, api_key(metadata)).await
+    accounts::authenticate(&core.store, api_key(metadata)).await
 }
 
 /// The metadata entry (and REST header) that carries a call's request id.
@@ -59,7 +59,7 @@ fn watch_database(core: &Arc<Core>, health: tonic_health::server::HealthReporter
                 _ = core.shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let up = tokio::time::timeout(HEALTH_PROBE, core.db.read.ping())
+            let up = tokio::time::timeout(HEALTH_PROBE, core.store.read.ping())
                 .await
                 .is_ok_and(|pinged| pinged.is_ok());
             if serving == Some(up) {

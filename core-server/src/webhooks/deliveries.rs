@@ -8,15 +8,15 @@ use uuid::Uuid;
 
 use super::outbox::epoch_millis;
 use crate::{
-    db::{
+    error::{CoreError, CoreResult},
+    model::{now, AccountId},
+    store::{
         entities::{
             account, webhook_attempt,
             webhook_delivery::{self, DeliveryStatus},
         },
-        Db,
+        Store,
     },
-    error::{CoreError, CoreResult},
-    model::{now, AccountId},
 };
 
 /// Most deliveries one listing returns.
@@ -32,7 +32,7 @@ pub struct DeliveryView {
 
 /// The most recent deliveries, newest first, of one account or all.
 pub async fn list(
-    db: &Db,
+    db: &Store,
     account: Option<AccountId>,
     limit: u64,
 ) -> CoreResult<Vec<DeliveryView>> {
@@ -47,7 +47,7 @@ pub async fn list(
 }
 
 /// One delivery with its attempts.
-pub async fn get(db: &Db, id: Uuid) -> CoreResult<DeliveryView> {
+pub async fn get(db: &Store, id: Uuid) -> CoreResult<DeliveryView> {
     let delivery = webhook_delivery::Entity::find_by_id(id)
         .one(&db.read)
         .await?
@@ -58,7 +58,10 @@ pub async fn get(db: &Db, id: Uuid) -> CoreResult<DeliveryView> {
         .ok_or_else(|| CoreError::not_found(format!("no webhook delivery {id}")))
 }
 
-async fn views(db: &Db, deliveries: Vec<webhook_delivery::Model>) -> CoreResult<Vec<DeliveryView>> {
+async fn views(
+    db: &Store,
+    deliveries: Vec<webhook_delivery::Model>,
+) -> CoreResult<Vec<DeliveryView>> {
     let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
     let mut account_ids: Vec<i64> = deliveries.iter().map(|d| d.account_id).collect();
     account_ids.sort_unstable();
@@ -98,7 +101,7 @@ async fn views(db: &Db, deliveries: Vec<webhook_delivery::Model>) -> CoreResult<
 
 /// Sends a finished (usually failed) delivery again: it becomes pending, due
 /// now, with a fresh retry schedule. Its `webhook-id` stays the same.
-pub async fn retry(db: &Db, id: Uuid) -> CoreResult<webhook_delivery::Model> {
+pub async fn retry(db: &Store, id: Uuid) -> CoreResult<webhook_delivery::Model> {
     let at = now();
     let updated = webhook_delivery::Entity::update_many()
         .col_expr(

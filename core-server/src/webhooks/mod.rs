@@ -30,7 +30,7 @@ pub use config::{
 pub use deliveries::{get, list, retry, DeliveryView, MAX_LIST};
 pub use signature::{sign, InvalidSecret};
 
-use crate::{db::entities::message_request, error::CoreResult, Core};
+use crate::{error::CoreResult, store::entities::message_request, Core};
 
 /// The webhook worker's state that lives in [`Core`].
 #[derive(Debug, Default)]

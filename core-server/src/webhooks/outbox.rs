@@ -13,19 +13,19 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::{
     sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Set, Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::payload;
 use crate::{
-    db::entities::{
+    error::{CoreError, CoreResult},
+    model::now,
+    store::entities::{
         account, message_request, webhook_attempt,
         webhook_delivery::{self, DeliveryStatus},
     },
-    error::{CoreError, CoreResult},
-    model::now,
     Core,
 };
 
@@ -112,7 +112,7 @@ pub async fn next_due(core: &Core) -> CoreResult<Option<i64>> {
         .column_as(webhook_delivery::Column::NextAttemptAt.min(), "due")
         .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
         .into_tuple::<Option<i64>>()
-        .one(&core.db.read)
+        .one(&core.store.read)
         .await?;
     Ok(due.flatten())
 }
@@ -138,7 +138,7 @@ pub async fn fail_exhausted(core: &Core, now_ms: i64) -> CoreResult<u64> {
                 .sub(Expr::col(webhook_delivery::Column::RetryFrom))
                 .gte(schedule.max_attempts()),
         )
-        .exec(&core.db.write)
+        .exec(&core.store.write)
         .await?;
     Ok(exhausted.rows_affected)
 }
@@ -157,10 +157,10 @@ pub async fn claim_due(
         max_attempts: config.retry_schedule.max_attempts(),
         limit,
     };
-    let statement = claim.statement(core.db.write.get_database_backend());
+    let statement = core.store.statement(&claim.query());
     Ok(webhook_delivery::Entity::find()
         .from_raw_sql(statement)
-        .all(&core.db.write)
+        .all(&core.store.write)
         .await?)
 }
 
@@ -174,11 +174,11 @@ struct Claim {
 }
 
 impl Claim {
-    /// One statement on both back ends: `UPDATE … WHERE id IN (due rows)
-    /// RETURNING *`. On PostgreSQL the due rows are selected `FOR UPDATE SKIP
-    /// LOCKED`, so cores sharing the table skip each other's rows instead of
-    /// waiting for them; SQLite has a single writer and needs no lock clause.
-    fn statement(&self, backend: DatabaseBackend) -> Statement {
+    /// One statement: `UPDATE … WHERE id IN (due rows) RETURNING *`. The
+    /// due rows are selected `FOR UPDATE SKIP LOCKED` where the store has
+    /// row locks, so cores sharing the table skip each other's rows instead
+    /// of waiting for them.
+    fn query(&self) -> sea_orm::sea_query::UpdateStatement {
         let due = webhook_delivery::Entity::find()
             .select_only()
             .column(webhook_delivery::Column::Id)
@@ -193,7 +193,7 @@ impl Claim {
             .limit(self.limit)
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
             .into_query();
-        let claim = Query::update()
+        Query::update()
             .table(webhook_delivery::Entity)
             .value(
                 webhook_delivery::Column::NextAttemptAt,
@@ -207,8 +207,7 @@ impl Claim {
             .value(webhook_delivery::Column::UpdatedAt, now())
             .and_where(Expr::col(webhook_delivery::Column::Id).in_subquery(due))
             .returning_all()
-            .to_owned();
-        backend.build(&claim)
+            .to_owned()
     }
 }
 
@@ -245,7 +244,7 @@ pub async fn settle(
             None => (DeliveryStatus::Failed, claimed.next_attempt_at),
         },
     };
-    let txn = core.db.write.begin().await?;
+    let txn = core.store.write.begin().await?;
     webhook_attempt::ActiveModel {
         delivery_id: Set(claimed.id),
         attempt: Set(claimed.attempts),
@@ -291,36 +290,4 @@ fn jittered_millis(delay: std::time::Duration) -> i64 {
     let ms = delay.as_millis() as f64;
     let factor: f64 = rand::rng().random_range(0.9..=1.1);
     (ms * factor).round() as i64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claim_sql(backend: DatabaseBackend) -> String {
-        Claim {
-            node: Uuid::nil(),
-            now_ms: 1_000,
-            ttl_ms: 45_000,
-            max_attempts: 8,
-            limit: 4,
-        }
-        .statement(backend)
-        .sql
-    }
-
-    #[test]
-    fn postgres_claims_skip_rows_other_cores_are_claiming() {
-        let sql = claim_sql(DatabaseBackend::Postgres);
-        assert!(sql.starts_with(r#"UPDATE "webhook_deliveries""#), "{sql}");
-        assert!(sql.contains("FOR UPDATE SKIP LOCKED"), "{sql}");
-        assert!(sql.ends_with("RETURNING *"), "{sql}");
-    }
-
-    #[test]
-    fn sqlite_claims_without_a_lock_clause() {
-        let sql = claim_sql(DatabaseBackend::Sqlite);
-        assert!(!sql.contains("FOR UPDATE"), "{sql}");
-        assert!(sql.ends_with("RETURNING *"), "{sql}");
-    }
 }

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::{db::entities::message_request, model::RequestStatus};
+use crate::{model::RequestStatus, store::entities::message_request};
 
 #[derive(Serialize)]
 struct Payload<'a> {

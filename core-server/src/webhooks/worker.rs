@@ -23,19 +23,19 @@ use super::{
     signature,
 };
 use crate::{
-    db::entities::{
+    error::CoreResult,
+    model::now,
+    store::entities::{
         account,
         webhook_delivery::{self, DeliveryStatus},
     },
-    error::CoreResult,
-    model::now,
     Core,
 };
 
 /// The longest the worker sleeps without looking at the table.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
-/// After a claim that took fewer deliveries than it could (PostgreSQL skipped
-/// rows another core is claiming), a short pause instead of a busy loop.
+/// After a claim that took fewer deliveries than it could (it skipped rows
+/// another core is claiming), a short pause instead of a busy loop.
 const PARTIAL_CLAIM_PAUSE: Duration = Duration::from_millis(25);
 /// Most deliveries claimed in one statement.
 const MAX_BATCH: usize = 64;
@@ -219,7 +219,7 @@ impl Sent {
 /// secret (so a rotated secret or a corrected URL applies to retries too).
 async fn send(core: &Core, client: &Client, delivery: &webhook_delivery::Model) -> Sent {
     let account = match account::Entity::find_by_id(delivery.account_id)
-        .one(&core.db.read)
+        .one(&core.store.read)
         .await
     {
         Ok(Some(account)) => account,

@@ -67,9 +67,6 @@ fn apply(core: &Core, payload: &str) {
 /// wake-ups. It reconnects by itself and, since events may have been missed
 /// while disconnected, wakes every local session after a reconnect.
 pub fn start_listener(core: &Arc<Core>) {
-    if core.db.backend() != DatabaseBackend::Postgres {
-        return;
-    }
     let core = core.clone();
     let tracker = core.tasks.clone();
     tracker.spawn(async move {

@@ -6,9 +6,9 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
 use uuid::Uuid;
 
 use crate::{
-    db::entities::message_request,
     error::CoreResult,
     model::{now_millis, AccountId},
+    store::entities::message_request,
     Core,
 };
 
@@ -49,7 +49,7 @@ pub async fn claim_in(
     session: Uuid,
     max: usize,
 ) -> CoreResult<Vec<message_request::Model>> {
-    let backend = core.db.backend();
+    let backend = core.store.write.get_database_backend();
     let statement = Statement::from_sql_and_values(
         backend,
         claim_sql(backend),

@@ -32,6 +32,7 @@ use crate::{
     intake::{self, Pending, RateLimits},
     model::{AccountId, RequestView},
     results::{self, Claim, Job, Settle, Written},
+    store::submits,
     Core,
 };
 
@@ -158,7 +159,7 @@ impl Writer {
     ) -> Option<DatabaseTransaction> {
         let core = self.core.clone();
         // The gate is shared by cycles; only a WAL restart holds it alone.
-        let _gate = core.db.write_gate.read().await;
+        let _gate = super::parts(&core).write_gate.read().await;
         let accepted = intake::accept(&core, &mut self.limits, work.pending).await;
         let (settles, mut claims) = results::split(work.jobs);
         let touched: BTreeSet<i64> = accepted
@@ -252,9 +253,9 @@ async fn write(
 ) -> Result<(Vec<RequestView>, Written, Option<DatabaseTransaction>), CoreError> {
     let txn = match held {
         Some(txn) => txn,
-        None => core.db.write.begin().await?,
+        None => core.store.write.begin().await?,
     };
-    let views = intake::insert_in(core, &txn, accepted).await?;
+    let views = submits::insert_submissions(core, &txn, &intake::submissions(accepted)).await?;
     let written = results::write_in(core, &txn, settles, claims).await?;
     if !keep() {
         txn.commit().await?;

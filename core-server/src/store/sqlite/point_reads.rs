@@ -22,8 +22,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use uuid::Uuid;
 
 use crate::{
-    db::entities::message_request,
     model::{RequestStatus, RequestView, ResponseType, ThinkingTime},
+    store::entities::message_request,
 };
 
 /// Connections kept for reuse: one per thread that reads at once is enough.

@@ -4,7 +4,7 @@
 //! that fills the WAL past 1,000 pages: that commit then copies the WAL into
 //! the database file and syncs it, and every write queued behind the single
 //! writer waits (submit p99 went from ~5 ms to 10–40 ms). The write
-//! connection has automatic checkpoints turned off (`db::Db::connect`);
+//! connection has automatic checkpoints turned off (`super::connect`);
 //! instead this task runs a passive checkpoint on a connection of its own,
 //! on a blocking thread, once a second. A passive checkpoint never waits for
 //! readers or the writer; a page written many times in that second is
@@ -21,7 +21,7 @@
 //! write connection's `journal_size_limit` cuts the file back to the limit.
 //! (A reader still on the WAL at that moment defers it to a later round;
 //! a restarting checkpoint would wait for such readers with the writer
-//! held.) The writer ([`crate::writer`]) holds [`super::Db::write_gate`]
+//! held.) The writer ([`super::writer`]) holds [`super::Parts::write_gate`]
 //! shared for each cycle and that last pass holds it alone, so neither
 //! waits in SQLite's busy handler, which sleeps in steps of milliseconds.
 
@@ -44,7 +44,7 @@ type Shared = Arc<Mutex<Connection>>;
 
 /// Starts the checkpoint task if the database is an SQLite file.
 pub fn start(core: &Arc<Core>) {
-    let Some(file) = core.db.sqlite_file.clone() else {
+    let Some(file) = super::parts(core).file.clone() else {
         return;
     };
     let core = core.clone();
@@ -91,7 +91,7 @@ async fn checkpoint(core: &Core, conn: &Shared) -> anyhow::Result<()> {
         return Ok(());
     }
     blocking(conn, passive).await?;
-    let gate = core.db.write_gate.write().await;
+    let gate = super::parts(core).write_gate.write().await;
     let started = std::time::Instant::now();
     let (frames, copied) = blocking(conn, passive).await?;
     drop(gate);

@@ -1,0 +1,210 @@
+//! The storage seam: every difference between SQLite and PostgreSQL lives
+//! under this folder, and nothing outside it asks which one it is on.
+//!
+//! - `sqlite/`: one write connection drained by one writer task (group
+//!   commit of submits, results and standing claims), WAL checkpoints beside
+//!   it, and point reads on rusqlite connections.
+//! - `postgres/`: a shared pool, a group-commit writer each for submits and
+//!   for sessions, `FOR UPDATE SKIP LOCKED` claims, and `LISTEN/NOTIFY`
+//!   wake-ups between cores.
+//! - `entities/`: one sea-orm entity per table; `claim`: the dispatch claim.
+//!
+//! The rest of the core sees a [`Store`]: its connections for the
+//! statements both back ends share, and the capabilities that differ
+//! ([`Store::sole_writer`], [`Store::point_read`], [`publish_work`], …).
+
+pub mod chats;
+pub mod claim;
+mod config;
+pub mod entities;
+pub(crate) mod outcomes;
+mod postgres;
+mod sqlite;
+pub(crate) mod submits;
+
+use std::{path::PathBuf, sync::Arc};
+
+use chatrelay_migrations::{Migrator, MigratorTrait};
+pub use config::DatabaseConfig;
+pub use postgres::{publish_finished, publish_work};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, StatementBuilder};
+pub use sqlite::point_reads::{PointReadError, PointReads};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::{error::CoreResult, model::AccountId, results::Claimed, Core};
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// For queries that only read.
+    pub read: DatabaseConnection,
+    /// For every transaction that writes.
+    pub write: DatabaseConnection,
+    /// What only one back end has.
+    parts: Parts,
+}
+
+/// The back end's own parts.
+#[derive(Clone, Debug)]
+enum Parts {
+    Sqlite(sqlite::Parts),
+    Postgres,
+}
+
+impl Store {
+    /// Connects to the configured database and applies pending migrations.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, DbErr> {
+        let store = Self::connect_without_migrating(config).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn connect_without_migrating(config: &DatabaseConfig) -> Result<Self, DbErr> {
+        let url = config.database_url.as_str();
+        if url.starts_with("sqlite:") {
+            let (read, write, parts) = sqlite::connect(config).await?;
+            Ok(Self {
+                read,
+                write,
+                parts: Parts::Sqlite(parts),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let conn = postgres::connect(config).await?;
+            Ok(Self {
+                read: conn.clone(),
+                write: conn,
+                parts: Parts::Postgres,
+            })
+        } else {
+            Err(DbErr::Custom(
+                "DATABASE_URL must start with sqlite: or postgres:".into(),
+            ))
+        }
+    }
+
+    /// Starts the back end's background tasks: its writers, and SQLite's
+    /// checkpoints or PostgreSQL's listener for other cores' events.
+    pub(crate) fn start(core: &Arc<Core>) {
+        match &core.store.parts {
+            Parts::Sqlite(_) => sqlite::start(core),
+            Parts::Postgres => postgres::start(core),
+        }
+    }
+
+    /// This core is the only writer of the database (an SQLite file), so
+    /// leases found at start-up are orphans, and the core can keep counts
+    /// of its own rather than ask the database.
+    pub fn sole_writer(&self) -> bool {
+        matches!(self.parts, Parts::Sqlite(_))
+    }
+
+    /// The database file, where the store is one (SQLite).
+    pub fn file(&self) -> Option<PathBuf> {
+        match &self.parts {
+            Parts::Sqlite(parts) => parts.file.clone(),
+            Parts::Postgres => None,
+        }
+    }
+
+    /// The point reads, where the store has them (SQLite files).
+    pub fn point_reads(&self) -> Option<Arc<PointReads>> {
+        match &self.parts {
+            Parts::Sqlite(parts) => parts.point_reads.clone(),
+            Parts::Postgres => None,
+        }
+    }
+
+    /// Point reads (SQLite files): `read` on them, or `None` where there are
+    /// none or the read failed (logged), and the caller then asks sea-orm.
+    pub fn point_read<T>(
+        &self,
+        read: impl FnOnce(&PointReads) -> Result<T, PointReadError>,
+    ) -> Option<T> {
+        let Parts::Sqlite(parts) = &self.parts else {
+            return None;
+        };
+        match read(parts.point_reads.as_deref()?) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::debug!(error = %e, "point read failed; asking sea-orm");
+                None
+            }
+        }
+    }
+
+    /// Leases up to `room` of the account's claimable requests to
+    /// `session`, oldest first; the answer comes through the returned
+    /// [`Claimed`]. A sole writer's claim goes to its writer and, if it
+    /// finds nothing, stands there until a write gives the account work (it
+    /// is then answered only with requests). Where cores share the database
+    /// the claim runs at once, side by side with other sessions', and may be
+    /// answered empty: the session then waits for a wake-up.
+    pub(crate) async fn claim(
+        core: &Core,
+        account: AccountId,
+        session: Uuid,
+        room: Arc<AtomicUsize>,
+    ) -> CoreResult<Claimed> {
+        match &core.store.parts {
+            Parts::Sqlite(_) => core.results.claim(account, session, room).await,
+            Parts::Postgres => {
+                let wanted = room.load(Ordering::Acquire);
+                let claimed =
+                    claim::claim_in(core, &core.store.write, account, session, wanted).await;
+                let (answer, claimed_rx) = oneshot::channel();
+                let _ = answer.send(claimed);
+                Ok(claimed_rx)
+            }
+        }
+    }
+
+    /// The back end's form of a sea-query statement (a lock clause only
+    /// where the back end has one).
+    pub fn statement(&self, query: &impl StatementBuilder) -> Statement {
+        self.write.get_database_backend().build(query)
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        Migrator::up(&self.write, None).await
+    }
+
+    pub async fn close(self) {
+        let _ = self.read.close().await;
+        if let Parts::Sqlite(_) = self.parts {
+            let _ = self.write.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{
+        sea_query::{LockBehavior, LockType},
+        DatabaseBackend, EntityTrait, QuerySelect, QueryTrait,
+    };
+
+    use super::entities::webhook_delivery;
+
+    /// What the claims of outbox rows and the lease reaper rely on.
+    fn locked_select(backend: DatabaseBackend) -> String {
+        let query = webhook_delivery::Entity::find()
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .into_query();
+        backend.build(&query).sql
+    }
+
+    #[test]
+    fn postgres_claims_skip_rows_other_cores_are_claiming() {
+        let sql = locked_select(DatabaseBackend::Postgres);
+        assert!(sql.ends_with("FOR UPDATE SKIP LOCKED"), "{sql}");
+    }
+
+    #[test]
+    fn sqlite_claims_without_a_lock_clause() {
+        let sql = locked_select(DatabaseBackend::Sqlite);
+        assert!(!sql.contains("FOR UPDATE"), "{sql}");
+    }
+}

@@ -1,0 +1,375 @@
+//! Settling requests in the database: marking them executing, finishing
+//! them with an extension's outcome (their chats named and their webhooks
+//! enqueued in the same transaction), and why an outcome was refused. The
+//! rules of the lifecycle are in [`crate::lifecycle`]; this is its SQL.
+
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::{
+    sea_query::{Expr, Func, Query, SimpleExpr},
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    IdenStatic, Iterable, QueryFilter, Set, Statement, Value,
+};
+use uuid::Uuid;
+
+use super::{
+    chats,
+    entities::{chat, message_request},
+    publish_finished,
+};
+use crate::{
+    error::{CoreError, CoreResult},
+    lifecycle::Outcome,
+    model::{now, now_millis, AccountId, RequestStatus},
+    webhooks, Core,
+};
+
+/// The account's request, if it is still open; the error names why not.
+async fn load_open(
+    conn: &impl ConnectionTrait,
+    account: AccountId,
+    id: Uuid,
+) -> CoreResult<message_request::Model> {
+    let request = message_request::Entity::find_by_id(id)
+        .filter(message_request::Column::AccountId.eq(account.0))
+        .one(conn)
+        .await?
+        .ok_or_else(|| CoreError::not_found(format!("unknown request_id {id}")))?;
+    if request.status.is_terminal() {
+        return Err(CoreError::FailedPrecondition(format!(
+            "request {id} is already {}; a finished request never changes",
+            request.status.as_str()
+        )));
+    }
+    Ok(request)
+}
+
+/// Marks the request `executing`, leased to `session` on this core.
+/// Repeating it is harmless; a finished or unknown request is refused.
+pub(crate) async fn mark_executing(
+    core: &Core,
+    account: AccountId,
+    id: Uuid,
+    session: Uuid,
+) -> CoreResult<()> {
+    let lease_until = now_millis() + core.lease_ttl_millis();
+    let updated = message_request::Entity::update_many()
+        .col_expr(
+            message_request::Column::Status,
+            Expr::value(RequestStatus::Executing),
+        )
+        .col_expr(message_request::Column::StartedAt, Expr::value(now()))
+        .col_expr(message_request::Column::LeaseSession, Expr::value(session))
+        .col_expr(
+            message_request::Column::LeaseNode,
+            Expr::value(core.node_id),
+        )
+        .col_expr(
+            message_request::Column::LeaseExpiresAt,
+            Expr::value(lease_until),
+        )
+        .filter(message_request::Column::Id.eq(id))
+        .filter(message_request::Column::AccountId.eq(account.0))
+        .filter(message_request::Column::Status.eq(RequestStatus::Idle))
+        .exec(&core.store.write)
+        .await?;
+    if updated.rows_affected == 0 {
+        // Not idle: fine if it is already executing, an error otherwise.
+        load_open(&core.store.read, account, id).await?;
+    }
+    Ok(())
+}
+
+/// Records the chat's ChatGPT id and title. The common cases — the chat
+/// already has that id, or is new and no other chat of the account has it —
+/// take one statement; the rest find or create the named chat.
+async fn settle_chat(
+    txn: &DatabaseTransaction,
+    request: &message_request::Model,
+    chatgpt_id: &str,
+    title: Option<String>,
+) -> CoreResult<i64> {
+    let at = now();
+    let named_here = chat::Entity::update_many()
+        .col_expr(chat::Column::ChatgptId, Expr::value(chatgpt_id))
+        .col_expr(
+            chat::Column::Title,
+            SimpleExpr::from(Func::coalesce([
+                Expr::value(title.clone()),
+                Expr::col(chat::Column::Title).into(),
+            ])),
+        )
+        .col_expr(chat::Column::UpdatedAt, Expr::value(at))
+        .filter(chat::Column::Id.eq(request.chat_id))
+        .filter(
+            Condition::any()
+                .add(chat::Column::ChatgptId.eq(chatgpt_id))
+                .add(chat::Column::ChatgptId.is_null()),
+        )
+        .filter(
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(chat::Entity)
+                    .and_where(chat::Column::AccountId.eq(request.account_id))
+                    .and_where(chat::Column::ChatgptId.eq(chatgpt_id))
+                    .and_where(chat::Column::Id.ne(request.chat_id))
+                    .to_owned(),
+            )
+            .not(),
+        )
+        .exec(txn)
+        .await?;
+    if named_here.rows_affected == 1 {
+        return Ok(request.chat_id);
+    }
+    // The extension answered in a conversation the account already has
+    // under another chat, or in another one than the one asked for.
+    let target = chats::find_or_create(txn, AccountId(request.account_id), chatgpt_id).await?;
+    let mut active: chat::ActiveModel = target.clone().into();
+    if title.is_some() {
+        active.title = Set(title);
+    }
+    active.updated_at = Set(at);
+    active.update(txn).await?;
+    message_request::Entity::update_many()
+        .col_expr(message_request::Column::ChatId, Expr::value(target.id))
+        .filter(message_request::Column::Id.eq(request.id))
+        .exec(txn)
+        .await?;
+    Ok(target.id)
+}
+
+/// `WITH v(columns) AS (VALUES (…), (…)) ` for `rows` of parameters,
+/// numbered from `$1` (SQLite and PostgreSQL both read `$n`), and the
+/// parameters in order.
+fn values_table(columns: &str, rows: Vec<Vec<Value>>) -> (String, Vec<Value>) {
+    let mut sql = format!("WITH v({columns}) AS (VALUES ");
+    let mut params = Vec::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for (j, value) in row.into_iter().enumerate() {
+            params.push(value);
+            let separator = if j == 0 { "" } else { ", " };
+            sql.push_str(&format!("{separator}${}", params.len()));
+        }
+        sql.push(')');
+    }
+    sql.push_str(") ");
+    (sql, params)
+}
+
+/// Writes the terminal statuses of `outcomes` (distinct requests) in one
+/// guarded statement — of two racing results exactly one wins — and
+/// returns the requests it finished; one that is unknown, of another
+/// account or already finished is not among them.
+async fn finish_all(
+    txn: &DatabaseTransaction,
+    outcomes: &[(AccountId, Uuid, &Outcome)],
+) -> CoreResult<HashMap<Uuid, message_request::Model>> {
+    if outcomes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = outcomes
+        .iter()
+        .map(|(account, id, outcome)| {
+            let (status, response, error) = match outcome {
+                Outcome::Done { response, .. } => (RequestStatus::Done, Some(response), None),
+                Outcome::Failed { error } => (RequestStatus::Failed, None, Some(error)),
+            };
+            vec![
+                (*id).into(),
+                account.0.into(),
+                status.as_str().into(),
+                response.cloned().into(),
+                error.cloned().into(),
+            ]
+        })
+        .collect();
+    let (values, mut params) = values_table("v_id, v_account, v_status, v_response, v_error", rows);
+    params.push(now().into());
+    let open = RequestStatus::OPEN
+        .map(|s| format!("'{}'", s.as_str()))
+        .join(", ");
+    let returning = message_request::Column::iter()
+        .map(|c| c.as_str().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "{values}UPDATE message_requests \
+         SET status = v.v_status, response = v.v_response, error_message = v.v_error, \
+             completed_at = ${}, lease_session = NULL, lease_node = NULL, lease_expires_at = NULL \
+         FROM v \
+         WHERE message_requests.id = v.v_id AND message_requests.account_id = v.v_account \
+           AND message_requests.status IN ({open}) \
+         RETURNING {returning}",
+        params.len()
+    );
+    let backend = txn.get_database_backend();
+    let finished = message_request::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(backend, sql, params))
+        .all(txn)
+        .await?;
+    Ok(finished.into_iter().map(|r| (r.id, r)).collect())
+}
+
+/// Names the chats of `named` (request, ChatGPT id, title) in one
+/// statement, where that is the common case: the chat already has that id,
+/// or has none and no other chat of the account has it. Returns the chats
+/// it named; the rest are left to [`settle_chat`].
+async fn name_chats(
+    txn: &DatabaseTransaction,
+    named: &[(&message_request::Model, &str, Option<&str>)],
+) -> CoreResult<HashSet<i64>> {
+    if named.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = named
+        .iter()
+        .map(|(request, chatgpt_id, title)| {
+            vec![
+                request.chat_id.into(),
+                (*chatgpt_id).into(),
+                title.map(str::to_string).into(),
+            ]
+        })
+        .collect();
+    let (values, mut params) = values_table("v_chat, v_name, v_title", rows);
+    params.push(now().into());
+    let sql = format!(
+        "{values}UPDATE chats \
+         SET chatgpt_id = v.v_name, title = COALESCE(v.v_title, chats.title), updated_at = ${} \
+         FROM v \
+         WHERE chats.id = v.v_chat \
+           AND (chats.chatgpt_id = v.v_name OR chats.chatgpt_id IS NULL) \
+           AND NOT EXISTS (SELECT 1 FROM chats o \
+                           WHERE o.account_id = chats.account_id AND o.chatgpt_id = v.v_name \
+                             AND o.id <> chats.id) \
+         RETURNING id",
+        params.len()
+    );
+    let backend = txn.get_database_backend();
+    let rows = txn
+        .query_all(Statement::from_sql_and_values(backend, sql, params))
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get_by_index::<i64>(0).map_err(CoreError::from))
+        .collect()
+}
+
+/// Why the result for `id` was not applied: unknown to the account, or
+/// already finished. Only a database failure is an `Err`.
+async fn refusal(txn: &DatabaseTransaction, account: AccountId, id: Uuid) -> CoreResult<CoreError> {
+    match load_open(txn, account, id).await {
+        Err(e @ CoreError::Database(_)) => Err(e),
+        Err(refused) => Ok(refused),
+        Ok(_) => Ok(CoreError::FailedPrecondition(format!(
+            "request {id} is already finished; a finished request never changes"
+        ))),
+    }
+}
+
+/// Applies outcomes inside the caller's transaction with a handful of
+/// statements however many there are: one finishes them all, one names
+/// their chats, the webhooks take two. Each outcome gets its own answer, in
+/// order: the finished request, or why it was refused (unknown request,
+/// already finished — a refused outcome wrote nothing, so the caller may go
+/// on with the transaction). Only a database failure fails them all. After
+/// the commit the caller passes the finished requests to [`committed`].
+pub(crate) async fn apply_all_in(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    outcomes: &[(AccountId, Uuid, &Outcome)],
+) -> CoreResult<Vec<CoreResult<message_request::Model>>> {
+    // A request named twice: its first outcome counts, the later ones find
+    // it finished.
+    let mut seen = HashSet::new();
+    let first: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, id, _)| seen.insert(*id))
+        .copied()
+        .collect();
+    let mut finished = finish_all(txn, &first).await?;
+    let mut applied = Vec::with_capacity(outcomes.len());
+    for (account, id, _) in outcomes {
+        applied.push(match finished.remove(id) {
+            Some(request) => Ok(request),
+            None => Err(refusal(txn, *account, *id).await?),
+        });
+    }
+
+    // Chats: together where the statement can tell them apart (one result
+    // per chat and per ChatGPT id), one by one otherwise.
+    let mut chats = HashSet::new();
+    let mut names = HashSet::new();
+    let mut together = Vec::new();
+    let mut alone = Vec::new();
+    for (i, (result, (_, _, outcome))) in applied.iter().zip(outcomes).enumerate() {
+        let (
+            Ok(request),
+            Outcome::Done {
+                chatgpt_id,
+                chat_title,
+                ..
+            },
+        ) = (result, outcome)
+        else {
+            continue;
+        };
+        let named = (request, chatgpt_id.as_str(), chat_title.as_deref());
+        if chats.insert(request.chat_id) && names.insert((request.account_id, chatgpt_id.as_str()))
+        {
+            together.push((i, named));
+        } else {
+            alone.push(i);
+        }
+    }
+    let named_together =
+        name_chats(txn, &together.iter().map(|(_, n)| *n).collect::<Vec<_>>()).await?;
+    alone.extend(
+        together
+            .iter()
+            .filter(|(_, (request, _, _))| !named_together.contains(&request.chat_id))
+            .map(|(i, _)| *i),
+    );
+    alone.sort_unstable();
+    for i in alone {
+        let Outcome::Done {
+            chatgpt_id,
+            chat_title,
+            ..
+        } = outcomes[i].2
+        else {
+            continue;
+        };
+        if let Ok(request) = &mut applied[i] {
+            request.chat_id = settle_chat(txn, request, chatgpt_id, chat_title.clone()).await?;
+        }
+    }
+
+    let finished_now: Vec<&message_request::Model> =
+        applied.iter().filter_map(|r| r.as_ref().ok()).collect();
+    webhooks::enqueue(txn, &finished_now).await?;
+    for request in finished_now {
+        publish_finished(txn, core, AccountId(request.account_id), request.id).await?;
+    }
+    Ok(applied)
+}
+
+/// [`apply_all_in`] for one outcome.
+pub(crate) async fn apply_in(
+    core: &Core,
+    txn: &DatabaseTransaction,
+    account: AccountId,
+    id: Uuid,
+    outcome: &Outcome,
+) -> CoreResult<message_request::Model> {
+    apply_all_in(core, txn, &[(account, id, outcome)])
+        .await?
+        .pop()
+        .unwrap_or_else(|| {
+            Err(CoreError::Unavailable(
+                "the outcome was not answered".into(),
+            ))
+        })
+}
