@@ -13,12 +13,12 @@ function render(st) {
   $("state").textContent = LABELS[st.connection.state] || st.connection.state;
   $("reason").textContent = st.connection.reason;
   $("today").textContent = `Today: ${st.stats.done} done, ${st.stats.failed} failed`;
-  const rows = st.tabs.map((t) => {
+  const rows = st.tabs.map((t, i) => {
     const tr = document.createElement("tr");
     const running = t.request_id
       ? `${t.phase === "opening" ? "opening" : "running"}: “${t.message.slice(0, 60)}${t.message.length > 60 ? "…" : ""}” (${ago(t.since)})`
       : "idle";
-    for (const text of [`tab ${t.tabId}`, running]) {
+    for (const text of [`tab ${i + 1}`, running]) {
       const td = document.createElement("td");
       td.textContent = text;
       tr.append(td);

@@ -69,7 +69,7 @@ test("Test connection names the exact reason", async () => {
   assert.match(await tryWith("ws://127.0.0.1:1/ws/extension/", key), /Cannot connect: unreachable: nothing answers at 127\.0\.0\.1:1/);
   assert.match(await tryWith(server.wsUrl.replace("/ws/extension/", "/ws/nope/"), key), /wrong URL: chatrelay has no WebSocket at \/ws\/nope\//);
   assert.match(await tryWith(server.wsUrl, key), /^Connected: chatrelay at 127\.0\.0\.1:\d+ accepts this API key/);
-  await screenshot(page, "options.png");
+  await screenshot(page.locator("main"), "options.png");
   await page.close();
 });
 
@@ -112,16 +112,23 @@ test("a follow-up with chat_id continues the same chat, in the mode asked for", 
 });
 
 test("two tabs run two requests at the same time", async () => {
-  const gates = ["two-a", "two-b"].map((t) => ({ token: t, gate: standIn.gate(t) }));
+  const gates = [
+    { token: "two-a", text: "Draft a release note" },
+    { token: "two-b", text: "Summarise the incident report" },
+  ].map((g) => ({ ...g, gate: standIn.gate(g.token) }));
   const submitted = [];
-  for (const { token } of gates) {
-    submitted.push(await server.submit(key, { message: unique(`parallel [hold:${token}]`) }));
+  for (const { token, text } of gates) {
+    submitted.push(await server.submit(key, { message: unique(`${text} [hold:${token}]`) }));
   }
   // Both messages wait in the stand-in at once: each tab runs one request,
   // so two tabs are working in parallel.
   await withTimeout("both requests to be running in ChatGPT", Promise.all(gates.map((g) => g.gate.reached)));
   const st = await browser.status();
   assert.equal(st.tabs.filter((t) => t.request_id).length, 2, JSON.stringify(st.tabs));
+  const popup = await openPopup();
+  await popup.locator("#tabs tr", { hasText: "running" }).nth(1).waitFor();
+  await screenshot(popup, "popup.png");
+  await popup.close();
   for (const { gate } of gates) gate.release();
   const results = await Promise.all(submitted.map((s) => server.finished(key, s.id)));
   for (const r of results) assert.equal(r.status, "done", r.error_message);
@@ -212,15 +219,37 @@ test("the server restarts before the answer: the redelivered request is not run 
   assert.equal(standIn.timesReceived(message), 1, "ChatGPT was asked once");
 });
 
-test("the popup shows the connection, today's counts and the tabs", async () => {
-  const page = await browser.context.newPage();
-  await page.setViewportSize({ width: 380, height: 420 });
-  await page.goto(browser.url("src/popup/popup.html"));
-  await page.locator("#state", { hasText: "Connected" }).waitFor();
-  const today = await page.locator("#today").textContent();
-  assert.match(today, /^Today: \d+ done, \d+ failed$/);
+test("closing the tab mid-request fails the request, and the next one gets a new tab", async () => {
+  const gate = standIn.gate("closed");
+  const submitted = await server.submit(key, { message: unique("about to lose my tab [hold:closed]") });
+  await withTimeout("the message to reach ChatGPT", gate.reached);
   const st = await browser.status();
-  assert.ok(st.stats.done >= 6 && st.stats.failed >= 3, JSON.stringify(st.stats));
-  await screenshot(page, "popup.png");
-  await page.close();
+  const busy = st.tabs.find((t) => t.request_id === submitted.id);
+  await browser.control.evaluate((tabId) => chrome.tabs.remove(tabId), busy.tabId);
+  const r = await server.finished(key, submitted.id);
+  assert.equal(r.status, "failed");
+  assert.equal(r.error_message, "the ChatGPT tab running this request was closed");
+  gate.release();
+
+  const next = await server.submit(key, { message: unique("on a fresh tab") });
+  assert.equal((await server.finished(key, next.id)).status, "done");
+  const after = await browser.status();
+  assert.ok(!after.tabs.some((t) => t.tabId === busy.tabId), JSON.stringify(after.tabs));
 });
+
+test("the popup shows the connection, today's counts and the last error", async () => {
+  const popup = await openPopup();
+  await popup.locator("#state", { hasText: "Connected" }).waitFor();
+  const st = await browser.status();
+  assert.equal(await popup.locator("#today").textContent(), `Today: ${st.stats.done} done, ${st.stats.failed} failed`);
+  assert.ok(st.stats.done >= 7 && st.stats.failed >= 4, JSON.stringify(st.stats));
+  assert.match(await popup.locator("#lastError").textContent(), /^the ChatGPT tab running this request was closed/);
+  await popup.close();
+});
+
+async function openPopup() {
+  const page = await browser.context.newPage();
+  await page.setViewportSize({ width: 380, height: 440 });
+  await page.goto(browser.url("src/popup/popup.html"));
+  return page;
+}
