@@ -24,7 +24,10 @@ fn require(found: bool, what: &str, install: &str) -> bool {
     if found {
         return true;
     }
-    assert!(!in_ci(), "{what} is not installed and CI is set ({install})");
+    assert!(
+        !in_ci(),
+        "{what} is not installed and CI is set ({install})"
+    );
     eprintln!("skipped: {what} not installed ({install})");
     false
 }
@@ -44,11 +47,12 @@ fn extension_runs_requests_in_chromium_against_the_stand_in() {
     let suite = repo.join("extension").join("test");
     let chromium =
         PathBuf::from(std::env::var("CHROMIUM_PATH").unwrap_or("/usr/bin/chromium".into()));
-    if !require(
-        chromium.exists(),
-        "chromium",
-        "apt-get install chromium",
-    ) || !require(runs("node") && runs("npm"), "node", "apt-get install nodejs npm")
+    if !require(chromium.exists(), "chromium", "apt-get install chromium")
+        || !require(
+            runs("node") && runs("npm"),
+            "node",
+            "apt-get install nodejs npm",
+        )
     {
         return;
     }
@@ -63,7 +67,12 @@ fn extension_runs_requests_in_chromium_against_the_stand_in() {
     }
 
     let node = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "--test-reporter=spec", "e2e/"])
+        .args([
+            "--test",
+            "--test-concurrency=1",
+            "--test-reporter=spec",
+            "e2e/",
+        ])
         .current_dir(&suite)
         .env("CHATRELAY_BIN", env!("CARGO_BIN_EXE_chatrelay"))
         .env("CHROMIUM_PATH", &chromium)

@@ -11,6 +11,8 @@ import { TabPool } from "./tab_pool.js";
 
 const WATCH_ALARM = "chatrelay-watch";
 
+// When this worker instance started: a restarted worker shows a new time.
+const workerStartedAt = Date.now();
 const status = new Status();
 const outbox = new Outbox();
 const pool = new TabPool();
@@ -49,7 +51,13 @@ chrome.runtime.onMessage.addListener((message, sender, reply) => {
   }
   if (message?.type === "chatrelay:status") {
     ready.then(() =>
-      reply({ connection: status.connection, stats: status.stats, ...dispatcher.snapshot(), outbox: outbox.pending.length }),
+      reply({
+        connection: status.connection,
+        stats: status.stats,
+        ...dispatcher.snapshot(),
+        outbox: outbox.pending.length,
+        workerStartedAt,
+      }),
     );
     return true;
   }

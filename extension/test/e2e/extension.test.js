@@ -219,6 +219,24 @@ test("the server restarts before the answer: the redelivered request is not run 
   assert.equal(standIn.timesReceived(message), 1, "ChatGPT was asked once");
 });
 
+test("Chrome stops the worker mid-request: the answer still lands, once", async () => {
+  const gate = standIn.gate("worker");
+  const message = unique("outlive the worker [hold:worker]");
+  const submitted = await server.submit(key, { message });
+  await withTimeout("the message to reach ChatGPT", gate.reached);
+  await server.status(key, submitted.id, "executing");
+  const { workerStartedAt } = await browser.status();
+  await browser.stopWorker();
+  // The page finishes; its result wakes the worker, which reconnects.
+  gate.release();
+  const r = await server.finished(key, submitted.id);
+  assert.equal(r.status, "done", r.error_message);
+  assert.equal(r.response, answerMarkdown(message, 1));
+  assert.equal(standIn.timesReceived(message), 1, "ChatGPT was asked once");
+  const st = await browser.waitForStatus("the worker to be connected again", (st) => st.connection.state === "connected");
+  assert.ok(st.workerStartedAt > workerStartedAt, "a new worker instance answered");
+});
+
 test("closing the tab mid-request fails the request, and the next one gets a new tab", async () => {
   const gate = standIn.gate("closed");
   const submitted = await server.submit(key, { message: unique("about to lose my tab [hold:closed]") });
@@ -242,7 +260,7 @@ test("the popup shows the connection, today's counts and the last error", async 
   await popup.locator("#state", { hasText: "Connected" }).waitFor();
   const st = await browser.status();
   assert.equal(await popup.locator("#today").textContent(), `Today: ${st.stats.done} done, ${st.stats.failed} failed`);
-  assert.ok(st.stats.done >= 7 && st.stats.failed >= 4, JSON.stringify(st.stats));
+  assert.ok(st.stats.done >= 8 && st.stats.failed >= 4, JSON.stringify(st.stats));
   assert.match(await popup.locator("#lastError").textContent(), /^the ChatGPT tab running this request was closed/);
   await popup.close();
 });

@@ -4,7 +4,7 @@
 import { chromium } from "playwright-core";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { waitUntil } from "./wait.js";
+import { waitUntil, withTimeout } from "./wait.js";
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 
@@ -81,6 +81,21 @@ export class Browser {
       },
       { timeoutMs },
     );
+  }
+
+  // Stops the extension's service worker the way Chrome does when it deems
+  // it idle (DevTools protocol), and resolves once it has stopped.
+  async stopWorker() {
+    const cdp = await this.context.newCDPSession(this.control);
+    await cdp.send("ServiceWorker.enable");
+    const stopped = new Promise((resolve) => {
+      cdp.on("ServiceWorker.workerVersionUpdated", ({ versions }) => {
+        if (versions.some((v) => v.scriptURL.startsWith(this.url("")) && v.runningStatus === "stopped")) resolve();
+      });
+    });
+    await cdp.send("ServiceWorker.stopAllWorkers");
+    await withTimeout("the extension's worker to stop", stopped);
+    await cdp.detach();
   }
 
   close() {
