@@ -35,7 +35,7 @@ function read() {
   const maxTabs = Number(field("maxTabs").value || DEFAULTS.maxTabs);
   if (!Number.isInteger(maxTabs) || maxTabs < 1 || maxTabs > 20) problems.push("Maximum ChatGPT tabs must be 1–20");
   const answerTimeoutSeconds = Number(field("answerTimeoutSeconds").value || DEFAULTS.answerTimeoutSeconds);
-  if (!(answerTimeoutSeconds >= 10)) problems.push("Answer timeout must be at least 10 seconds");
+  if (!(answerTimeoutSeconds >= 5)) problems.push("Answer timeout must be at least 5 seconds");
   let selectorOverrides = {};
   const text = field("selectorOverrides").value.trim();
   if (text) {
