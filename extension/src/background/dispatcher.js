@@ -26,8 +26,15 @@ export class Dispatcher {
     const { inflight } = await chrome.storage.session.get("inflight");
     this.inflight = inflight || {};
     for (const [id, entry] of Object.entries(this.inflight)) {
-      if (!this.pool.owns(entry.tabId)) await this.fail(id, "the ChatGPT tab running this request was closed");
+      if (!this.pool.owns(entry.tabId)) {
+        await this.fail(id, "the ChatGPT tab running this request was closed");
+      } else if (entry.phase === "opening") {
+        // The previous worker stopped before the page took the request: it
+        // never ran, and the server hands it out again after the reconnect.
+        delete this.inflight[id];
+      }
     }
+    await this.saveInflight();
   }
 
   saveInflight() {

@@ -41,7 +41,10 @@ export class TabPool {
     const free = this.tabIds.find((id) => !busy.has(id));
     if (free !== undefined) return free;
     if (this.tabIds.length >= maxTabs) return null;
-    const tab = await chrome.tabs.create({ url: "about:blank", active: false });
+    // With no browser window open (possible on macOS) a tab needs a window.
+    const tab =
+      (await chrome.tabs.create({ url: "about:blank", active: false }).catch(() => null)) ||
+      (await chrome.windows.create({ url: "about:blank", focused: false })).tabs[0];
     this.tabIds.push(tab.id);
     await this.save();
     return tab.id;

@@ -65,6 +65,12 @@
     "rate limit",
   ];
 
+  // How a refusal reads when the page shows it in place of an answer (lower
+  // case, at the start of a short assistant message). Narrower than the
+  // phrases above, so an answer *about* rate limits is not taken for one.
+  const REFUSAL_OPENINGS = ["you've reached our limit", "you’ve reached our limit", "you've hit your limit",
+    "you’ve hit your limit", "you've reached the current usage cap", "you’ve reached the current usage cap"];
+
   // The defaults with the user's overrides on top: an override is a selector
   // string or a list of them, and replaces that name's list.
   function resolveSelectors(overrides) {
@@ -103,6 +109,7 @@
   globalThis.ChatrelaySelectors = {
     DEFAULT_SELECTORS,
     RATE_LIMIT_PHRASES,
+    REFUSAL_OPENINGS,
     resolveSelectors,
     checkOverrides,
   };

@@ -60,8 +60,8 @@
     return BLOCK_TAGS.has(node.tagName);
   }
 
-  // A list of Markdown blocks joined by blank lines.
-  function blocks(node) {
+  // A list of Markdown blocks, joined by blank lines (or by `separator`).
+  function blocks(node, separator = "\n\n") {
     const parts = [];
     let pendingInline = "";
     const flush = () => {
@@ -79,7 +79,7 @@
       }
     }
     flush();
-    return parts.join("\n\n");
+    return parts.join(separator);
   }
 
   function block(node) {
@@ -119,7 +119,8 @@
     for (const li of node.children) {
       if (li.tagName !== "LI") continue;
       const marker = ordered ? `${n++}. ` : "- ";
-      const body = blocks(li);
+      // A "tight" item (no paragraphs) keeps a nested list on the next line.
+      const body = blocks(li, li.querySelector(":scope > p") ? "\n\n" : "\n");
       const indent = " ".repeat(marker.length);
       items.push(marker + body.split("\n").map((l, i) => (i === 0 || !l ? l : indent + l)).join("\n"));
     }

@@ -123,8 +123,8 @@
     );
     const content = contentOf(page, message);
     const response = globalThis.ChatrelayMarkdown.toMarkdown(content);
-    const limited = globalThis.ChatrelaySelectors.RATE_LIMIT_PHRASES.find((p) => response.toLowerCase().includes(p));
-    if (limited && response.length < 400) {
+    const opening = response.toLowerCase();
+    if (response.length < 400 && globalThis.ChatrelaySelectors.REFUSAL_OPENINGS.some((p) => opening.startsWith(p))) {
       throw new RunError(`ChatGPT refused the message (rate limit or usage cap): ${response}`);
     }
 

@@ -111,6 +111,14 @@ test("a follow-up with chat_id continues the same chat, in the mode asked for", 
   assert.deepEqual(firstChat.turns[1].mode, { response_type: "thinking", thinking_time: "extended" });
 });
 
+test("a multi-line message reaches ChatGPT exactly as submitted", async () => {
+  const message = unique("First line.\n\nSecond paragraph,\nwith a line break: <b>not HTML</b> & *not Markdown*");
+  const submitted = await server.submit(key, { message });
+  const done = await server.finished(key, submitted.id);
+  assert.equal(done.status, "done", done.error_message);
+  assert.deepEqual(standIn.received.at(-1).message, message);
+});
+
 test("two tabs run two requests at the same time", async () => {
   const gates = [
     { token: "two-a", text: "Draft a release note" },

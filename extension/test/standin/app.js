@@ -48,6 +48,22 @@
       '<button data-testid="login-button">Log in</button> <button data-testid="signup-button">Sign up for free</button>';
   }
 
+  // The composer's text, line by line, the way an editor's model holds it
+  // (innerText would count an empty line's <div><br></div> twice).
+  function composerText() {
+    const lines = [""];
+    for (const node of composer.childNodes) {
+      if (node.nodeName === "DIV" || node.nodeName === "P") {
+        lines.push(node.textContent);
+      } else if (node.nodeName === "BR") {
+        lines.push("");
+      } else {
+        lines[lines.length - 1] += node.textContent;
+      }
+    }
+    return lines.join("\n");
+  }
+
   composer.addEventListener("input", () => {
     send.disabled = composer.textContent.trim() === "";
   });
@@ -67,7 +83,7 @@
 
   $("composer-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const message = composer.innerText.trim();
+    const message = composerText().trim();
     if (!message || state.loggedOut) return;
     composer.textContent = "";
     send.disabled = true;
