@@ -77,6 +77,15 @@ test("connects to the server and says so in the popup", async () => {
   await browser.waitForStatus("the popup to show a connection", (st) => st.connection.state === "connected");
 });
 
+test("a wrong API key: the popup says the server refused it, and a fixed key connects", async () => {
+  await browser.configure({ serverUrl: server.wsUrl, apiKey: "cr_not_a_key" });
+  await browser.waitForStatus("the popup to show the refusal", (st) =>
+    st.connection.state === "disconnected" && st.connection.reason.startsWith("401: the server refused the API key"),
+  );
+  await browser.configure({ serverUrl: server.wsUrl, apiKey: key });
+  await browser.waitForStatus("a connection with the right key", (st) => st.connection.state === "connected");
+});
+
 let firstChat;
 
 test("a new chat: the request is done with the page's answer, chat id and title", async () => {
@@ -157,17 +166,19 @@ test("logged out: the request fails saying so", async () => {
   }
 });
 
-test("rate limited: the request fails with the page's words", async () => {
-  standIn.rateLimited = true;
-  try {
-    const submitted = await server.submit(key, { message: unique("one too many") });
-    const r = await server.finished(key, submitted.id);
-    assert.equal(r.status, "failed");
-    assert.match(r.error_message, /rate limit or usage cap\): You've reached our limit of messages per hour/);
-  } finally {
-    standIn.rateLimited = false;
-  }
-});
+for (const how of ["notice", "message"]) {
+  test(`rate limited (the page says so in a ${how}): the request fails with the page's words`, async () => {
+    standIn.rateLimited = how;
+    try {
+      const submitted = await server.submit(key, { message: unique("one too many") });
+      const r = await server.finished(key, submitted.id);
+      assert.equal(r.status, "failed");
+      assert.match(r.error_message, /rate limit or usage cap\): You've reached our limit of messages per hour/);
+    } finally {
+      standIn.rateLimited = false;
+    }
+  });
+}
 
 test("a changed page: the error names the selector that matched nothing", async () => {
   const page = await browser.context.newPage();

@@ -15,6 +15,7 @@ export const RATE_LIMIT_TEXT = "You've reached our limit of messages per hour. P
 export class StandIn {
   constructor() {
     this.loggedOut = false;
+    // false, or how the page refuses: "notice" (an alert) or "message" (as the reply).
     this.rateLimited = false;
     this.conversations = new Map();
     this.received = [];
@@ -94,7 +95,7 @@ export class StandIn {
     for await (const chunk of req) body += chunk;
     const { conversation_id: wanted, message, mode } = JSON.parse(body);
     this.received.push({ message, conversation_id: wanted, mode, at: Date.now() });
-    if (this.rateLimited) {
+    if (this.rateLimited === "notice") {
       return send(res, 429, "application/json", JSON.stringify({ detail: RATE_LIMIT_TEXT }));
     }
     let conversation = wanted && this.conversations.get(wanted);
@@ -109,7 +110,8 @@ export class StandIn {
       await gate.opened;
     }
     const turn = conversation.turns.length + 1;
-    const html = answerHtml(message, turn);
+    // "message": the refusal comes as the assistant's reply instead of a notice.
+    const html = this.rateLimited === "message" ? [`<p>${RATE_LIMIT_TEXT}</p>`] : answerHtml(message, turn);
     conversation.turns.push({ message, html, mode });
     send(res, 200, "application/json", JSON.stringify({ conversation_id: conversation.id, title: conversation.title, blocks: html }));
   }
