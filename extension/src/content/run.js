@@ -12,6 +12,7 @@
   const ANSWER_START_MS = 120_000;
   const CHAT_URL_MS = 15_000;
   const TITLE_MS = 5_000;
+  const SETTLE_MS = 1_000;
 
   let running = null;
   // Tells this page load apart from the previous one in the same tab.
@@ -78,6 +79,15 @@
     if (request.chat_id && page.chatIdFromUrl() !== request.chat_id) {
       throw new RunError(`chat ${request.chat_id} did not open: ChatGPT shows ${location.pathname} instead`);
     }
+    if (request.chat_id) {
+      // An existing chat loads its history after the composer: count the
+      // answers only once they are there, or an old one would pass for new.
+      await page.waitFor(
+        () => page.findAll("assistantMessage").length > 0,
+        PAGE_READY_MS,
+        () => page.pageChanged("assistantMessage", `chat ${request.chat_id} shows no earlier answer`),
+      );
+    }
 
     await pickMode(page, request);
 
@@ -110,17 +120,25 @@
         ),
     );
     const timeoutMs = options.answerTimeoutMs;
-    const message = await page.waitFor(
-      () => {
-        failIfLimited();
-        const all = page.findAll("assistantMessage");
-        if (all.length <= before || page.find("stopButton")) return null;
-        const last = all[all.length - 1];
-        return last.textContent.trim() ? last : null;
-      },
-      timeoutMs,
-      () => new RunError(`the answer did not finish within ${Math.round(timeoutMs / 1000)} s`),
-    );
+    const deadline = Date.now() + timeoutMs;
+    const finished = () => {
+      failIfLimited();
+      const all = page.findAll("assistantMessage");
+      if (all.length <= before || page.find("stopButton")) return null;
+      const last = all[all.length - 1];
+      return last.textContent.trim() ? last : null;
+    };
+    let message;
+    for (;;) {
+      message = await page.waitFor(finished, Math.max(0, deadline - Date.now()), () =>
+        new RunError(`the answer did not finish within ${Math.round(timeoutMs / 1000)} s`),
+      );
+      // Complete means it stays complete: no stop button coming back and no
+      // more text for a moment (the page may swap its buttons between phases).
+      const text = message.textContent;
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      if (finished() === message && message.textContent === text) break;
+    }
     const content = contentOf(page, message);
     const response = globalThis.ChatrelayMarkdown.toMarkdown(content);
     const opening = response.toLowerCase();
