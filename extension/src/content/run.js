@@ -8,7 +8,7 @@
 
   const { ChatGptPage, RunError } = globalThis.ChatrelayPage;
   const PAGE_READY_MS = 30_000;
-  const SEND_READY_MS = 10_000;
+  const SEND_READY_MS = 5_000;
   const ANSWER_START_MS = 120_000;
   const CHAT_URL_MS = 15_000;
   const TITLE_MS = 5_000;
