@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     batch,
+    committed::after_commit,
     error::{CoreError, CoreResult},
     model::{AccountId, RequestView, Submission},
     requests::validate,
@@ -230,16 +231,17 @@ pub(crate) async fn store(core: &Core, batch: Vec<(AccountId, Pending)>) {
     }
 }
 
-/// Answers the callers of a committed batch and wakes its accounts' sessions.
-pub(crate) fn answer(core: &Core, batch: Vec<(AccountId, Pending)>, views: Vec<RequestView>) {
-    core.open_requests.stored(views.len());
-    let accounts: BTreeSet<i64> = batch.iter().map(|(a, _)| a.0).collect();
+/// Answers the callers of a committed batch, then applies what it
+/// committed (its accounts' sessions wake).
+pub(crate) fn answer(
+    core: &Core,
+    batch: Vec<(AccountId, Pending)>,
+    (views, committed): submits::Stored,
+) {
     for ((_, pending), view) in batch.into_iter().zip(views) {
         let _ = pending.reply.send(Ok(view));
     }
-    for account in accounts {
-        core.dispatch.submitted(AccountId(account));
-    }
+    after_commit(core, committed);
 }
 
 /// The submissions of an accepted batch, with their accounts, to store.

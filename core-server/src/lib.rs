@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod batch;
+pub mod committed;
 pub mod config;
 pub mod dispatch;
 pub mod error;

@@ -6,10 +6,11 @@
 use uuid::Uuid;
 
 use crate::{
+    committed::after_commit,
     error::{CoreError, CoreResult},
-    model::{AccountId, RequestStatus},
+    model::AccountId,
     store::{entities::message_request, outcomes},
-    webhooks, Core,
+    Core,
 };
 
 /// The extension started running the request. It now holds the request's
@@ -21,29 +22,12 @@ pub async fn mark_executing(
     id: Uuid,
     session: Uuid,
 ) -> CoreResult<()> {
-    crate::retry::until_stored(&core.shutdown, "status_update", || {
+    let committed = crate::retry::until_stored(&core.shutdown, "status_update", || {
         outcomes::mark_executing(core, account, id, session)
     })
-    .await
-}
-
-/// Counts requests that reached `statuses`, once their transaction is
-/// committed: a transaction that fails and is written again counts once.
-pub(crate) fn count_finished(core: &Core, statuses: impl IntoIterator<Item = RequestStatus>) {
-    let mut finished = 0;
-    for status in statuses {
-        metrics::counter!("chatrelay_requests_finished_total", "status" => status.as_str())
-            .increment(1);
-        finished += 1;
-    }
-    core.open_requests.finished(finished);
-}
-
-/// Tells this process's sessions and the webhook worker that requests of
-/// the account finished, after the commit.
-pub(crate) fn committed(core: &Core, account: AccountId, ids: Vec<Uuid>) {
-    core.dispatch.finished_local(account, ids.into());
-    webhooks::notify_committed(core);
+    .await?;
+    after_commit(core, committed);
+    Ok(())
 }
 
 /// How an extension finished a request.

@@ -106,7 +106,7 @@ pub struct Submission {
 }
 
 /// The account an API key resolved to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AccountId(pub i64);
 
 /// Timestamps are kept to the microsecond, the precision both back ends store.

@@ -8,7 +8,7 @@
 //! submits, and keeps the claims that found nothing waiting for work.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::HashSet,
     panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -23,8 +23,9 @@ use uuid::Uuid;
 
 use crate::{
     batch,
+    committed::{after_commit, Cause, Committed},
     error::{CoreError, CoreResult},
-    lifecycle::{self, Outcome},
+    lifecycle::Outcome,
     model::AccountId,
     store::entities::message_request,
     store::{claim::claim_in, outcomes},
@@ -252,10 +253,12 @@ pub(crate) async fn store(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>)
     }
 }
 
-/// What a batch wrote: each result's answer, each claim's requests.
+/// What a batch wrote: each result's answer, each claim's requests, and
+/// what the transaction commits.
 pub(crate) type Written = (
     Vec<CoreResult<message_request::Model>>,
     Vec<Vec<message_request::Model>>,
+    Committed,
 );
 
 /// Writes a batch inside the caller's transaction: the results together and
@@ -274,6 +277,12 @@ pub(crate) async fn write_in(
         .map(|s| (s.account, s.id, &s.outcome))
         .collect();
     let settled = outcomes::apply_all_in(core, txn, &outcomes).await?;
+    let mut committed = Committed::default();
+    for request in settled.iter().flatten() {
+        let account = AccountId(request.account_id);
+        committed.changed(account, request.id, request.status, Cause::Finished);
+        committed.webhooks = true;
+    }
     let mut claimed = Vec::with_capacity(claims.len());
     let mut drained = HashSet::new();
     for claim in claims {
@@ -288,7 +297,7 @@ pub(crate) async fn write_in(
         }
         claimed.push(leased);
     }
-    Ok((settled, claimed))
+    Ok((settled, claimed, committed))
 }
 
 /// Answers the callers of a committed batch, except the claims that found
@@ -299,23 +308,11 @@ pub(crate) fn answer(
     claims: Vec<Claim>,
     written: Written,
 ) -> Vec<Claim> {
-    let (settled, claimed) = written;
-    let mut finished: BTreeMap<i64, Vec<Uuid>> = BTreeMap::new();
-    let mut statuses = Vec::new();
+    let (settled, claimed, committed) = written;
     for (settle, result) in settles.into_iter().zip(settled) {
-        if let Ok(request) = &result {
-            finished
-                .entry(settle.account.0)
-                .or_default()
-                .push(settle.id);
-            statuses.push(request.status);
-        }
         let _ = settle.reply.send(result);
     }
-    lifecycle::count_finished(core, statuses);
-    for (account, ids) in finished {
-        lifecycle::committed(core, AccountId(account), ids);
-    }
+    after_commit(core, committed);
     let mut empty = Vec::new();
     for (claim, claimed) in claims.into_iter().zip(claimed) {
         if claimed.is_empty() {

@@ -17,6 +17,7 @@ pub mod chats;
 pub mod claim;
 mod config;
 pub mod entities;
+pub(crate) mod leases;
 pub(crate) mod outcomes;
 mod postgres;
 mod sqlite;

@@ -18,6 +18,7 @@ use super::{
     publish_finished,
 };
 use crate::{
+    committed::{Cause, Committed},
     error::{CoreError, CoreResult},
     lifecycle::Outcome,
     model::{now, now_millis, AccountId, RequestStatus},
@@ -51,7 +52,7 @@ pub(crate) async fn mark_executing(
     account: AccountId,
     id: Uuid,
     session: Uuid,
-) -> CoreResult<()> {
+) -> CoreResult<Committed> {
     let lease_until = now_millis() + core.lease_ttl_millis();
     let updated = message_request::Entity::update_many()
         .col_expr(
@@ -73,11 +74,14 @@ pub(crate) async fn mark_executing(
         .filter(message_request::Column::Status.eq(RequestStatus::Idle))
         .exec(&core.store.write)
         .await?;
+    let mut committed = Committed::default();
     if updated.rows_affected == 0 {
         // Not idle: fine if it is already executing, an error otherwise.
         load_open(&core.store.read, account, id).await?;
+    } else {
+        committed.changed(account, id, RequestStatus::Executing, Cause::Started);
     }
-    Ok(())
+    Ok(committed)
 }
 
 /// Records the chat's ChatGPT id and title. The common cases — the chat

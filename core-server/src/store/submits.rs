@@ -1,8 +1,6 @@
 //! Storing submissions: their new chats in one insert, the requests in
 //! another, inside the writer's transaction.
 
-use std::collections::BTreeSet;
-
 use sea_orm::{DatabaseTransaction, EntityTrait};
 
 use super::{
@@ -11,6 +9,7 @@ use super::{
     publish_work,
 };
 use crate::{
+    committed::{Cause, Committed},
     error::{CoreError, CoreResult},
     model::{new_request_id, now, AccountId, RequestStatus, RequestView, Submission},
     Core,
@@ -18,13 +17,16 @@ use crate::{
 
 /// Writes accepted submissions inside the caller's transaction: their new
 /// chats in one insert, the requests in another.
+/// The stored requests, in order, and what their transaction commits.
+pub(crate) type Stored = (Vec<RequestView>, Committed);
+
 pub(crate) async fn insert_submissions(
     core: &Core,
     txn: &DatabaseTransaction,
     items: &[(AccountId, &Submission)],
-) -> CoreResult<Vec<RequestView>> {
+) -> CoreResult<Stored> {
     if items.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     }
     let chats = chats_for(txn, items).await?;
     let at = now();
@@ -58,15 +60,21 @@ pub(crate) async fn insert_submissions(
     )
     .exec_without_returning(txn)
     .await?;
-    let accounts: BTreeSet<i64> = items.iter().map(|(a, _)| a.0).collect();
-    for account in accounts {
-        publish_work(txn, core, AccountId(account)).await?;
+    let mut committed = Committed::default();
+    for request in &requests {
+        let account = AccountId(request.account_id);
+        committed.changed(account, request.id, RequestStatus::Idle, Cause::Submitted);
+        committed.work.insert(account);
     }
-    Ok(requests
+    for account in &committed.work {
+        publish_work(txn, core, *account).await?;
+    }
+    let views = requests
         .into_iter()
         .zip(chats)
         .map(|(request, chat)| RequestView::new(request, Some(chat)))
-        .collect())
+        .collect();
+    Ok((views, committed))
 }
 
 /// The chat of each submission, in order: new chats are created with one

@@ -30,7 +30,7 @@ use crate::{
     batch,
     error::CoreError,
     intake::{self, Pending, RateLimits},
-    model::{AccountId, RequestView},
+    model::AccountId,
     results::{self, Claim, Job, Settle, Written},
     store::submits,
     Core,
@@ -250,7 +250,7 @@ async fn write(
     settles: &[Settle],
     claims: &[Claim],
     keep: impl FnOnce() -> bool,
-) -> Result<(Vec<RequestView>, Written, Option<DatabaseTransaction>), CoreError> {
+) -> Result<(submits::Stored, Written, Option<DatabaseTransaction>), CoreError> {
     let txn = match held {
         Some(txn) => txn,
         None => core.store.write.begin().await?,

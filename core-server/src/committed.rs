@@ -1,0 +1,127 @@
+//! What a transaction committed, and the one step that turns it into
+//! effects. Every write of the request lifecycle — submits, results, status
+//! updates, give-backs — returns a [`Committed`] once its transaction has
+//! committed; [`after_commit`] then wakes sessions, frees their slots,
+//! wakes the webhook worker and counts metrics. Callers' replies are the
+//! writers' own business; everything else that follows a commit is here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use crate::{
+    model::{AccountId, RequestStatus},
+    webhooks, Core,
+};
+
+/// One request's new status, as a transaction left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusChange {
+    pub account: AccountId,
+    pub request: Uuid,
+    pub status: RequestStatus,
+    pub cause: Cause,
+}
+
+/// What moved a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// A client submitted it (`idle`).
+    Submitted,
+    /// The extension started running it (`executing`).
+    Started,
+    /// The extension answered, or it failed (`done` / `failed`).
+    Finished,
+    /// Its session ended or its lease lapsed: back in the queue (`idle`).
+    Requeued,
+}
+
+/// What one transaction committed.
+#[derive(Clone, Debug, Default)]
+pub struct Committed {
+    /// Every request whose status the transaction set, in order.
+    pub changes: Vec<StatusChange>,
+    /// Accounts with new claimable work that the transaction's own claims
+    /// have already seen (a sole writer runs standing claims in it).
+    pub work: BTreeSet<AccountId>,
+    /// Accounts whose work came back outside the writer (give-backs): the
+    /// claims standing in the writer must hear of it too.
+    pub returned: BTreeSet<AccountId>,
+    /// The transaction wrote webhook deliveries.
+    pub webhooks: bool,
+}
+
+impl Committed {
+    /// Records a status change.
+    pub fn changed(
+        &mut self,
+        account: AccountId,
+        request: Uuid,
+        status: RequestStatus,
+        cause: Cause,
+    ) {
+        self.changes.push(StatusChange {
+            account,
+            request,
+            status,
+            cause,
+        });
+    }
+
+    /// Adds what another transaction (or part of one) committed.
+    pub fn merge(&mut self, other: Committed) {
+        self.changes.extend(other.changes);
+        self.work.extend(other.work);
+        self.returned.extend(other.returned);
+        self.webhooks |= other.webhooks;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+            && self.work.is_empty()
+            && self.returned.is_empty()
+            && !self.webhooks
+    }
+}
+
+/// Applies what a transaction committed: the one place effects happen.
+pub(crate) fn after_commit(core: &Core, committed: Committed) {
+    if committed.is_empty() {
+        return;
+    }
+    let mut stored = 0;
+    let mut finished: BTreeMap<AccountId, Vec<Uuid>> = BTreeMap::new();
+    for change in &committed.changes {
+        match change.cause {
+            Cause::Submitted => stored += 1,
+            Cause::Finished => {
+                metrics::counter!(
+                    "chatrelay_requests_finished_total",
+                    "status" => change.status.as_str()
+                )
+                .increment(1);
+                finished
+                    .entry(change.account)
+                    .or_default()
+                    .push(change.request);
+            }
+            Cause::Started | Cause::Requeued => {}
+        }
+    }
+    core.open_requests.stored(stored);
+    core.open_requests
+        .finished(finished.values().map(Vec::len).sum());
+    // Slots first: a session freed by a result may then take the new work.
+    for (account, ids) in finished {
+        core.dispatch.finished_local(account, ids.into());
+    }
+    for account in &committed.work {
+        core.dispatch.submitted(*account);
+    }
+    for account in &committed.returned {
+        core.dispatch.wake_local(*account);
+    }
+    if committed.webhooks {
+        webhooks::notify_committed(core);
+    }
+}
