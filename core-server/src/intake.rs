@@ -15,16 +15,16 @@ use std::{
 };
 
 use futures::FutureExt;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::TransactionTrait;
 use tokio::sync::oneshot;
 
 use crate::{
-    batch,
+    accounts, batch,
     committed::after_commit,
     error::{CoreError, CoreResult},
     model::{AccountId, RequestView, Submission},
     requests::validate,
-    store::{entities::api_key, submits},
+    store::submits,
     Core,
 };
 
@@ -139,29 +139,10 @@ pub fn start_writer(core: &Arc<Core>) {
     });
 }
 
-/// The accounts of the batch's keys: by point reads where the store has
-/// them, else (or if those fail) in one query.
+/// The accounts of the batch's keys, in one lookup.
 async fn accounts_of(core: &Core, batch: &[Pending]) -> CoreResult<HashMap<String, AccountId>> {
     let hashes: BTreeSet<&str> = batch.iter().map(|p| p.key_hash.as_str()).collect();
-    let found = core.store.point_read(|reads| {
-        hashes
-            .iter()
-            .map(|hash| Ok((*hash, reads.account_of_key(hash)?)))
-            .collect::<Result<Vec<_>, _>>()
-    });
-    if let Some(found) = found {
-        return Ok(found
-            .into_iter()
-            .filter_map(|(hash, account)| Some((hash.to_string(), AccountId(account?))))
-            .collect());
-    }
-    Ok(api_key::Entity::find()
-        .filter(api_key::Column::KeyHash.is_in(hashes))
-        .all(&core.store.read)
-        .await?
-        .into_iter()
-        .map(|k| (k.key_hash, AccountId(k.account_id)))
-        .collect())
+    accounts::authenticate_hashes(&core.store, &hashes).await
 }
 
 /// Answers the submissions that fail authentication, the rate limit or

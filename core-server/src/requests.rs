@@ -1,15 +1,13 @@
 //! Message requests as clients see them: submit, get, list. Every query is
 //! scoped to the calling account; another account's request is "not found".
 
-use sea_orm::{sea_query::Query, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::{
     accounts,
     error::{CoreError, CoreResult},
     model::{AccountId, RequestStatus, RequestView, Submission},
-    store::entities::{api_key, chat, message_request},
-    Core,
+    store, Core,
 };
 
 /// Page sizes for listings.
@@ -81,25 +79,11 @@ pub async fn get(core: &Core, api_key: Option<&str>, id: &str) -> CoreResult<Req
         None => None,
         Some(id) => match fast_get(core, id, &key_hash) {
             Some(view) => return Ok(view),
-            None => {
-                message_request::Entity::find_by_id(id)
-                    .filter(
-                        message_request::Column::AccountId.in_subquery(
-                            Query::select()
-                                .column(api_key::Column::AccountId)
-                                .from(api_key::Entity)
-                                .and_where(api_key::Column::KeyHash.eq(key_hash.as_str()))
-                                .to_owned(),
-                        ),
-                    )
-                    .find_also_related(chat::Entity)
-                    .one(&core.store.read)
-                    .await?
-            }
+            None => store::requests::get_for_key(&core.store, id, &key_hash).await?,
         },
     };
     match found {
-        Some((request, chat)) => Ok(RequestView::new(request, chat)),
+        Some(view) => Ok(view),
         None => {
             accounts::authenticate_hash(&core.store, &key_hash).await?;
             Err(not_found())
@@ -124,31 +108,20 @@ pub async fn list(
     cursor: Option<&str>,
 ) -> CoreResult<Page<RequestView>> {
     let limit = page_size(limit);
-    let mut query =
-        message_request::Entity::find().filter(message_request::Column::AccountId.eq(account.0));
-    if let Some(status) = status {
-        query = query.filter(message_request::Column::Status.eq(status));
-    }
-    if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
-        let before = parse_id(cursor).ok_or_else(|| CoreError::invalid("cursor: invalid"))?;
-        query = query.filter(message_request::Column::Id.lt(before));
-    }
-    let mut rows = query
-        .order_by_desc(message_request::Column::Id)
-        .limit(u64::from(limit) + 1)
-        .find_also_related(chat::Entity)
-        .all(&core.store.read)
-        .await?;
+    let before = match cursor.filter(|c| !c.is_empty()) {
+        Some(cursor) => {
+            Some(parse_id(cursor).ok_or_else(|| CoreError::invalid("cursor: invalid"))?)
+        }
+        None => None,
+    };
+    let mut rows = store::requests::list(&core.store, account, status, before, limit + 1).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = more
-        .then(|| rows.last().map(|(r, _)| r.id.to_string()))
+        .then(|| rows.last().map(|view| view.request.id.to_string()))
         .flatten();
     Ok(Page {
-        items: rows
-            .into_iter()
-            .map(|(request, chat)| RequestView::new(request, chat))
-            .collect(),
+        items: rows,
         next_cursor,
     })
 }

@@ -13,13 +13,17 @@
 //! statements both back ends share, and the capabilities that differ
 //! ([`Store::sole_writer`], [`Store::point_read`], [`publish_work`], …).
 
+pub(crate) mod accounts;
 pub mod chats;
 pub mod claim;
 mod config;
+pub(crate) mod deliveries;
 pub mod entities;
 pub(crate) mod leases;
+pub(crate) mod outbox;
 pub(crate) mod outcomes;
 mod postgres;
+pub(crate) mod requests;
 mod sqlite;
 pub(crate) mod submits;
 

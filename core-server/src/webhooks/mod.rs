@@ -7,14 +7,12 @@
 //! - `config`: the retry schedule, per-attempt timeout and concurrency.
 //! - `payload`: the JSON body of `api-spec.md`.
 //! - `signature`: `webhook-signature` (HMAC-SHA256 over `id.timestamp.body`).
-//! - `outbox`: enqueue, claim and settle — the table's rules.
+//! - `store::outbox`: enqueue, claim and settle — the table's rules.
 //! - `worker`: the delivery loop and the HTTP attempt.
-//! - `deliveries`: what operators list and retry.
+//! - `store::deliveries`: what operators list and retry.
 
 mod config;
-mod deliveries;
-mod outbox;
-mod payload;
+pub(crate) mod payload;
 mod signature;
 mod worker;
 
@@ -23,11 +21,11 @@ use std::sync::Arc;
 use sea_orm::ConnectionTrait;
 use tokio::sync::Notify;
 
+pub use crate::store::deliveries::{get, list, retry, DeliveryView, MAX_LIST};
 pub use config::{
     parse_duration, RetrySchedule, WebhookConfig, DEFAULT_CONCURRENCY, DEFAULT_RETRY_SCHEDULE,
     DEFAULT_TIMEOUT,
 };
-pub use deliveries::{get, list, retry, DeliveryView, MAX_LIST};
 pub use signature::{sign, InvalidSecret};
 
 use crate::{error::CoreResult, store::entities::message_request, Core};
@@ -48,7 +46,7 @@ pub async fn enqueue(
     conn: &impl ConnectionTrait,
     requests: &[&message_request::Model],
 ) -> CoreResult<()> {
-    outbox::enqueue(conn, requests).await
+    crate::store::outbox::enqueue(conn, requests).await
 }
 
 /// Tells the worker that a transaction which enqueued a delivery has

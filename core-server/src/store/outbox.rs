@@ -18,7 +18,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::payload;
+use crate::webhooks::payload;
 use crate::{
     error::{CoreError, CoreResult},
     model::now,
@@ -34,7 +34,7 @@ pub fn epoch_millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-/// See [`super::enqueue`]: one query for the accounts' webhook URLs, one
+/// See [`crate::webhooks::enqueue`]: one query for the accounts' webhook URLs, one
 /// multi-row insert.
 pub async fn enqueue(
     conn: &impl ConnectionTrait,
