@@ -8,8 +8,8 @@ use uuid::Uuid;
 use crate::{
     committed::after_commit,
     error::{CoreError, CoreResult},
-    model::AccountId,
-    store::{entities::message_request, outcomes},
+    model::{AccountId, MessageRequest},
+    store::outcomes,
     Core,
 };
 
@@ -49,7 +49,7 @@ pub async fn settle_outcome(
     account: AccountId,
     id: Uuid,
     outcome: Outcome,
-) -> CoreResult<message_request::Model> {
+) -> CoreResult<MessageRequest> {
     let outcome = match outcome {
         Outcome::Done { chatgpt_id, .. } if chatgpt_id.trim().is_empty() => {
             return Err(CoreError::invalid("chat_id: must not be empty"))
@@ -79,7 +79,7 @@ pub async fn complete(
     response: String,
     chatgpt_id: String,
     chat_title: Option<String>,
-) -> CoreResult<message_request::Model> {
+) -> CoreResult<MessageRequest> {
     let outcome = Outcome::Done {
         response,
         chatgpt_id,
@@ -94,6 +94,6 @@ pub async fn fail(
     account: AccountId,
     id: Uuid,
     error: String,
-) -> CoreResult<message_request::Model> {
+) -> CoreResult<MessageRequest> {
     settle_outcome(core, account, id, Outcome::Failed { error }).await
 }

@@ -5,8 +5,6 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{entity::prelude::StringLen, DeriveActiveEnum, EnumIter};
 use uuid::Uuid;
 
-use crate::store::entities::{chat, message_request};
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 pub enum RequestStatus {
@@ -79,21 +77,45 @@ impl ThinkingTime {
     }
 }
 
+/// A message request: what a client submitted and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRequest {
+    /// UUIDv7: ordering by id is ordering by submission.
+    pub id: Uuid,
+    pub account_id: i64,
+    /// The chat's row id (`chat_db_id` on the wire).
+    pub chat_id: i64,
+    pub message: String,
+    pub response_type: ResponseType,
+    pub thinking_time: ThinkingTime,
+    pub status: RequestStatus,
+    pub response: Option<String>,
+    pub error_message: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Deliveries to extension sessions so far.
+    pub attempts: i32,
+}
+
+/// A ChatGPT conversation of an account. `chatgpt_id` and `title` stay
+/// `None` until the extension reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chat {
+    pub id: i64,
+    pub account_id: i64,
+    pub chatgpt_id: Option<String>,
+    pub title: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A message request together with the ChatGPT id of its chat.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestView {
-    pub request: message_request::Model,
+    pub request: MessageRequest,
     /// The chat's ChatGPT id, `None` while the extension has not reported it.
     pub chat: Option<String>,
-}
-
-impl RequestView {
-    pub fn new(request: message_request::Model, chat: Option<chat::Model>) -> Self {
-        Self {
-            request,
-            chat: chat.and_then(|c| c.chatgpt_id),
-        }
-    }
 }
 
 /// What a client asks for on submit, before validation.

@@ -26,8 +26,7 @@ use crate::{
     committed::{after_commit, Cause, Committed},
     error::{CoreError, CoreResult},
     lifecycle::Outcome,
-    model::AccountId,
-    store::entities::message_request,
+    model::{AccountId, MessageRequest},
     store::{claim::claim_in, outcomes},
     Core,
 };
@@ -50,7 +49,7 @@ pub(crate) struct Settle {
     account: AccountId,
     id: Uuid,
     outcome: Outcome,
-    reply: oneshot::Sender<CoreResult<message_request::Model>>,
+    reply: oneshot::Sender<CoreResult<MessageRequest>>,
 }
 
 impl Settle {
@@ -65,7 +64,7 @@ pub(crate) struct Claim {
     /// The session's free slots, kept current by the session: a claim that
     /// waits for work takes as many as there are when it runs.
     room: Arc<AtomicUsize>,
-    reply: oneshot::Sender<CoreResult<Vec<message_request::Model>>>,
+    reply: oneshot::Sender<CoreResult<Vec<MessageRequest>>>,
 }
 
 impl Claim {
@@ -90,7 +89,7 @@ impl Claim {
 
 /// A claim's answer, to come: the requests leased to the session, once a
 /// transaction leased some (or the writer gave up on the claim).
-pub type Claimed = oneshot::Receiver<CoreResult<Vec<message_request::Model>>>;
+pub type Claimed = oneshot::Receiver<CoreResult<Vec<MessageRequest>>>;
 
 impl Job {
     /// Answers the caller with an error: nothing of its job was written.
@@ -134,7 +133,7 @@ impl Results {
         account: AccountId,
         id: Uuid,
         outcome: Outcome,
-    ) -> CoreResult<message_request::Model> {
+    ) -> CoreResult<MessageRequest> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job::Settle(Settle {
@@ -256,8 +255,8 @@ pub(crate) async fn store(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>)
 /// What a batch wrote: each result's answer, each claim's requests, and
 /// what the transaction commits.
 pub(crate) type Written = (
-    Vec<CoreResult<message_request::Model>>,
-    Vec<Vec<message_request::Model>>,
+    Vec<CoreResult<MessageRequest>>,
+    Vec<Vec<MessageRequest>>,
     Committed,
 );
 

@@ -5,8 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     error::CoreError,
-    model::{RequestStatus, RequestView, ResponseType, Submission, ThinkingTime},
-    store::entities::chat,
+    model::{Chat, RequestStatus, RequestView, ResponseType, Submission, ThinkingTime},
 };
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -114,8 +113,8 @@ impl From<RequestView> for pb::MessageRequest {
     }
 }
 
-impl From<chat::Model> for pb::Chat {
-    fn from(c: chat::Model) -> Self {
+impl From<Chat> for pb::Chat {
+    fn from(c: Chat) -> Self {
         Self {
             id: c.id,
             chat_id: c.chatgpt_id,

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     error::CoreResult,
-    model::{now_millis, AccountId},
+    model::{now_millis, AccountId, MessageRequest},
     store::entities::message_request,
     Core,
 };
@@ -48,7 +48,7 @@ pub async fn claim_in(
     account: AccountId,
     session: Uuid,
     max: usize,
-) -> CoreResult<Vec<message_request::Model>> {
+) -> CoreResult<Vec<MessageRequest>> {
     let backend = core.store.write.get_database_backend();
     let statement = Statement::from_sql_and_values(
         backend,
@@ -67,5 +67,5 @@ pub async fn claim_in(
         .await?;
     // RETURNING gives no order guarantee.
     claimed.sort_by_key(|r| r.id);
-    Ok(claimed)
+    Ok(claimed.into_iter().map(MessageRequest::from).collect())
 }

@@ -72,7 +72,7 @@ pub(crate) async fn insert_submissions(
     let views = requests
         .into_iter()
         .zip(chats)
-        .map(|(request, chat)| RequestView::new(request, Some(chat)))
+        .map(|(request, chat)| message_request::view(request, Some(chat)))
         .collect();
     Ok((views, committed))
 }

@@ -175,7 +175,7 @@ fn request_view(row: &Row<'_>) -> Result<RequestView> {
         lease_expires_at: row.get(15)?,
     };
     Ok(RequestView {
-        request,
+        request: request.into(),
         chat: row.get(16)?,
     })
 }
