@@ -185,7 +185,10 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod statement_tests {
     use sea_orm::{
         sea_query::{LockBehavior, LockType},
         DatabaseBackend, EntityTrait, QuerySelect, QueryTrait,
