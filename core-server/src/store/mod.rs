@@ -14,6 +14,7 @@
 //! ([`Store::sole_writer`], [`Store::point_read`], [`publish_work`], …).
 
 pub(crate) mod accounts;
+pub(crate) mod batches;
 pub mod chats;
 pub mod claim;
 mod config;
