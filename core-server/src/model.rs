@@ -144,3 +144,27 @@ pub fn now_millis() -> i64 {
 pub fn new_request_id() -> Uuid {
     Uuid::now_v7()
 }
+
+/// Longest ChatGPT chat id accepted, from a client or an extension.
+pub const MAX_CHAT_ID_CHARS: usize = 256;
+/// Longest chat title accepted from an extension.
+pub const MAX_CHAT_TITLE_CHARS: usize = 1_000;
+/// Longest error message accepted from an extension.
+pub const MAX_ERROR_CHARS: usize = 10_000;
+/// Longest response accepted from an extension.
+pub const MAX_RESPONSE_CHARS: usize = 1_000_000;
+
+/// Checks a text field from outside: at most `max` characters and no NUL
+/// character (which PostgreSQL cannot store in text, and SQLite would keep:
+/// refusing it on both keeps the back ends alike). The error names `field`.
+pub fn check_text(field: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.contains('\0') {
+        return Err(format!(
+            "{field}: must not contain NUL (\\u0000) characters"
+        ));
+    }
+    if text.chars().nth(max).is_some() {
+        return Err(format!("{field}: longer than {max} characters"));
+    }
+    Ok(())
+}

@@ -6,14 +6,13 @@ use uuid::Uuid;
 use crate::{
     accounts,
     error::{CoreError, CoreResult},
-    model::{AccountId, RequestStatus, RequestView, Submission},
+    model::{check_text, AccountId, RequestStatus, RequestView, Submission, MAX_CHAT_ID_CHARS},
     store, Core,
 };
 
 /// Page sizes for listings.
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
-const MAX_CHAT_ID_CHARS: usize = 256;
 
 /// A page of a listing, newest first.
 #[derive(Debug)]
@@ -34,21 +33,17 @@ pub(crate) fn validate(core: &Core, submission: &Submission) -> CoreResult<()> {
     if submission.message.trim().is_empty() {
         return Err(CoreError::invalid("message: must not be empty"));
     }
-    let max = core.config.max_message_chars;
-    if submission.message.chars().count() > max {
-        return Err(CoreError::invalid(format!(
-            "message: longer than {max} characters"
-        )));
-    }
+    check_text(
+        "message",
+        &submission.message,
+        core.config.max_message_chars,
+    )
+    .map_err(CoreError::InvalidArgument)?;
     if let Some(chat_id) = &submission.chat_id {
         if chat_id.trim().is_empty() {
             return Err(CoreError::invalid("chat_id: must not be empty"));
         }
-        if chat_id.chars().count() > MAX_CHAT_ID_CHARS {
-            return Err(CoreError::invalid(format!(
-                "chat_id: longer than {MAX_CHAT_ID_CHARS} characters"
-            )));
-        }
+        check_text("chat_id", chat_id, MAX_CHAT_ID_CHARS).map_err(CoreError::InvalidArgument)?;
     }
     Ok(())
 }
