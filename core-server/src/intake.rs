@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::{
     accounts, batch,
     error::{CoreError, CoreResult},
-    model::{AccountId, RequestView, Submission},
+    model::{AccountId, Submission, Submitted},
     requests::validate,
     Core,
 };
@@ -32,7 +32,7 @@ pub(crate) struct Pending {
     /// one query, so authenticating costs no round trip of its own.
     key_hash: String,
     pub(crate) submission: Submission,
-    pub(crate) reply: oneshot::Sender<CoreResult<RequestView>>,
+    pub(crate) reply: oneshot::Sender<CoreResult<Submitted>>,
 }
 
 pub struct Intake {
@@ -88,11 +88,7 @@ impl Intake {
 
     /// Authenticates, validates and stores a submission; resolves once it is
     /// committed.
-    pub async fn submit(
-        &self,
-        key_hash: String,
-        submission: Submission,
-    ) -> CoreResult<RequestView> {
+    pub async fn submit(&self, key_hash: String, submission: Submission) -> CoreResult<Submitted> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending {

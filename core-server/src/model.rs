@@ -125,6 +125,41 @@ pub struct Submission {
     pub response_type: ResponseType,
     pub thinking_time: ThinkingTime,
     pub chat_id: Option<String>,
+    /// The client's `Idempotency-Key`: a retry with the same key (and the
+    /// same submission) within [`IDEMPOTENCY_WINDOW_MS`] gets the request
+    /// the first one created.
+    pub idempotency_key: Option<String>,
+}
+
+impl Submission {
+    /// What a retry must repeat: the SHA-256 of the submission's fields.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for part in [
+            self.message.as_str(),
+            self.response_type.as_str(),
+            self.thinking_time.as_str(),
+            self.chat_id.as_deref().unwrap_or(""),
+        ] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        hex::encode(hash.finalize())
+    }
+}
+
+/// How long an idempotency key holds: a day.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// A submit's answer: the request, and whether this submit created it (or
+/// repeated an earlier one with the same idempotency key).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Submitted {
+    pub view: RequestView,
+    pub created: bool,
 }
 
 /// The account an API key resolved to.

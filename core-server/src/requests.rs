@@ -6,7 +6,10 @@ use uuid::Uuid;
 use crate::{
     accounts,
     error::{CoreError, CoreResult},
-    model::{check_text, AccountId, RequestStatus, RequestView, Submission, MAX_CHAT_ID_CHARS},
+    model::{
+        check_text, AccountId, RequestStatus, RequestView, Submission, Submitted,
+        MAX_CHAT_ID_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
+    },
     store, Core,
 };
 
@@ -45,6 +48,14 @@ pub(crate) fn validate(core: &Core, submission: &Submission) -> CoreResult<()> {
         }
         check_text("chat_id", chat_id, MAX_CHAT_ID_CHARS).map_err(CoreError::InvalidArgument)?;
     }
+    if let Some(key) = &submission.idempotency_key {
+        let printable = key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+        if key.trim().is_empty() || !printable || key.len() > MAX_IDEMPOTENCY_KEY_CHARS {
+            return Err(CoreError::invalid(format!(
+                "Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -53,7 +64,7 @@ pub async fn submit(
     core: &Core,
     api_key: Option<&str>,
     submission: Submission,
-) -> CoreResult<RequestView> {
+) -> CoreResult<Submitted> {
     let key = accounts::present_key(api_key)?;
     core.intake
         .submit(accounts::hash_api_key(key), submission)

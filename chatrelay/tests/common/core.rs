@@ -154,10 +154,11 @@ impl TestCore {
                 response_type: ResponseType::Auto,
                 thinking_time: ThinkingTime::Standard,
                 chat_id: None,
+                idempotency_key: None,
             },
         )
         .await?;
-        Ok(view.request.id)
+        Ok(view.view.request.id)
     }
 
     /// Finishes a request as an extension's response would, with the

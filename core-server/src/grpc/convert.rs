@@ -89,6 +89,8 @@ impl TryFrom<pb::SubmitMessageRequest> for Submission {
             thinking_time: thinking_time(req.thinking_time)?,
             message: req.message,
             chat_id: req.chat_id,
+            // Carried in metadata; the gRPC service adds it.
+            idempotency_key: None,
         })
     }
 }

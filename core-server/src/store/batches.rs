@@ -52,10 +52,10 @@ pub(crate) async fn store_submits(core: &Core, batch: Vec<(AccountId, Pending)>)
 pub(crate) fn answer_submits(
     core: &Core,
     batch: Vec<(AccountId, Pending)>,
-    (views, committed): submits::Stored,
+    (answers, committed): submits::Stored,
 ) {
-    for ((_, pending), view) in batch.into_iter().zip(views) {
-        let _ = pending.reply.send(Ok(view));
+    for ((_, pending), answer) in batch.into_iter().zip(answers) {
+        let _ = pending.reply.send(answer);
     }
     after_commit(core, committed);
 }

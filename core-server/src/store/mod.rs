@@ -20,6 +20,7 @@ pub mod claim;
 mod config;
 pub(crate) mod deliveries;
 pub mod entities;
+pub(crate) mod idempotency;
 pub(crate) mod leases;
 pub(crate) mod outbox;
 pub(crate) mod outcomes;

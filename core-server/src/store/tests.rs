@@ -115,7 +115,12 @@ async fn store(
         .await
         .expect("insert");
     txn.commit().await.expect("commit");
-    stored
+    let (answers, committed) = stored;
+    let views = answers
+        .into_iter()
+        .map(|a| a.expect("stored").view)
+        .collect();
+    (views, committed)
 }
 
 async fn claim(core: &Core, account: AccountId, session: Uuid, max: usize) -> Vec<MessageRequest> {
@@ -405,7 +410,7 @@ async fn a_claim_made_before_the_work_exists_receives_it() {
         };
         assert_eq!(
             claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
-            [view.request.id]
+            [view.view.request.id]
         );
     })
     .await;
