@@ -144,3 +144,41 @@ async fn strings_from_the_extension_are_bounded_and_a_refused_one_costs_its_neig
     ext.assert_nothing_pending().await;
     app.stop().await;
 }
+
+/// 100 requests of 60,000 characters are about 6 MB of JSON: the page ends
+/// early (at the core's text budget) with a cursor, instead of failing on
+/// the gRPC message limit, and the cursors lead through all of them.
+#[tokio::test]
+async fn a_page_of_long_requests_is_served_in_parts() {
+    use common::rest::get_page;
+    let (app, key) = TestApp::with_account().await;
+    let long = "x".repeat(60_000);
+    for chunk in 0..10 {
+        let submits =
+            (0..10).map(|i| app.submit(&key, json!({ "message": format!("{chunk}-{i} {long}") })));
+        for (status, body) in futures::future::join_all(submits).await {
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    let (first, cursor) = get_page(&app, &key, "/api/chat/requests/?limit=100").await;
+    assert!(first.len() < 100, "one page of {} requests", first.len());
+    assert!(!first.is_empty());
+    let mut seen: Vec<String> = first.iter().map(|r| r["id"].to_string()).collect();
+    let mut cursor = cursor.expect("a cursor to the rest");
+    loop {
+        let (page, next) = get_page(
+            &app,
+            &key,
+            &format!("/api/chat/requests/?limit=100&cursor={cursor}"),
+        )
+        .await;
+        seen.extend(page.iter().map(|r| r["id"].to_string()));
+        match next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!((seen.len(), distinct.len()), (100, 100));
+    app.stop().await;
+}
