@@ -72,6 +72,21 @@ impl Extension {
             .expect("a frame within the wait")
     }
 
+    /// Waits up to `wait` for the server's close frame, skipping other
+    /// frames; its code and reason, or `None` if none came.
+    pub async fn recv_close(&mut self, wait: Duration) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??
+                .ok()?;
+            if let Message::Close(frame) = message {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
+    }
+
     /// The next JSON frame, or `None` if the socket closed or `wait` passed.
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
