@@ -15,6 +15,14 @@ use super::TestApp;
 /// How long a test waits for a frame that should come.
 pub const FRAME_WAIT: Duration = Duration::from_secs(10);
 
+/// The `request_id` of a frame.
+pub fn request_id(frame: &Value) -> String {
+    frame["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_string()
+}
+
 pub struct Extension {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
