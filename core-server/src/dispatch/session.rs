@@ -41,6 +41,8 @@ pub enum ClientFrame {
         request_id: String,
         error: String,
     },
+    /// The bridge's socket is open: deliveries may start.
+    Ready,
     /// A frame that could not be decoded; answered with an error frame.
     Invalid {
         request_id: Option<String>,
@@ -86,6 +88,8 @@ struct Session {
     out: mpsc::Sender<ServerFrame>,
     /// The extension's side is gone.
     closed: bool,
+    /// Deliveries may start (at once, or once the bridge's socket is open).
+    ready: bool,
 }
 
 /// Runs a session until the extension goes away or the core stops.
@@ -93,6 +97,7 @@ pub async fn run<S>(
     core: Arc<Core>,
     account: AccountId,
     key_hash: String,
+    ready: bool,
     mut inbound: S,
     out: mpsc::Sender<ServerFrame>,
 ) where
@@ -111,6 +116,7 @@ pub async fn run<S>(
         claim: None,
         out,
         closed: false,
+        ready,
     };
     let revoked = core.dispatch.session_started(session.id, account, key_hash);
     tracing::debug!(session = %session.id, account = account.0, "extension session started");
@@ -215,7 +221,7 @@ impl Session {
     /// the answer arrives in the session's loop.
     async fn fill(&mut self) {
         let room = self.held_changed();
-        if room == 0 || self.closed || self.claim.is_some() {
+        if room == 0 || self.closed || !self.ready || self.claim.is_some() {
             return;
         }
         match Store::claim(&self.core, self.account, self.id, self.room.clone()).await {
@@ -298,6 +304,10 @@ impl Session {
                 ClientFrame::Invalid { request_id, error } => {
                     freed |= self.apply_results(std::mem::take(&mut results)).await;
                     self.reject(request_id, error).await;
+                    continue;
+                }
+                ClientFrame::Ready => {
+                    freed |= !std::mem::replace(&mut self.ready, true);
                     continue;
                 }
                 ClientFrame::Executing { request_id } => {

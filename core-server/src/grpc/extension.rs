@@ -20,6 +20,10 @@ use crate::{
     Core,
 };
 
+/// The metadata entry with which a bridge (the edge) opens a session before
+/// its socket is open: nothing is delivered until its `Ready` frame.
+pub const DELIVER_AFTER_READY_METADATA: &str = "deliver-after-ready";
+
 /// Frames queued towards one extension before the session waits for it.
 const OUTBOUND_FRAMES: usize = 64;
 
@@ -54,6 +58,7 @@ impl From<pb::ExtensionFrame> for ClientFrame {
                 chat_id: r.chat_id,
                 chat_title: r.chat_title,
             },
+            Some(extension_frame::Frame::Ready(_)) => ClientFrame::Ready,
             Some(extension_frame::Frame::Error(e)) => ClientFrame::Error {
                 request_id: e.request_id,
                 error: e.error,
@@ -99,6 +104,10 @@ impl ExtensionService for ExtensionApi {
         request: Request<Streaming<pb::ExtensionFrame>>,
     ) -> Result<Response<Self::ExtensionSessionStream>, Status> {
         let account = caller(&self.core, request.metadata()).await?;
+        // A bridge whose socket is not open yet asks to wait for its Ready.
+        let ready = !request
+            .metadata()
+            .contains_key(DELIVER_AFTER_READY_METADATA);
         // The key the session stands on: if it stops working, so does the session.
         let key_hash = accounts::hash_api_key(accounts::present_key(api_key(request.metadata()))?);
         let limit = self.core.config.max_sessions_per_account;
@@ -121,7 +130,7 @@ impl ExtensionService for ExtensionApi {
         let core = self.core.clone();
         self.core.tasks.spawn(async move {
             let _slot = slot;
-            session::run(core, account, key_hash, Box::pin(inbound), tx).await;
+            session::run(core, account, key_hash, ready, Box::pin(inbound), tx).await;
         });
         let outbound = ReceiverStream::new(rx).map(to_wire);
         Ok(Response::new(Box::pin(outbound)))

@@ -52,13 +52,27 @@ pub async fn run(
     });
     let started = Instant::now();
     let last_heard = AtomicU64::new(0);
+    // The core delivers nothing until the extension is heard from: the
+    // answer to this ping (every WebSocket client sends one) or any frame.
+    // A client gone before the upgrade completed — a reload loop — is
+    // never heard, so no request goes to it and none loses an attempt.
+    let _ = out.send(Message::Ping(Vec::new().into())).await;
 
     // Extension → core. Dropping `to_core` at the end half-closes the gRPC
     // call: the core applies every frame already sent, then ends the session.
     let from_extension = async {
         let to_core = to_core;
+        let mut heard = false;
         while let Some(Ok(message)) = stream.next().await {
             last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            if !std::mem::replace(&mut heard, true) {
+                let ready = pb::ExtensionFrame {
+                    frame: Some(pb::extension_frame::Frame::Ready(pb::Ready {})),
+                };
+                if to_core.send(ready).await.is_err() {
+                    break;
+                }
+            }
             let text = match message {
                 Message::Text(text) => text,
                 Message::Binary(_) => {

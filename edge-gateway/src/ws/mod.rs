@@ -1,6 +1,8 @@
 //! `/ws/extension/?api_key=KEY`: each WebSocket is bridged to one
 //! `ExtensionSession` stream on the core. The stream is opened before the
-//! upgrade, so a bad key is an HTTP 401 and no socket.
+//! upgrade, so a bad key is an HTTP 401 and no socket; deliveries start once
+//! the extension is heard from on its open socket (the bridge then sends the
+//! core `Ready`).
 
 mod bridge;
 pub mod frames;
@@ -20,6 +22,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 
 use crate::{rest::API_KEY_HEADER, ApiError, EdgeState};
+
+/// The core's metadata entry for a session that waits for `Ready`.
+const DELIVER_AFTER_READY: &str = "deliver-after-ready";
 
 /// Initial read and write buffer of each socket.
 const SOCKET_BUFFER: usize = 4 * 1024;
@@ -79,6 +84,12 @@ pub async fn connect(
     let (to_core, rx) = mpsc::channel::<pb::ExtensionFrame>(INBOUND_FRAMES);
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     request.metadata_mut().insert(API_KEY_HEADER, key);
+    // Nothing is delivered until the extension is heard from on its open
+    // socket (the bridge then says Ready), so a client gone before the
+    // upgrade completes costs no request an attempt.
+    request
+        .metadata_mut()
+        .insert(DELIVER_AFTER_READY, MetadataValue::from_static("1"));
     crate::rest::forward_request_id(&headers, request.metadata_mut());
     let from_core = match state.extension.clone().extension_session(request).await {
         Ok(response) => response.into_inner(),
