@@ -1,7 +1,7 @@
 //! Operator commands that work on the database directly through the core's
 //! library: accounts and migrations.
 
-use chatrelay_core::{accounts, config::DatabaseConfig, store::Store};
+use chatrelay_core::{accounts, config::DatabaseConfig, store::Store, webhooks::Destinations};
 
 pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
     let db = Store::connect_without_migrating(config).await?;
@@ -15,9 +15,10 @@ pub async fn account_create(
     config: &DatabaseConfig,
     name: &str,
     webhook_url: Option<&str>,
+    destinations: Destinations,
 ) -> anyhow::Result<()> {
     let db = Store::connect(config).await?;
-    let created = accounts::create(&db, name, webhook_url).await;
+    let created = accounts::create(&db, name, webhook_url, destinations).await;
     db.close().await;
     let created = created?;
     let account = &created.account;
@@ -55,9 +56,10 @@ pub async fn account_set_webhook(
     config: &DatabaseConfig,
     name: &str,
     webhook_url: Option<&str>,
+    destinations: Destinations,
 ) -> anyhow::Result<()> {
     let db = Store::connect(config).await?;
-    let updated = accounts::set_webhook(&db, name, webhook_url).await;
+    let updated = accounts::set_webhook(&db, name, webhook_url, destinations).await;
     db.close().await;
     let account = updated?;
     println!(

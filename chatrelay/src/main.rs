@@ -1,7 +1,7 @@
 //! `chatrelay`: parses the command line and calls the library.
 
 use chatrelay::{admin, serve, simulate, webhooks};
-use chatrelay_core::{config::DatabaseConfig, CoreConfig};
+use chatrelay_core::{config::DatabaseConfig, webhooks::Destinations, CoreConfig};
 use chatrelay_edge::EdgeConfig;
 use clap::{Parser, Subcommand};
 
@@ -38,6 +38,14 @@ enum Command {
     Account {
         #[command(flatten)]
         db: DatabaseConfig,
+        /// Accept webhook URLs whose host is, or resolves to, a loopback,
+        /// private, link-local or cloud-metadata address.
+        #[arg(
+            long = "allow-private-webhook-urls",
+            env = "CHATRELAY_ALLOW_PRIVATE_WEBHOOK_URLS",
+            global = true
+        )]
+        allow_private_webhook_urls: bool,
         #[command(subcommand)]
         command: AccountCommand,
     },
@@ -143,21 +151,36 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Account { db, command } => match command {
-            AccountCommand::Create { name, webhook_url } => {
-                admin::account_create(&db, &name, webhook_url.as_deref()).await
-            }
-            AccountCommand::List => admin::account_list(&db).await,
-            AccountCommand::SetWebhook { name, url } => {
-                admin::account_set_webhook(&db, &name, url.as_deref()).await
-            }
-            AccountCommand::RotateKey {
-                name,
-                keep_existing,
-            } => admin::account_rotate_key(&db, &name, keep_existing).await,
-            AccountCommand::RotateWebhookSecret { name } => {
-                admin::account_rotate_webhook_secret(&db, &name).await
-            }
-        },
+        Command::Account {
+            db,
+            allow_private_webhook_urls,
+            command,
+        } => {
+            let destinations = Destinations::new(allow_private_webhook_urls);
+            account(db, destinations, command).await
+        }
+    }
+}
+
+async fn account(
+    db: DatabaseConfig,
+    destinations: Destinations,
+    command: AccountCommand,
+) -> anyhow::Result<()> {
+    match command {
+        AccountCommand::Create { name, webhook_url } => {
+            admin::account_create(&db, &name, webhook_url.as_deref(), destinations).await
+        }
+        AccountCommand::List => admin::account_list(&db).await,
+        AccountCommand::SetWebhook { name, url } => {
+            admin::account_set_webhook(&db, &name, url.as_deref(), destinations).await
+        }
+        AccountCommand::RotateKey {
+            name,
+            keep_existing,
+        } => admin::account_rotate_key(&db, &name, keep_existing).await,
+        AccountCommand::RotateWebhookSecret { name } => {
+            admin::account_rotate_webhook_secret(&db, &name).await
+        }
     }
 }

@@ -73,6 +73,8 @@ impl TestCore {
     /// A core on `db` with no listener and no edge; stop it with [`Self::stop`].
     pub async fn start(db: &TestDb, configure: impl FnOnce(&mut CoreConfig)) -> Self {
         let mut config = CoreConfig::with_database(&db.url);
+        // The tests' webhook receivers listen on loopback.
+        config.webhooks.allow_private_urls = true;
         configure(&mut config);
         Self {
             core: Core::start(config).await.expect("start the core"),
@@ -100,7 +102,8 @@ impl TestCore {
 
     /// Creates an account and returns its API key.
     pub async fn create_account(&self, name: &str, webhook_url: Option<&str>) -> String {
-        accounts::create(&self.core.store, name, webhook_url)
+        let destinations = self.core.config.webhooks.destinations();
+        accounts::create(&self.core.store, name, webhook_url, destinations)
             .await
             .expect("create account")
             .api_key
@@ -389,6 +392,8 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     /// Attempts started, including any not reported back.
     pub attempts: i32,
+    /// The URL recorded for the delivery.
+    pub url: String,
 }
 
 /// One recorded attempt to deliver a webhook.
@@ -407,6 +412,7 @@ impl From<webhook_delivery::Model> for Delivery {
             request_id: row.request_id,
             status: row.status,
             attempts: row.attempts,
+            url: row.url,
         }
     }
 }
