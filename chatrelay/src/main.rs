@@ -118,8 +118,8 @@ async fn main() -> anyhow::Result<()> {
             let addrs = running.addrs;
             tracing::info!(http = %addrs.http, grpc = %addrs.grpc, "chatrelay is serving");
             println!(
-                "chatrelay listening: REST and WebSocket on http://{}, gRPC on http://{}",
-                addrs.http, addrs.grpc
+                "chatrelay listening: REST and WebSocket on http://{}, gRPC on {}://{}",
+                addrs.http, addrs.grpc_scheme, addrs.grpc
             );
             let token = running.shutdown_token();
             tokio::spawn(async move {

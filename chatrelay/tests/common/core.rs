@@ -9,7 +9,9 @@
 use std::{path::PathBuf, sync::Arc};
 
 use chatrelay_core::{
-    accounts, lifecycle,
+    accounts,
+    grpc::GrpcListener,
+    lifecycle,
     model::{ResponseType, Submission, ThinkingTime},
     store::entities::{chat, message_request, webhook_delivery},
     webhooks, Core, CoreConfig,
@@ -19,7 +21,7 @@ use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
     QueryFilter, Set,
 };
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{TestApp, TestDb};
@@ -465,17 +467,32 @@ impl PointReads {
 /// A core serving gRPC alone on an ephemeral port, as in a deployment with
 /// separate edge and core processes.
 pub struct LoneCore {
-    /// `http://127.0.0.1:PORT` of its gRPC API.
+    /// `http://127.0.0.1:PORT` of its gRPC API (`https://` with TLS).
     pub url: String,
-    core: TestCore,
+    pub core: TestCore,
     server: JoinHandle<anyhow::Result<()>>,
 }
 
 impl LoneCore {
     pub async fn start(db: &TestDb) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let core = TestCore::start(db, |_| {}).await;
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Starts with the core's configuration adjusted by `configure`.
+    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut CoreConfig)) -> Self {
+        let mut config = CoreConfig::with_database(&db.url);
+        config.webhooks.allow_private_urls = true;
+        configure(&mut config);
+        let listener = GrpcListener::bind(&config).await.expect("bind");
+        let url = format!(
+            "{}://{}",
+            listener.scheme(),
+            listener.local_addr().expect("address")
+        );
+        let core = TestCore {
+            core: Core::start(config).await.expect("start the core"),
+            _db: None,
+        };
         let routes = chatrelay_core::grpc::routes(&core.core)
             .await
             .expect("gRPC routes");

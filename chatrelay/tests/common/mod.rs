@@ -171,7 +171,7 @@ impl TestApp {
         let running = Running::start(core, edge).await.expect("start chatrelay");
         Self {
             http: format!("http://{}", running.addrs.http),
-            grpc: format!("http://{}", running.addrs.grpc),
+            grpc: format!("{}://{}", running.addrs.grpc_scheme, running.addrs.grpc),
             running,
             client: reqwest::Client::new(),
             db_url: db.url.clone(),
