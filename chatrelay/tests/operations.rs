@@ -762,3 +762,20 @@ async fn interactive_docs_can_be_turned_off() {
     with_docs.stop().await;
     without_docs.stop().await;
 }
+
+#[tokio::test]
+async fn sqlite_syncs_every_commit_unless_told_normal() {
+    let full = TestApp::fresh().await;
+    let normal = TestApp::fresh_configured(|core, _| {
+        core.database.sqlite_synchronous = chatrelay_core::config::SqliteSynchronous::Normal;
+    })
+    .await;
+    let Some(default) = full.core().sqlite_synchronous().await else {
+        return; // PostgreSQL: fsync is the server's setting.
+    };
+
+    assert_eq!(default, 2, "the default is synchronous=FULL");
+    assert_eq!(normal.core().sqlite_synchronous().await, Some(1));
+    full.stop().await;
+    normal.stop().await;
+}

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-pub use crate::store::DatabaseConfig;
+pub use crate::store::{DatabaseConfig, SqliteSynchronous};
 use crate::webhooks::WebhookConfig;
 
 /// The core server.

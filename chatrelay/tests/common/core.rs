@@ -356,6 +356,24 @@ impl TestCore {
         }
     }
 
+    /// SQLite's `PRAGMA synchronous` on the writer's connection (1 NORMAL,
+    /// 2 FULL), or `None` on PostgreSQL.
+    pub async fn sqlite_synchronous(&self) -> Option<i64> {
+        let db = &self.core.store.write;
+        if db.get_database_backend() != DatabaseBackend::Sqlite {
+            return None;
+        }
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA synchronous",
+            ))
+            .await
+            .expect("PRAGMA synchronous")
+            .expect("a row");
+        Some(row.try_get_by_index(0).expect("an integer"))
+    }
+
     /// The SQLite database file, if that is the back end.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
         self.core.store.file()

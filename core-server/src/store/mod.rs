@@ -30,7 +30,7 @@ pub(crate) mod submits;
 use std::{path::PathBuf, sync::Arc};
 
 use chatrelay_migrations::{Migrator, MigratorTrait};
-pub use config::DatabaseConfig;
+pub use config::{DatabaseConfig, SqliteSynchronous};
 pub use postgres::{publish_finished, publish_work};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, StatementBuilder};
 pub use sqlite::point_reads::{PointReadError, PointReads};
