@@ -1,5 +1,5 @@
 //! Operator commands that work on the database directly through the core's
-//! library: accounts and migrations.
+//! library: accounts, migrations and pruning.
 
 use chatrelay_core::{accounts, config::DatabaseConfig, store::Store, webhooks::Destinations};
 
@@ -8,6 +8,19 @@ pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
     db.migrate().await?;
     println!("migrations applied");
     db.close().await;
+    Ok(())
+}
+
+/// `chatrelay prune --older-than AGE`.
+pub async fn prune(config: &DatabaseConfig, older_than: std::time::Duration) -> anyhow::Result<()> {
+    let db = Store::connect(config).await?;
+    let pruned = chatrelay_core::retention::prune(&db, older_than).await;
+    db.close().await;
+    let pruned = pruned?;
+    println!(
+        "deleted {} requests, {} webhook deliveries, {} webhook attempts, {} empty chats",
+        pruned.requests, pruned.deliveries, pruned.attempts, pruned.chats
+    );
     Ok(())
 }
 

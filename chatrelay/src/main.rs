@@ -66,6 +66,15 @@ enum Command {
         #[command(subcommand)]
         command: webhooks::WebhookCommand,
     },
+    /// Delete finished requests older than an age, with their webhook
+    /// deliveries and the chats they leave empty (as CHATRELAY_RETENTION does).
+    Prune {
+        #[command(flatten)]
+        db: DatabaseConfig,
+        /// e.g. `30d`, `12h`.
+        #[arg(long, value_name = "AGE", value_parser = chatrelay_core::retention::parse_age)]
+        older_than: std::time::Duration,
+    },
     /// Print the REST API's OpenAPI 3.1 document (the one served at /api/openapi.json).
     Openapi,
 }
@@ -130,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             running.wait().await
         }
         Command::Migrate { db } => admin::migrate(&db).await,
+        Command::Prune { db, older_than } => admin::prune(&db, older_than).await,
         Command::Openapi => {
             println!("{}", chatrelay_edge::rest::openapi::document_json());
             Ok(())

@@ -52,6 +52,13 @@ pub struct CoreConfig {
 
     #[command(flatten)]
     pub webhooks: WebhookConfig,
+
+    /// Delete finished requests older than this (e.g. `30d`), with their
+    /// webhook deliveries and the chats they leave empty; unset, nothing is
+    /// ever deleted.
+    #[arg(long, env = "CHATRELAY_RETENTION", value_name = "AGE",
+          value_parser = crate::retention::parse_age)]
+    pub retention: Option<Duration>,
 }
 
 impl CoreConfig {
@@ -68,6 +75,7 @@ impl CoreConfig {
             max_sessions_per_account: 100,
             submit_rate: 0,
             webhooks: WebhookConfig::default(),
+            retention: None,
         }
     }
 }

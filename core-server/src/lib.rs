@@ -15,6 +15,7 @@ pub mod model;
 pub mod queue_depth;
 pub mod requests;
 pub mod results;
+pub mod retention;
 mod retry;
 pub mod store;
 pub mod telemetry;
@@ -72,6 +73,7 @@ impl Core {
         dispatch::lease::start_keeper(&core);
         store::Store::start(&core);
         webhooks::start_worker(&core);
+        retention::start(&core);
         Ok(core)
     }
 

@@ -223,6 +223,28 @@ impl TestCore {
             .expect("update request");
     }
 
+    /// Moves the finish time of every finished request `by` into the past.
+    pub async fn age_finished_requests(&self, by: chrono::Duration) {
+        message_request::Entity::update_many()
+            .col_expr(
+                message_request::Column::CompletedAt,
+                Expr::value(chrono::Utc::now() - by),
+            )
+            .filter(message_request::Column::CompletedAt.is_not_null())
+            .exec(&self.core.store.write)
+            .await
+            .expect("age finished requests");
+    }
+
+    /// Every webhook attempt recorded, of any account.
+    pub async fn webhook_attempt_count(&self) -> u64 {
+        use sea_orm::PaginatorTrait;
+        chatrelay_core::store::entities::webhook_attempt::Entity::find()
+            .count(&self.core.store.read)
+            .await
+            .expect("count attempts")
+    }
+
     /// Fills in a chat's ChatGPT id and title, as an extension's response would.
     pub async fn name_chat(&self, chat_db_id: i64, chatgpt_id: &str, title: &str) {
         let row = chat::Entity::find_by_id(chat_db_id)

@@ -24,6 +24,7 @@ pub(crate) mod outbox;
 pub(crate) mod outcomes;
 mod postgres;
 pub(crate) mod requests;
+pub mod retention;
 mod sqlite;
 pub(crate) mod submits;
 
