@@ -129,7 +129,7 @@ pub fn why_not_public(ip: IpAddr) -> Option<&'static str> {
 }
 
 fn why_not_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     if ip.is_loopback() {
         Some("loopback")
     } else if ip.is_private() {
@@ -140,9 +140,12 @@ fn why_not_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
     } else if a == 100 && (64..128).contains(&b) {
         // Shared address space; Alibaba's metadata service is 100.100.100.200.
         Some("shared (carrier-grade NAT, cloud metadata)")
-    } else if a == 0 || ip.is_broadcast() || ip.is_multicast() || a >= 240 {
-        Some("reserved")
-    } else if a == 192 && b == 0 && ip.octets()[2] == 0 {
+    } else if a == 0
+        || a >= 240
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || (a == 192 && b == 0 && c == 0)
+    {
         Some("reserved")
     } else {
         None
