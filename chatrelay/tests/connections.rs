@@ -231,3 +231,42 @@ async fn http_connection_cap_holds_further_connections_until_one_closes() {
     );
     app.stop().await;
 }
+
+/// A "core" that accepts HTTP/2, reads whatever the edge sends and never
+/// answers anything, pings included: a host gone silent without a FIN.
+async fn silent_core() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The server's SETTINGS, so the client goes ahead; then silence.
+                let _ = stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await;
+                let mut buf = [0u8; 4096];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn edge_gives_up_on_a_core_that_stops_answering_pings() {
+    let core_url = silent_core().await;
+    let (edge_url, stop) = edge(&core_url, |config| {
+        config.core_keepalive_secs = 1;
+        config.http_request_timeout_secs = 30;
+    })
+    .await;
+
+    let started = std::time::Instant::now();
+    let status = submit_status(&edge_url, "cr_any").await;
+
+    assert_eq!(status, 503, "after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the dead core was noticed only after {:?}",
+        started.elapsed()
+    );
+    stop.cancel();
+}
