@@ -270,3 +270,67 @@ async fn edge_gives_up_on_a_core_that_stops_answering_pings() {
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn unary_grpc_call_is_cut_off_after_the_request_timeout() {
+    let db = TestDb::new().await;
+    let core = LoneCore::start_with(&db, |config| {
+        config.grpc_listener.grpc_request_timeout_secs = 1;
+    })
+    .await;
+    let key = core.core.create_account("acme", None).await;
+    let held = core.core.hold_writes().await;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        drop(held);
+    });
+    let channel = tonic::transport::Endpoint::from_shared(core.url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = chatrelay_proto::v1::chat_service_client::ChatServiceClient::new(channel);
+    let mut request = tonic::Request::new(chatrelay_proto::v1::SubmitMessageRequest {
+        message: "stuck behind a held write".into(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("metadata"));
+
+    let started = std::time::Instant::now();
+    let answer = client.submit_message(request).await;
+
+    assert!(answer.is_err(), "{answer:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off only after {:?}",
+        started.elapsed()
+    );
+    release.abort();
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn rest_call_is_cut_off_after_the_request_timeout_with_a_json_504() {
+    let app = TestApp::fresh_configured(|_, edge| edge.http_request_timeout_secs = 1).await;
+    let key = app.account("acme").await;
+    let held = app.core().hold_writes().await;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        drop(held);
+    });
+
+    let started = std::time::Instant::now();
+    let (status, body) = app.submit(&key, json!({ "message": "stuck" })).await;
+
+    assert_eq!(status, 504, "{body}");
+    assert!(body["detail"].as_str().is_some(), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    release.abort();
+    app.stop().await;
+}

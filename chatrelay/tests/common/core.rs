@@ -396,6 +396,21 @@ impl TestCore {
         Some(row.try_get_by_index(0).expect("an integer"))
     }
 
+    /// Holds every write to `message_requests` back until the returned
+    /// transaction is dropped: on SQLite by holding the one write
+    /// connection, on PostgreSQL by locking the table.
+    pub async fn hold_writes(&self) -> sea_orm::DatabaseTransaction {
+        use sea_orm::TransactionTrait;
+        let db = &self.core.store.write;
+        let txn = db.begin().await.expect("begin");
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            txn.execute_unprepared("LOCK TABLE message_requests IN EXCLUSIVE MODE")
+                .await
+                .expect("lock message_requests");
+        }
+        txn
+    }
+
     /// The SQLite database file, if that is the back end.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
         self.core.store.file()
