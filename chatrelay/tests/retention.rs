@@ -68,6 +68,23 @@ async fn webhooks_settled(core: &TestCore, account: &str) {
     }
 }
 
+async fn submit_with_idempotency_key(
+    app: &TestApp,
+    key: &str,
+    idempotency_key: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = app
+        .client
+        .post(app.url("/api/chat/submit/"))
+        .header("X-API-Key", key)
+        .header("Idempotency-Key", idempotency_key)
+        .json(&json!({ "message": "keyed" }))
+        .send()
+        .await
+        .expect("submit");
+    common::json_of(response).await
+}
+
 async fn status_of(app: &TestApp, key: &str, path: String) -> u16 {
     app.get(key, &path).await.0.as_u16()
 }
@@ -139,6 +156,13 @@ async fn prune_command_deletes_only_what_is_older_than_asked() {
     let old = finished(&app, &key, Some("chat-old")).await;
     let open = submit(&app, &key, None).await;
     let core = app.core();
+    let keyed = submit_with_idempotency_key(&app, &key, "k-1").await;
+    assert_eq!(keyed.0, 201);
+    let keyed_id: Uuid = keyed.1["id"].as_str().expect("id").parse().expect("UUID");
+    let account = core.account_id_of_key(&key).await;
+    core.fail(account, keyed_id, "it broke".into())
+        .await
+        .expect("fail");
     webhooks_settled(&core, "acme").await;
     core.age_finished_requests(chrono::Duration::days(40)).await;
     app.stop().await;
@@ -150,7 +174,7 @@ async fn prune_command_deletes_only_what_is_older_than_asked() {
     assert!(ok, "{stderr}");
     assert_eq!(
         lines.concat(),
-        "deleted 1 requests, 1 webhook deliveries, 1 webhook attempts, 1 empty chats"
+        "deleted 2 requests, 2 webhook deliveries, 2 webhook attempts, 2 empty chats"
     );
 
     let app = start(&db, None).await;
@@ -158,6 +182,10 @@ async fn prune_command_deletes_only_what_is_older_than_asked() {
         status_of(&app, &key, format!("/api/chat/requests/{old}/")).await,
         404
     );
+    // The key named a request that is gone: it is free again.
+    let again = submit_with_idempotency_key(&app, &key, "k-1").await;
+    assert_eq!(again.0, 201, "{}", again.1);
+    assert_ne!(again.1["id"], keyed_id.to_string());
     assert_eq!(
         status_of(&app, &key, format!("/api/chat/requests/{open}/")).await,
         200

@@ -4,27 +4,21 @@
 //! load the batches grow while the previous one commits; when idle a lone
 //! submission is written at once. Callers see exactly what a transaction per
 //! request would give them — their request is durable when they get an answer.
-//! The store's writer drains this queue (a sole writer in one transaction
-//! with the extension sessions' writes).
+//! The store's writer drains this queue (`store::batches` holds the
+//! transaction; a sole writer writes it with the extension sessions' writes).
 
 use std::{
     collections::{BTreeSet, HashMap},
-    panic::AssertUnwindSafe,
-    sync::Arc,
     time::Instant,
 };
 
-use futures::FutureExt;
-use sea_orm::TransactionTrait;
 use tokio::sync::oneshot;
 
 use crate::{
     accounts, batch,
-    committed::after_commit,
     error::{CoreError, CoreResult},
-    model::{AccountId, RequestView, Submission},
+    model::{AccountId, Submission, Submitted},
     requests::validate,
-    store::submits,
     Core,
 };
 
@@ -37,8 +31,8 @@ pub(crate) struct Pending {
     /// SHA-256 of the caller's API key: the batch resolves all its keys in
     /// one query, so authenticating costs no round trip of its own.
     key_hash: String,
-    submission: Submission,
-    reply: oneshot::Sender<CoreResult<RequestView>>,
+    pub(crate) submission: Submission,
+    pub(crate) reply: oneshot::Sender<CoreResult<Submitted>>,
 }
 
 pub struct Intake {
@@ -94,11 +88,7 @@ impl Intake {
 
     /// Authenticates, validates and stores a submission; resolves once it is
     /// committed.
-    pub async fn submit(
-        &self,
-        key_hash: String,
-        submission: Submission,
-    ) -> CoreResult<RequestView> {
+    pub async fn submit(&self, key_hash: String, submission: Submission) -> CoreResult<Submitted> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending {
@@ -112,31 +102,6 @@ impl Intake {
             .await
             .map_err(|_| CoreError::Unavailable("the submission could not be stored".into()))?
     }
-}
-
-/// Starts the writer. At shutdown it stops taking new submissions, stores
-/// the ones already queued, and ends.
-pub fn start_writer(core: &Arc<Core>) {
-    let Some(mut rx) = core.intake.take_receiver() else {
-        return;
-    };
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        let mut limits = RateLimits::new(&core);
-        while let Some(batch) = rx.next(&core.shutdown, MAX_BATCH).await {
-            // A bug in one batch must not stop every later submit: its callers
-            // get an error (their reply senders are dropped) and the writer goes on.
-            let stored = AssertUnwindSafe(async {
-                let accepted = accept(&core, &mut limits, batch).await;
-                store(&core, accepted).await
-            })
-            .catch_unwind();
-            if stored.await.is_err() {
-                tracing::error!("submit batch panicked; its callers were answered with an error");
-            }
-        }
-    });
 }
 
 /// The accounts of the batch's keys, in one lookup.
@@ -183,46 +148,6 @@ pub(crate) async fn accept(
         }
     }
     valid
-}
-
-/// Stores accepted submissions in one transaction; if that fails, each
-/// alone, so one bad submission cannot fail its neighbours.
-pub(crate) async fn store(core: &Core, batch: Vec<(AccountId, Pending)>) {
-    if batch.is_empty() {
-        return;
-    }
-    let written = async {
-        let txn = core.store.write.begin().await?;
-        let views = submits::insert_submissions(core, &txn, &submissions(&batch)).await?;
-        txn.commit().await?;
-        Ok::<_, CoreError>(views)
-    };
-    match written.await {
-        Ok(views) => answer(core, batch, views),
-        Err(e) if batch.len() == 1 => {
-            let (_, pending) = batch.into_iter().next().expect("one");
-            let _ = pending.reply.send(Err(e));
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, size = batch.len(), "batch failed; storing one by one");
-            for item in batch {
-                Box::pin(store(core, vec![item])).await;
-            }
-        }
-    }
-}
-
-/// Answers the callers of a committed batch, then applies what it
-/// committed (its accounts' sessions wake).
-pub(crate) fn answer(
-    core: &Core,
-    batch: Vec<(AccountId, Pending)>,
-    (views, committed): submits::Stored,
-) {
-    for ((_, pending), view) in batch.into_iter().zip(views) {
-        let _ = pending.reply.send(Ok(view));
-    }
-    after_commit(core, committed);
 }
 
 /// The submissions of an accepted batch, with their accounts, to store.

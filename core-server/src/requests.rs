@@ -6,14 +6,16 @@ use uuid::Uuid;
 use crate::{
     accounts,
     error::{CoreError, CoreResult},
-    model::{AccountId, RequestStatus, RequestView, Submission},
+    model::{
+        check_text, AccountId, RequestStatus, RequestView, Submission, Submitted,
+        MAX_CHAT_ID_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
+    },
     store, Core,
 };
 
 /// Page sizes for listings.
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
-const MAX_CHAT_ID_CHARS: usize = 256;
 
 /// A page of a listing, newest first.
 #[derive(Debug)]
@@ -34,19 +36,23 @@ pub(crate) fn validate(core: &Core, submission: &Submission) -> CoreResult<()> {
     if submission.message.trim().is_empty() {
         return Err(CoreError::invalid("message: must not be empty"));
     }
-    let max = core.config.max_message_chars;
-    if submission.message.chars().count() > max {
-        return Err(CoreError::invalid(format!(
-            "message: longer than {max} characters"
-        )));
-    }
+    check_text(
+        "message",
+        &submission.message,
+        core.config.max_message_chars,
+    )
+    .map_err(CoreError::InvalidArgument)?;
     if let Some(chat_id) = &submission.chat_id {
         if chat_id.trim().is_empty() {
             return Err(CoreError::invalid("chat_id: must not be empty"));
         }
-        if chat_id.chars().count() > MAX_CHAT_ID_CHARS {
+        check_text("chat_id", chat_id, MAX_CHAT_ID_CHARS).map_err(CoreError::InvalidArgument)?;
+    }
+    if let Some(key) = &submission.idempotency_key {
+        let printable = key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+        if key.trim().is_empty() || !printable || key.len() > MAX_IDEMPOTENCY_KEY_CHARS {
             return Err(CoreError::invalid(format!(
-                "chat_id: longer than {MAX_CHAT_ID_CHARS} characters"
+                "Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
             )));
         }
     }
@@ -58,7 +64,7 @@ pub async fn submit(
     core: &Core,
     api_key: Option<&str>,
     submission: Submission,
-) -> CoreResult<RequestView> {
+) -> CoreResult<Submitted> {
     let key = accounts::present_key(api_key)?;
     core.intake
         .submit(accounts::hash_api_key(key), submission)

@@ -13,8 +13,10 @@ use chatrelay_core::{
     grpc::GrpcListener,
     lifecycle,
     model::{ResponseType, Submission, ThinkingTime},
+    requests,
     store::entities::{chat, message_request, webhook_delivery},
-    webhooks, Core, CoreConfig,
+    webhooks::{self, Destinations},
+    Core, CoreConfig,
 };
 use chatrelay_edge::{EdgeConfig, EdgeState};
 use sea_orm::{
@@ -104,8 +106,9 @@ impl TestCore {
 
     /// Creates an account and returns its API key.
     pub async fn create_account(&self, name: &str, webhook_url: Option<&str>) -> String {
-        let destinations = self.core.config.webhooks.destinations();
-        accounts::create(&self.core.store, name, webhook_url, destinations)
+        // The tests' webhook receivers listen on loopback: whatever the
+        // core sends to, the harness sets any URL.
+        accounts::create(self.core.store(), name, webhook_url, Destinations::Any)
             .await
             .expect("create account")
             .api_key
@@ -113,7 +116,7 @@ impl TestCore {
 
     pub async fn account_id(&self, name: &str) -> AccountId {
         AccountId(
-            accounts::find_by_name(&self.core.store, name)
+            accounts::find_by_name(self.core.store(), name)
                 .await
                 .expect("account")
                 .id,
@@ -123,14 +126,14 @@ impl TestCore {
     /// The account an API key belongs to, found the way the core's
     /// services find it.
     pub async fn account_id_of_key(&self, key: &str) -> AccountId {
-        accounts::authenticate_hash(&self.core.store, &accounts::hash_api_key(key))
+        accounts::authenticate_hash(self.core.store(), &accounts::hash_api_key(key))
             .await
             .expect("valid key")
     }
 
     /// The account's current webhook signing secret (`whsec_…`).
     pub async fn webhook_secret(&self, name: &str) -> String {
-        accounts::find_by_name(&self.core.store, name)
+        accounts::find_by_name(self.core.store(), name)
             .await
             .expect("account")
             .webhook_secret
@@ -138,7 +141,7 @@ impl TestCore {
 
     /// Gives the account a new webhook signing secret and returns it.
     pub async fn rotate_webhook_secret(&self, name: &str) -> String {
-        accounts::rotate_webhook_secret(&self.core.store, name)
+        accounts::rotate_webhook_secret(self.core.store(), name)
             .await
             .expect("rotate")
     }
@@ -150,20 +153,19 @@ impl TestCore {
     /// submission queues when the returned future is first polled, so
     /// futures joined in order queue in that order.
     pub async fn submit(&self, key: &str, message: &str) -> Result<Uuid, CoreError> {
-        let view = self
-            .core
-            .intake
-            .submit(
-                accounts::hash_api_key(key),
-                Submission {
-                    message: message.into(),
-                    response_type: ResponseType::Auto,
-                    thinking_time: ThinkingTime::Standard,
-                    chat_id: None,
-                },
-            )
-            .await?;
-        Ok(view.request.id)
+        let view = requests::submit(
+            &self.core,
+            Some(key),
+            Submission {
+                message: message.into(),
+                response_type: ResponseType::Auto,
+                thinking_time: ThinkingTime::Standard,
+                chat_id: None,
+                idempotency_key: None,
+            },
+        )
+        .await?;
+        Ok(view.view.request.id)
     }
 
     /// Finishes a request as an extension's response would, with the
@@ -205,7 +207,7 @@ impl TestCore {
     ) {
         let id = Uuid::parse_str(id).expect("UUID");
         let row = message_request::Entity::find_by_id(id)
-            .one(&self.core.store.write)
+            .one(&self.core.store().write)
             .await
             .expect("find request")
             .expect("request exists");
@@ -218,7 +220,7 @@ impl TestCore {
         active.error_message =
             Set((status == RequestStatus::Failed).then(|| "it broke".to_string()));
         active
-            .update(&self.core.store.write)
+            .update(&self.core.store().write)
             .await
             .expect("update request");
     }
@@ -231,7 +233,7 @@ impl TestCore {
                 Expr::value(chrono::Utc::now() - by),
             )
             .filter(message_request::Column::CompletedAt.is_not_null())
-            .exec(&self.core.store.write)
+            .exec(&self.core.store().write)
             .await
             .expect("age finished requests");
     }
@@ -240,7 +242,7 @@ impl TestCore {
     pub async fn webhook_attempt_count(&self) -> u64 {
         use sea_orm::PaginatorTrait;
         chatrelay_core::store::entities::webhook_attempt::Entity::find()
-            .count(&self.core.store.read)
+            .count(&self.core.store().read)
             .await
             .expect("count attempts")
     }
@@ -248,7 +250,7 @@ impl TestCore {
     /// Fills in a chat's ChatGPT id and title, as an extension's response would.
     pub async fn name_chat(&self, chat_db_id: i64, chatgpt_id: &str, title: &str) {
         let row = chat::Entity::find_by_id(chat_db_id)
-            .one(&self.core.store.write)
+            .one(&self.core.store().write)
             .await
             .expect("find chat")
             .expect("chat exists");
@@ -257,7 +259,7 @@ impl TestCore {
         active.title = Set(Some(title.to_string()));
         active.updated_at = Set(chrono::Utc::now());
         active
-            .update(&self.core.store.write)
+            .update(&self.core.store().write)
             .await
             .expect("update chat");
     }
@@ -281,7 +283,7 @@ impl TestCore {
             )
             .col_expr(message_request::Column::Attempts, Expr::value(1))
             .filter(message_request::Column::Id.eq(Uuid::parse_str(id).expect("UUID")))
-            .exec(&self.core.store.write)
+            .exec(&self.core.store().write)
             .await
             .expect("lease the request");
     }
@@ -291,16 +293,16 @@ impl TestCore {
         let id = Uuid::parse_str(id).expect("UUID");
         let (row, chat) = message_request::Entity::find_by_id(id)
             .find_also_related(chat::Entity)
-            .one(&self.core.store.read)
+            .one(&self.core.store().read)
             .await
             .expect("sea-orm read")
             .expect("request exists");
-        RequestView::new(row, chat)
+        message_request::view(row, chat)
     }
 
     /// The SQLite-only read path that bypasses sea-orm; `None` on PostgreSQL.
     pub fn point_reads(&self) -> Option<PointReads> {
-        self.core.store.point_reads().map(PointReads)
+        self.core.store().point_reads().map(PointReads)
     }
 
     // ---- webhooks -----------------------------------------------------------------
@@ -312,7 +314,7 @@ impl TestCore {
 
     /// The account's webhook deliveries, newest first.
     pub async fn deliveries(&self, account: &str) -> Vec<DeliveryView> {
-        webhooks::list(&self.core.store, Some(self.account_id(account).await), 100)
+        webhooks::list(self.core.store(), Some(self.account_id(account).await), 100)
             .await
             .expect("list deliveries")
             .into_iter()
@@ -321,7 +323,7 @@ impl TestCore {
     }
 
     pub async fn delivery(&self, id: Uuid) -> DeliveryView {
-        webhooks::get(&self.core.store, id)
+        webhooks::get(self.core.store(), id)
             .await
             .expect("get")
             .into()
@@ -329,7 +331,7 @@ impl TestCore {
 
     /// Sends a finished delivery again, as `chatrelay webhook retry` does.
     pub async fn retry_delivery(&self, id: Uuid) -> Result<Delivery, CoreError> {
-        webhooks::retry(&self.core.store, id)
+        webhooks::retry(self.core.store(), id)
             .await
             .map(Delivery::from)
     }
@@ -344,7 +346,7 @@ impl TestCore {
         next_attempt_at_ms: i64,
     ) {
         let row = webhook_delivery::Entity::find_by_id(id)
-            .one(&self.core.store.write)
+            .one(&self.core.store().write)
             .await
             .expect("find delivery")
             .expect("delivery exists");
@@ -354,7 +356,7 @@ impl TestCore {
         claimed.claimed_by = Set(Some(Uuid::new_v4()));
         claimed.next_attempt_at = Set(next_attempt_at_ms);
         claimed
-            .update(&self.core.store.write)
+            .update(&self.core.store().write)
             .await
             .expect("fake a claim");
     }
@@ -365,7 +367,7 @@ impl TestCore {
     /// `postgres` on PostgreSQL, `sqlite` on SQLite (e.g. a trigger that
     /// makes some writes fail or slow).
     pub async fn run_sql(&self, postgres: &[&str], sqlite: &[&str]) {
-        let db = &self.core.store;
+        let db = &self.core.store();
         let statements = match db.write.get_database_backend() {
             DatabaseBackend::Postgres => postgres,
             _ => sqlite,
@@ -381,7 +383,7 @@ impl TestCore {
     /// SQLite's `PRAGMA synchronous` on the writer's connection (1 NORMAL,
     /// 2 FULL), or `None` on PostgreSQL.
     pub async fn sqlite_synchronous(&self) -> Option<i64> {
-        let db = &self.core.store.write;
+        let db = &self.core.store().write;
         if db.get_database_backend() != DatabaseBackend::Sqlite {
             return None;
         }
@@ -401,7 +403,7 @@ impl TestCore {
     /// connection, on PostgreSQL by locking the table.
     pub async fn hold_writes(&self) -> sea_orm::DatabaseTransaction {
         use sea_orm::TransactionTrait;
-        let db = &self.core.store.write;
+        let db = &self.core.store().write;
         let txn = db.begin().await.expect("begin");
         if db.get_database_backend() == DatabaseBackend::Postgres {
             txn.execute_unprepared("LOCK TABLE message_requests IN EXCLUSIVE MODE")
@@ -413,7 +415,7 @@ impl TestCore {
 
     /// The SQLite database file, if that is the back end.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
-        self.core.store.file()
+        self.core.store().file()
     }
 }
 
@@ -425,8 +427,8 @@ pub struct Settled {
     pub chat_id: i64,
 }
 
-impl From<message_request::Model> for Settled {
-    fn from(row: message_request::Model) -> Self {
+impl From<chatrelay_core::model::MessageRequest> for Settled {
+    fn from(row: chatrelay_core::model::MessageRequest) -> Self {
         Self {
             status: row.status,
             chat_id: row.chat_id,
@@ -554,7 +556,7 @@ impl LoneCore {
         let server = tokio::spawn(chatrelay_core::grpc::serve(
             routes,
             listener,
-            core.core.shutdown.clone(),
+            core.core.shutdown_token(),
         ));
         Self { url, core, server }
     }

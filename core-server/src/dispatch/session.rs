@@ -19,9 +19,9 @@ use super::{lease, AccountHub};
 use crate::{
     error::CoreError,
     lifecycle::{self, Outcome},
-    model::AccountId,
+    model::{AccountId, MessageRequest},
     results::Claimed,
-    store::{chats, entities::message_request, requests, Store},
+    store::{chats, requests, Store},
     Core,
 };
 
@@ -51,7 +51,7 @@ pub enum ClientFrame {
 /// A request handed to the extension.
 #[derive(Clone, Debug)]
 pub struct Delivery {
-    pub request: message_request::Model,
+    pub request: MessageRequest,
     /// The chat's ChatGPT id, `None` for a new chat.
     pub chatgpt_id: Option<String>,
 }
@@ -215,7 +215,7 @@ impl Session {
     }
 
     /// Sends claimed requests to the extension; the session holds them.
-    async fn deliver(&mut self, claimed: Vec<message_request::Model>) {
+    async fn deliver(&mut self, claimed: Vec<MessageRequest>) {
         if claimed.is_empty() {
             return;
         }

@@ -33,6 +33,15 @@ pub(crate) async fn caller(core: &Core, metadata: &MetadataMap) -> CoreResult<Ac
     accounts::authenticate(&core.store, api_key(metadata)).await
 }
 
+/// The metadata entry (and REST header, `Idempotency-Key`) that carries a
+/// submit's idempotency key.
+pub const IDEMPOTENCY_KEY_METADATA: &str = "idempotency-key";
+
+/// Set to `true` on a `SubmitMessage` answer that repeats the request an
+/// earlier submit with the same idempotency key created (REST: `200`, not
+/// `201`).
+pub const REPLAYED_METADATA: &str = "idempotent-replayed";
+
 /// The metadata entry (and REST header) that carries a call's request id.
 pub const REQUEST_ID_METADATA: &str = "x-request-id";
 

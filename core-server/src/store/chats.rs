@@ -9,7 +9,7 @@ use sea_orm::{
 use super::{entities::chat, Store};
 use crate::{
     error::{CoreError, CoreResult},
-    model::{now, AccountId},
+    model::{now, AccountId, Chat},
     requests::{page_size, Page},
     Core,
 };
@@ -19,7 +19,7 @@ pub async fn list(
     account: AccountId,
     limit: u32,
     cursor: Option<&str>,
-) -> CoreResult<Page<chat::Model>> {
+) -> CoreResult<Page<Chat>> {
     let limit = page_size(limit);
     let mut query = chat::Entity::find().filter(chat::Column::AccountId.eq(account.0));
     if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
@@ -39,18 +39,19 @@ pub async fn list(
         .then(|| rows.last().map(|c| c.id.to_string()))
         .flatten();
     Ok(Page {
-        items: rows,
+        items: rows.into_iter().map(Chat::from).collect(),
         next_cursor,
     })
 }
 
 /// The account's chat with this ChatGPT id.
-pub async fn get(core: &Core, account: AccountId, chatgpt_id: &str) -> CoreResult<chat::Model> {
+pub async fn get(core: &Core, account: AccountId, chatgpt_id: &str) -> CoreResult<Chat> {
     chat::Entity::find()
         .filter(chat::Column::AccountId.eq(account.0))
         .filter(chat::Column::ChatgptId.eq(chatgpt_id))
         .one(&core.store.read)
         .await?
+        .map(Chat::from)
         .ok_or_else(|| CoreError::not_found("chat not found"))
 }
 

@@ -14,11 +14,13 @@
 //! ([`Store::sole_writer`], [`Store::point_read`], [`publish_work`], …).
 
 pub(crate) mod accounts;
+pub(crate) mod batches;
 pub mod chats;
 pub mod claim;
 mod config;
 pub(crate) mod deliveries;
 pub mod entities;
+pub(crate) mod idempotency;
 pub(crate) mod leases;
 pub(crate) mod outbox;
 pub(crate) mod outcomes;
@@ -186,7 +188,10 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod statement_tests {
     use sea_orm::{
         sea_query::{LockBehavior, LockType},
         DatabaseBackend, EntityTrait, QuerySelect, QueryTrait,

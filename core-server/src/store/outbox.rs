@@ -24,9 +24,9 @@ use uuid::Uuid;
 use crate::webhooks::{destination::redact, payload};
 use crate::{
     error::{CoreError, CoreResult},
-    model::now,
+    model::{now, MessageRequest},
     store::entities::{
-        account, message_request, webhook_attempt,
+        account, webhook_attempt,
         webhook_delivery::{self, DeliveryStatus},
     },
     Core,
@@ -39,10 +39,7 @@ pub fn epoch_millis(at: DateTime<Utc>) -> i64 {
 
 /// See [`crate::webhooks::enqueue`]: one query for the accounts' webhook URLs, one
 /// multi-row insert.
-pub async fn enqueue(
-    conn: &impl ConnectionTrait,
-    requests: &[&message_request::Model],
-) -> CoreResult<()> {
+pub async fn enqueue(conn: &impl ConnectionTrait, requests: &[&MessageRequest]) -> CoreResult<()> {
     let bodies = requests
         .iter()
         .map(|request| {

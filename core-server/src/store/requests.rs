@@ -36,7 +36,7 @@ pub(crate) async fn get_for_key(
         .find_also_related(chat::Entity)
         .one(&store.read)
         .await?
-        .map(|(request, chat)| RequestView::new(request, chat)))
+        .map(|(request, chat)| message_request::view(request, chat)))
 }
 
 /// Up to `limit` of the account's requests, newest first, with `status`
@@ -63,7 +63,7 @@ pub(crate) async fn list(
         .all(&store.read)
         .await?
         .into_iter()
-        .map(|(request, chat)| RequestView::new(request, chat))
+        .map(|(request, chat)| message_request::view(request, chat))
         .collect())
 }
 

@@ -1,6 +1,6 @@
 //! Retention's statements: one batch deletes up to `limit` finished requests
 //! that finished before a cutoff, their webhook deliveries and attempts, and
-//! the chats they leave empty.
+//! the chats they leave empty (and the Idempotency-Keys that named them).
 //!
 //! The batch is found on the read pool, outside any write transaction (on
 //! SQLite a scan inside it would hold the only writer); the deletes, by key,
@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{
     entities::{
-        chat, message_request, webhook_attempt,
+        chat, idempotency_key, message_request, webhook_attempt,
         webhook_delivery::{self, DeliveryStatus},
     },
     Store,
@@ -109,11 +109,29 @@ pub async fn prune_batch(store: &Store, cutoff: DateTime<Utc>, limit: u64) -> Co
     // Rechecked in the transaction: an operator may have sent a webhook of
     // the batch again (`webhook retry`) since it was found.
     let requests = message_request::Entity::delete_many()
-        .filter(message_request::Column::Id.is_in(ids))
+        .filter(message_request::Column::Id.is_in(ids.clone()))
         .filter(prunable)
         .exec(&txn)
         .await?
         .rows_affected;
+    // An Idempotency-Key of a deleted request no longer names anything.
+    idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::RequestId.is_in(ids))
+        .filter(
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(message_request::Entity)
+                    .and_where(
+                        Expr::col((message_request::Entity, message_request::Column::Id))
+                            .equals((idempotency_key::Entity, idempotency_key::Column::RequestId)),
+                    )
+                    .to_owned(),
+            )
+            .not(),
+        )
+        .exec(&txn)
+        .await?;
     let chats = chat::Entity::delete_many()
         .filter(chat::Column::Id.is_in(chats))
         .filter(

@@ -31,7 +31,7 @@ pub use config::{
 pub use destination::Destinations;
 pub use signature::{sign, InvalidSecret};
 
-use crate::{error::CoreResult, store::entities::message_request, Core};
+use crate::{error::CoreResult, model::MessageRequest, Core};
 
 /// The webhook worker's state that lives in [`Core`].
 #[derive(Debug, Default)]
@@ -45,10 +45,7 @@ pub struct Webhooks {
 /// deliveries and the transitions commit together or not at all. An account
 /// without a webhook URL gets no delivery; a second call for the same
 /// request changes nothing.
-pub async fn enqueue(
-    conn: &impl ConnectionTrait,
-    requests: &[&message_request::Model],
-) -> CoreResult<()> {
+pub async fn enqueue(conn: &impl ConnectionTrait, requests: &[&MessageRequest]) -> CoreResult<()> {
     crate::store::outbox::enqueue(conn, requests).await
 }
 
