@@ -5,15 +5,12 @@
 
 mod common;
 
-use common::{rest::list, ws::Extension, TestApp};
+use common::{
+    rest::list,
+    ws::{request_id, Extension},
+    TestApp,
+};
 use serde_json::{json, Value};
-
-fn id_of(frame: &Value) -> String {
-    frame["request_id"]
-        .as_str()
-        .expect("request_id")
-        .to_string()
-}
 
 #[tokio::test]
 async fn a_submit_with_a_nul_character_is_refused_naming_the_field() {
@@ -56,7 +53,7 @@ async fn an_answer_with_a_nul_character_gets_an_error_frame_and_changes_nothing(
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(id_of(&ext.recv_request().await), id);
+    assert_eq!(request_id(&ext.recv_request().await), id);
 
     ext.respond(&id, "bad\u{0}answer", "conv-1", Some("Title"))
         .await;
@@ -101,8 +98,8 @@ async fn strings_from_the_extension_are_bounded_and_a_refused_one_costs_its_neig
         .unwrap()
         .to_string();
     let mut delivered = vec![
-        id_of(&ext.recv_request().await),
-        id_of(&ext.recv_request().await),
+        request_id(&ext.recv_request().await),
+        request_id(&ext.recv_request().await),
     ];
     delivered.sort();
     let mut expected = vec![first.clone(), second.clone()];
@@ -142,5 +139,43 @@ async fn strings_from_the_extension_are_bounded_and_a_refused_one_costs_its_neig
     let done = app.wait_for_status(&key, &first, "done").await;
     assert_eq!(done["chat"], chat.as_str());
     ext.assert_nothing_pending().await;
+    app.stop().await;
+}
+
+/// 100 requests of 60,000 characters are about 6 MB of JSON: the page ends
+/// early (at the core's text budget) with a cursor, instead of failing on
+/// the gRPC message limit, and the cursors lead through all of them.
+#[tokio::test]
+async fn a_page_of_long_requests_is_served_in_parts() {
+    use common::rest::get_page;
+    let (app, key) = TestApp::with_account().await;
+    let long = "x".repeat(60_000);
+    for chunk in 0..10 {
+        let submits =
+            (0..10).map(|i| app.submit(&key, json!({ "message": format!("{chunk}-{i} {long}") })));
+        for (status, body) in futures::future::join_all(submits).await {
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    let (first, cursor) = get_page(&app, &key, "/api/chat/requests/?limit=100").await;
+    assert!(first.len() < 100, "one page of {} requests", first.len());
+    assert!(!first.is_empty());
+    let mut seen: Vec<String> = first.iter().map(|r| r["id"].to_string()).collect();
+    let mut cursor = cursor.expect("a cursor to the rest");
+    loop {
+        let (page, next) = get_page(
+            &app,
+            &key,
+            &format!("/api/chat/requests/?limit=100&cursor={cursor}"),
+        )
+        .await;
+        seen.extend(page.iter().map(|r| r["id"].to_string()));
+        match next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!((seen.len(), distinct.len()), (100, 100));
     app.stop().await;
 }

@@ -13,6 +13,20 @@ use crate::{
     store, Core,
 };
 
+/// The text (messages, responses, errors) one page of requests may carry
+/// before it ends early, with `next_cursor` pointing on.
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Requests read from the store at a time while filling a page.
+const PAGE_CHUNK: usize = 128;
+
+/// Bytes of text a request carries.
+fn text_bytes(view: &RequestView) -> usize {
+    let r = &view.request;
+    r.message.len()
+        + r.response.as_ref().map_or(0, String::len)
+        + r.error_message.as_ref().map_or(0, String::len)
+}
+
 /// Page sizes for listings.
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
@@ -120,9 +134,33 @@ pub async fn list(
         }
         None => None,
     };
-    let mut rows = store::requests::list(&core.store, account, status, before, limit + 1).await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
+    // Read in chunks, so a page of long answers never holds more than its
+    // text budget (and one chunk) in memory; it always holds one request.
+    let mut rows: Vec<RequestView> = Vec::new();
+    let mut bytes = 0;
+    let mut more = false;
+    let mut after = before;
+    'pages: loop {
+        let wanted = (limit as usize - rows.len()).min(PAGE_CHUNK) as u32 + 1;
+        let chunk = store::requests::list(&core.store, account, status, after, wanted).await?;
+        let full = chunk.len() == wanted as usize;
+        for view in chunk.into_iter().take(wanted as usize - 1) {
+            bytes += text_bytes(&view);
+            if rows.len() == limit as usize || (bytes > PAGE_BYTES && !rows.is_empty()) {
+                more = true;
+                break 'pages;
+            }
+            after = Some(view.request.id);
+            rows.push(view);
+        }
+        if !full {
+            break;
+        }
+        if rows.len() == limit as usize {
+            more = true;
+            break;
+        }
+    }
     let next_cursor = more
         .then(|| rows.last().map(|view| view.request.id.to_string()))
         .flatten();

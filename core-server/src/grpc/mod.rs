@@ -20,6 +20,12 @@ use tower::{Service, ServiceBuilder};
 
 use crate::{accounts, error::CoreResult, model::AccountId, Core};
 
+/// The largest gRPC message the core takes or sends. A page of requests is
+/// cut at `requests::PAGE_BYTES` of text, so with its last request (a
+/// message and a response at their limits) it stays well under this; an
+/// extension frame is bounded by the edge's WebSocket limit (4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+
 /// The metadata entry that carries the API key.
 pub const API_KEY_METADATA: &str = "x-api-key";
 
@@ -123,10 +129,16 @@ pub async fn routes(core: &Arc<Core>) -> anyhow::Result<Routes> {
     Ok(Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ChatServiceServer::new(chat::ChatApi::new(core.clone())))
-        .add_service(ExtensionServiceServer::new(extension::ExtensionApi::new(
-            core.clone(),
-        )))
+        .add_service(
+            ChatServiceServer::new(chat::ChatApi::new(core.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ExtensionServiceServer::new(extension::ExtensionApi::new(core.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .prepare())
 }
 
