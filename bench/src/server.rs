@@ -32,6 +32,8 @@ impl Chatrelay {
             .env("DATABASE_URL", database_url)
             .env("CHATRELAY_HTTP_ADDR", "127.0.0.1:0")
             .env("CHATRELAY_GRPC_ADDR", "127.0.0.1:0")
+            // The benchmark's webhook receiver listens on loopback.
+            .env("CHATRELAY_ALLOW_PRIVATE_WEBHOOK_URLS", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log)?)
@@ -105,6 +107,7 @@ pub async fn create_account(
         .arg("--name")
         .arg(name)
         .env("RUST_LOG", "warn")
+        .env("CHATRELAY_ALLOW_PRIVATE_WEBHOOK_URLS", "true")
         .kill_on_drop(true);
     if let Some(url) = webhook_url {
         command.arg("--webhook-url").arg(url);

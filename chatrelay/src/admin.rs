@@ -1,7 +1,7 @@
 //! Operator commands that work on the database directly through the core's
-//! library: accounts and migrations.
+//! library: accounts, migrations and pruning.
 
-use chatrelay_core::{accounts, config::DatabaseConfig, store::Store};
+use chatrelay_core::{accounts, config::DatabaseConfig, store::Store, webhooks::Destinations};
 
 pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
     let db = Store::connect_without_migrating(config).await?;
@@ -11,13 +11,27 @@ pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `chatrelay prune --older-than AGE`.
+pub async fn prune(config: &DatabaseConfig, older_than: std::time::Duration) -> anyhow::Result<()> {
+    let db = Store::connect(config).await?;
+    let pruned = chatrelay_core::retention::prune(&db, older_than).await;
+    db.close().await;
+    let pruned = pruned?;
+    println!(
+        "deleted {} requests, {} webhook deliveries, {} webhook attempts, {} empty chats",
+        pruned.requests, pruned.deliveries, pruned.attempts, pruned.chats
+    );
+    Ok(())
+}
+
 pub async fn account_create(
     config: &DatabaseConfig,
     name: &str,
     webhook_url: Option<&str>,
+    destinations: Destinations,
 ) -> anyhow::Result<()> {
     let db = Store::connect(config).await?;
-    let created = accounts::create(&db, name, webhook_url).await;
+    let created = accounts::create(&db, name, webhook_url, destinations).await;
     db.close().await;
     let created = created?;
     let account = &created.account;
@@ -55,9 +69,10 @@ pub async fn account_set_webhook(
     config: &DatabaseConfig,
     name: &str,
     webhook_url: Option<&str>,
+    destinations: Destinations,
 ) -> anyhow::Result<()> {
     let db = Store::connect(config).await?;
-    let updated = accounts::set_webhook(&db, name, webhook_url).await;
+    let updated = accounts::set_webhook(&db, name, webhook_url, destinations).await;
     db.close().await;
     let account = updated?;
     println!(

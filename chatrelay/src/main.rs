@@ -1,7 +1,7 @@
 //! `chatrelay`: parses the command line and calls the library.
 
 use chatrelay::{admin, serve, simulate, webhooks};
-use chatrelay_core::{config::DatabaseConfig, CoreConfig};
+use chatrelay_core::{config::DatabaseConfig, webhooks::Destinations, CoreConfig};
 use chatrelay_edge::EdgeConfig;
 use clap::{Parser, Subcommand};
 
@@ -25,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size of the `serve` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the core and the edge in one process.
@@ -38,6 +40,14 @@ enum Command {
     Account {
         #[command(flatten)]
         db: DatabaseConfig,
+        /// Accept webhook URLs whose host is, or resolves to, a loopback,
+        /// private, link-local or cloud-metadata address.
+        #[arg(
+            long = "allow-private-webhook-urls",
+            env = "CHATRELAY_ALLOW_PRIVATE_WEBHOOK_URLS",
+            global = true
+        )]
+        allow_private_webhook_urls: bool,
         #[command(subcommand)]
         command: AccountCommand,
     },
@@ -57,6 +67,15 @@ enum Command {
         db: DatabaseConfig,
         #[command(subcommand)]
         command: webhooks::WebhookCommand,
+    },
+    /// Delete finished requests older than an age, with their webhook
+    /// deliveries and the chats they leave empty (as CHATRELAY_RETENTION does).
+    Prune {
+        #[command(flatten)]
+        db: DatabaseConfig,
+        /// e.g. `30d`, `12h`.
+        #[arg(long, value_name = "AGE", value_parser = chatrelay_core::retention::parse_age)]
+        older_than: std::time::Duration,
     },
     /// Print the REST API's OpenAPI 3.1 document (the one served at /api/openapi.json).
     Openapi,
@@ -110,8 +129,8 @@ async fn main() -> anyhow::Result<()> {
             let addrs = running.addrs;
             tracing::info!(http = %addrs.http, grpc = %addrs.grpc, "chatrelay is serving");
             println!(
-                "chatrelay listening: REST and WebSocket on http://{}, gRPC on http://{}",
-                addrs.http, addrs.grpc
+                "chatrelay listening: REST and WebSocket on http://{}, gRPC on {}://{}",
+                addrs.http, addrs.grpc_scheme, addrs.grpc
             );
             let token = running.shutdown_token();
             tokio::spawn(async move {
@@ -122,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             running.wait().await
         }
         Command::Migrate { db } => admin::migrate(&db).await,
+        Command::Prune { db, older_than } => admin::prune(&db, older_than).await,
         Command::Openapi => {
             println!("{}", chatrelay_edge::rest::openapi::document_json());
             Ok(())
@@ -143,21 +163,36 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Account { db, command } => match command {
-            AccountCommand::Create { name, webhook_url } => {
-                admin::account_create(&db, &name, webhook_url.as_deref()).await
-            }
-            AccountCommand::List => admin::account_list(&db).await,
-            AccountCommand::SetWebhook { name, url } => {
-                admin::account_set_webhook(&db, &name, url.as_deref()).await
-            }
-            AccountCommand::RotateKey {
-                name,
-                keep_existing,
-            } => admin::account_rotate_key(&db, &name, keep_existing).await,
-            AccountCommand::RotateWebhookSecret { name } => {
-                admin::account_rotate_webhook_secret(&db, &name).await
-            }
-        },
+        Command::Account {
+            db,
+            allow_private_webhook_urls,
+            command,
+        } => {
+            let destinations = Destinations::new(allow_private_webhook_urls);
+            account(db, destinations, command).await
+        }
+    }
+}
+
+async fn account(
+    db: DatabaseConfig,
+    destinations: Destinations,
+    command: AccountCommand,
+) -> anyhow::Result<()> {
+    match command {
+        AccountCommand::Create { name, webhook_url } => {
+            admin::account_create(&db, &name, webhook_url.as_deref(), destinations).await
+        }
+        AccountCommand::List => admin::account_list(&db).await,
+        AccountCommand::SetWebhook { name, url } => {
+            admin::account_set_webhook(&db, &name, url.as_deref(), destinations).await
+        }
+        AccountCommand::RotateKey {
+            name,
+            keep_existing,
+        } => admin::account_rotate_key(&db, &name, keep_existing).await,
+        AccountCommand::RotateWebhookSecret { name } => {
+            admin::account_rotate_webhook_secret(&db, &name).await
+        }
     }
 }

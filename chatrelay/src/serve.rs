@@ -5,7 +5,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use chatrelay_core::{Core, CoreConfig};
+use chatrelay_core::{grpc::GrpcListener, Core, CoreConfig};
 use chatrelay_edge::{EdgeConfig, EdgeState};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Addresses {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// `https` when the gRPC listener serves TLS.
+    pub grpc_scheme: &'static str,
 }
 
 /// A chatrelay whose listeners are bound and whose database is ready.
@@ -37,15 +39,16 @@ impl Running {
         core_config: CoreConfig,
         mut edge_config: EdgeConfig,
     ) -> anyhow::Result<Self> {
-        let grpc_listener = TcpListener::bind(core_config.grpc_addr).await?;
+        let grpc_listener = GrpcListener::bind(&core_config).await?;
         let http_listener = TcpListener::bind(edge_config.http_addr).await?;
         let addrs = Addresses {
             http: http_listener.local_addr()?,
             grpc: grpc_listener.local_addr()?,
+            grpc_scheme: grpc_listener.scheme(),
         };
         let core = Core::start(core_config).await?;
         let routes = chatrelay_core::grpc::routes(&core).await?;
-        edge_config.core_url = format!("http://{}", addrs.grpc);
+        edge_config.core_url = format!("{}://{}", addrs.grpc_scheme, addrs.grpc);
         let edge = EdgeState::in_process(
             edge_config,
             chatrelay_core::grpc::in_process(routes.clone()),

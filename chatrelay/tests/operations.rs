@@ -716,3 +716,77 @@ async fn sqlite_wal_is_checkpointed_while_running() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_require_the_configured_bearer_token() {
+    let app =
+        TestApp::fresh_configured(|_, edge| edge.metrics_token = Some("m3trics".into())).await;
+    let get = |auth: Option<&'static str>| {
+        let mut request = app.client.get(app.url("/metrics"));
+        if let Some(auth) = auth {
+            request = request.header("Authorization", auth);
+        }
+        request.send()
+    };
+
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("m3trics"),
+        Some("Bearer m3trics2"),
+    ] {
+        let response = get(auth).await.expect("GET /metrics");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let (_, body) = json_of(response).await;
+        assert!(body["detail"].as_str().is_some(), "{body}");
+    }
+    let response = get(Some("Bearer m3trics")).await.expect("GET /metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("text");
+    assert!(text.contains("# TYPE"), "{text}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn interactive_docs_can_be_turned_off() {
+    let with_docs = TestApp::fresh().await;
+    let without_docs = TestApp::fresh_configured(|_, edge| edge.no_docs = true).await;
+    let status = |app: &TestApp, path: &'static str| {
+        let request = app.client.get(app.url(path)).send();
+        async move { request.await.expect("GET").status() }
+    };
+
+    assert_eq!(status(&with_docs, "/api/docs/").await, StatusCode::OK);
+    assert_eq!(
+        status(&without_docs, "/api/docs/").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status(&without_docs, "/api/docs/index.css").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status(&without_docs, "/api/openapi.json").await,
+        StatusCode::OK
+    );
+    with_docs.stop().await;
+    without_docs.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_syncs_every_commit_unless_told_normal() {
+    let full = TestApp::fresh().await;
+    let normal = TestApp::fresh_configured(|core, _| {
+        core.database.sqlite_synchronous = chatrelay_core::config::SqliteSynchronous::Normal;
+    })
+    .await;
+    let Some(default) = full.core().sqlite_synchronous().await else {
+        return; // PostgreSQL: fsync is the server's setting.
+    };
+
+    assert_eq!(default, 2, "the default is synchronous=FULL");
+    assert_eq!(normal.core().sqlite_synchronous().await, Some(1));
+    full.stop().await;
+    normal.stop().await;
+}

@@ -606,6 +606,42 @@ async fn slow_receiver_times_out_without_holding_up_others_or_rest() {
 }
 
 #[tokio::test]
+async fn hanging_receiver_of_one_account_does_not_hold_up_another_account() {
+    let mut hanging = Receiver::start().await;
+    hanging.otherwise(Reply::Slow(Duration::from_secs(60)));
+    let mut fast = Receiver::start().await;
+    let app = TestApp::fresh_configured(|core, _| {
+        core.webhooks.retry_schedule = schedule("none");
+        core.webhooks.timeout = Duration::from_secs(5);
+        core.webhooks.concurrency = 4;
+        core.webhooks.concurrency_per_account = 2;
+    })
+    .await;
+    let hanging_key = app
+        .account_with_webhook("hanging", Some(&hanging.url()))
+        .await;
+    let fast_key = app.account_with_webhook("fast", Some(&fast.url())).await;
+    for i in 0..6 {
+        submit_and_complete(&app, "hanging", &hanging_key, &format!("slow {i}")).await;
+    }
+    hanging.next().await;
+    hanging.next().await;
+    // Time enough for the worker to start more attempts, were it to.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        hanging.already_received().is_empty(),
+        "the hanging account has more than its share of attempts in flight"
+    );
+
+    let submitted = submit_and_complete(&app, "fast", &fast_key, "quick").await;
+
+    let received = tokio::time::timeout(Duration::from_secs(1), fast.next())
+        .await
+        .expect("the other account's webhook arrives within a second");
+    assert_eq!(received.json()["request_id"], submitted.to_string());
+}
+
+#[tokio::test]
 async fn redirects_are_not_followed() {
     let mut receiver = Receiver::start().await;
     receiver.script([Reply::Redirect("/elsewhere")]);
@@ -833,4 +869,132 @@ async fn webhook_cli_lists_deliveries_and_retries_a_failed_one() {
 async fn chatrelay(db: &TestDb, args: &[&str]) -> (bool, String) {
     let (ok, stdout, stderr) = common::process::run(db, args).await;
     (ok, format!("{}\n{stderr}", stdout.join("\n")))
+}
+
+// ---- where a webhook may go ------------------------------------------------------
+
+#[tokio::test]
+async fn cli_refuses_private_webhook_urls_unless_allowed() {
+    let db = TestDb::new().await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+    ] {
+        let output = common::process::chatrelay(&db)
+            .env_remove("CHATRELAY_ALLOW_PRIVATE_WEBHOOK_URLS")
+            .args(["account", "create", "--name", "acme", "--webhook-url", url])
+            .output()
+            .await
+            .expect("run chatrelay");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url} was accepted");
+        assert!(stderr.contains("refused"), "{url}: {stderr}");
+    }
+    let (ok, _) = chatrelay(&db, &["account", "create", "--name", "acme"]).await;
+    assert!(ok);
+    let output = common::process::chatrelay(&db)
+        .env_remove("CHATRELAY_ALLOW_PRIVATE_WEBHOOK_URLS")
+        .args(["account", "set-webhook", "--name", "acme"])
+        .args(["--url", "http://127.0.0.1:9/hook"])
+        .output()
+        .await
+        .expect("run chatrelay");
+    assert!(!output.status.success(), "set-webhook accepted loopback");
+
+    let output = common::process::chatrelay(&db)
+        .env_remove("CHATRELAY_ALLOW_PRIVATE_WEBHOOK_URLS")
+        .args(["account", "set-webhook", "--name", "acme"])
+        .args([
+            "--url",
+            "http://127.0.0.1:9/hook",
+            "--allow-private-webhook-urls",
+        ])
+        .output()
+        .await
+        .expect("run chatrelay");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn private_webhook_url_is_not_sent_to_once_no_longer_allowed() {
+    let db = TestDb::new().await;
+    let mut by_name = Receiver::start().await;
+    let mut by_address = Receiver::start().await;
+    let app = start(&db, "none").await;
+    let localhost = format!("http://localhost:{}/hook", by_name.addr.port());
+    let key_by_name = app.account_with_webhook("by-name", Some(&localhost)).await;
+    let key_by_address = app
+        .account_with_webhook("by-address", Some(&by_address.url()))
+        .await;
+    app.stop().await;
+
+    // As if the URLs had been set when they resolved elsewhere.
+    let app = TestApp::start_with(&db, |core, _| {
+        core.webhooks.retry_schedule = schedule("none");
+        core.webhooks.allow_private_urls = false;
+    })
+    .await;
+    submit_and_complete(&app, "by-name", &key_by_name, "one").await;
+    submit_and_complete(&app, "by-address", &key_by_address, "two").await;
+    let core = app.core();
+    for account in ["by-name", "by-address"] {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let view = loop {
+            let view = only_delivery(&core, account).await;
+            if view.delivery.status != DeliveryStatus::Pending {
+                break view;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{view:#?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(view.delivery.status, DeliveryStatus::Failed);
+        let error = view.attempts[0].error.clone().unwrap_or_default();
+        assert!(error.contains("loopback"), "{account}: {error}");
+    }
+    stop(app).await;
+    assert!(by_name.already_received().is_empty(), "sent to localhost");
+    assert!(
+        by_address.already_received().is_empty(),
+        "sent to 127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn webhook_url_secrets_are_never_recorded() {
+    let mut receiver = Receiver::start().await;
+    let mut dead = DeadReceiver::start().await;
+    let app = start_fresh("none").await;
+    let with_token = format!("http://user:pa55word@{}/hook?token=s3cret", receiver.addr);
+    let key = app.account_with_webhook("acme", Some(&with_token)).await;
+    let dead_with_token = format!("http://user:pa55word@{}/hook?token=s3cret", dead.addr);
+    let dead_key = app
+        .account_with_webhook("dead", Some(&dead_with_token))
+        .await;
+
+    submit_and_complete(&app, "acme", &key, "hello").await;
+    assert_eq!(receiver.next().await.path, "/hook");
+    submit_and_complete(&app, "dead", &dead_key, "hello").await;
+    dead.next_connection().await;
+    let core = stop(app).await;
+
+    let delivered = only_delivery(&core, "acme").await;
+    assert_eq!(delivered.delivery.status, DeliveryStatus::Succeeded);
+    assert_eq!(
+        delivered.delivery.url,
+        format!("http://{}/hook", receiver.addr)
+    );
+    let failed = only_delivery(&core, "dead").await;
+    assert_eq!(failed.delivery.status, DeliveryStatus::Failed);
+    let recorded = format!("{failed:?} {delivered:?}");
+    for secret in ["s3cret", "pa55word", "user"] {
+        assert!(!recorded.contains(secret), "{secret} recorded: {recorded}");
+    }
 }

@@ -13,6 +13,7 @@ use crate::{
     error::{CoreError, CoreResult},
     model::AccountId,
     store::{accounts, entities::account, Store},
+    webhooks::{destination::redact, Destinations},
 };
 
 /// A new account, with the secrets that are shown only at creation.
@@ -53,7 +54,10 @@ pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-fn validate_webhook_url(url: Option<&str>) -> CoreResult<Option<String>> {
+async fn validate_webhook_url(
+    url: Option<&str>,
+    destinations: Destinations,
+) -> CoreResult<Option<String>> {
     let Some(raw) = url.map(str::trim).filter(|u| !u.is_empty()) else {
         return Ok(None);
     };
@@ -64,6 +68,12 @@ fn validate_webhook_url(url: Option<&str>) -> CoreResult<Option<String>> {
             "webhook URL {raw:?} must be an http:// or https:// URL"
         )));
     }
+    destinations.check(&parsed).await.map_err(|why| {
+        CoreError::invalid(format!(
+            "webhook URL {:?} refused: {why}",
+            redact(parsed.as_str())
+        ))
+    })?;
     Ok(Some(parsed.to_string()))
 }
 
@@ -75,16 +85,18 @@ fn stored(key: &str) -> accounts::NewKey {
     }
 }
 
+/// Creates an account; a webhook URL must lead where `destinations` allows.
 pub async fn create(
     store: &Store,
     name: &str,
     webhook_url: Option<&str>,
+    destinations: Destinations,
 ) -> CoreResult<CreatedAccount> {
     let name = name.trim();
     if name.is_empty() {
         return Err(CoreError::invalid("account name must not be empty"));
     }
-    let webhook_url = validate_webhook_url(webhook_url)?;
+    let webhook_url = validate_webhook_url(webhook_url, destinations).await?;
     let api_key = new_api_key();
     let account = accounts::insert(
         store,
@@ -114,13 +126,15 @@ pub async fn find_by_name(store: &Store, name: &str) -> CoreResult<account::Mode
         .ok_or_else(|| CoreError::not_found(format!("no account named {name:?}")))
 }
 
-/// Sets (or with `None`, clears) the account's webhook URL.
+/// Sets (or with `None`, clears) the account's webhook URL; it must lead
+/// where `destinations` allows.
 pub async fn set_webhook(
     store: &Store,
     name: &str,
     webhook_url: Option<&str>,
+    destinations: Destinations,
 ) -> CoreResult<account::Model> {
-    let webhook_url = validate_webhook_url(webhook_url)?;
+    let webhook_url = validate_webhook_url(webhook_url, destinations).await?;
     let account = find_by_name(store, name).await?;
     let secret = account.webhook_secret.clone();
     accounts::update_webhook(store, account, webhook_url, secret).await

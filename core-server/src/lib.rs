@@ -15,6 +15,7 @@ pub mod model;
 pub mod queue_depth;
 pub mod requests;
 pub mod results;
+pub mod retention;
 mod retry;
 pub mod store;
 pub mod telemetry;
@@ -76,6 +77,7 @@ impl Core {
         dispatch::revocation::start(&core);
         store::Store::start(&core);
         webhooks::start_worker(&core);
+        retention::start(&core);
         Ok(core)
     }
 

@@ -26,8 +26,8 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     chatrelay_core::telemetry::init_logging(cli.log_json);
-    let listener = tokio::net::TcpListener::bind(cli.core.grpc_addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "core gRPC listening");
+    let listener = chatrelay_core::grpc::GrpcListener::bind(&cli.core).await?;
+    tracing::info!(addr = %listener.local_addr()?, scheme = listener.scheme(), "core gRPC listening");
     let core = chatrelay_core::Core::start(cli.core).await?;
     let signal = core.shutdown_token();
     tokio::spawn(async move {

@@ -1,6 +1,6 @@
 //! The edge's configuration: flags and `CHATRELAY_…` variables.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct EdgeConfig {
@@ -33,6 +33,41 @@ pub struct EdgeConfig {
     /// any); none by default.
     #[arg(long, env = "CHATRELAY_CORS_ORIGINS", value_delimiter = ',', num_args = 0..)]
     pub cors_origins: Vec<String>,
+
+    /// Seconds between HTTP/2 pings (and TCP keepalive probes) on the
+    /// connection to the core; a core that does not answer within as long
+    /// again is taken for gone and the connection is made anew.
+    #[arg(long, env = "CHATRELAY_CORE_KEEPALIVE_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub core_keepalive_secs: u64,
+
+    /// PEM file of the certificate authority that signed the core's TLS
+    /// certificate, for an `https://` core URL (without it, the public web
+    /// roots are trusted).
+    #[arg(long, env = "CHATRELAY_CORE_CA_CERT")]
+    pub core_ca_cert: Option<PathBuf>,
+
+    /// Longest a REST call may take, in seconds (504 past it); WebSocket
+    /// sessions are not cut.
+    #[arg(long, env = "CHATRELAY_HTTP_REQUEST_TIMEOUT_SECS", default_value_t = 90,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub http_request_timeout_secs: u64,
+
+    /// Open HTTP connections (WebSockets included) at once; further
+    /// connections wait to be accepted until one closes.
+    #[arg(long, env = "CHATRELAY_HTTP_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+
+    /// A bearer token `/metrics` requires (`Authorization: Bearer …`);
+    /// unset, `/metrics` is open.
+    #[arg(long, env = "CHATRELAY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Do not serve the interactive API docs (`/api/docs/`); the OpenAPI
+    /// document stays at `/api/openapi.json`.
+    #[arg(long, env = "CHATRELAY_NO_DOCS")]
+    pub no_docs: bool,
 }
 
 impl EdgeConfig {
@@ -45,6 +80,20 @@ impl EdgeConfig {
             max_ws_frame_bytes: 4 * 1024 * 1024,
             ws_ping_secs: 20,
             cors_origins: Vec::new(),
+            core_keepalive_secs: 20,
+            core_ca_cert: None,
+            http_request_timeout_secs: 90,
+            http_max_connections: 10_000,
+            metrics_token: None,
+            no_docs: false,
         }
+    }
+
+    pub fn core_keepalive(&self) -> Duration {
+        Duration::from_secs(self.core_keepalive_secs)
+    }
+
+    pub fn http_request_timeout(&self) -> Duration {
+        Duration::from_secs(self.http_request_timeout_secs)
     }
 }

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod listener;
 pub mod observe;
 pub mod rest;
 pub mod ws;
@@ -17,7 +18,7 @@ use chatrelay_proto::v1::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tower::{util::BoxCloneSyncService, ServiceExt};
 
 pub use config::EdgeConfig;
@@ -64,11 +65,32 @@ pub struct Shared {
 
 impl EdgeState {
     /// Builds the state for a core at `config.core_url`; the channel connects lazily, so the edge starts (and
-    /// answers 503) while the core is down.
+    /// answers 503) while the core is down. The connection is pinged while
+    /// idle too, so a core host that vanished without closing is noticed
+    /// within two keepalive periods (the WebSocket sessions bridged over it
+    /// then end) and the next call connects anew. An `https://` URL speaks
+    /// TLS, trusting `config.core_ca_cert` or else the public web roots.
     pub fn new(config: EdgeConfig) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(config.core_url.clone())?
+        let keepalive = config.core_keepalive();
+        let mut endpoint = Endpoint::from_shared(config.core_url.clone())?
             .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_keepalive(Some(keepalive))
+            .http2_keep_alive_interval(keepalive)
+            .keep_alive_timeout(keepalive)
+            .keep_alive_while_idle(true);
+        if config.core_url.starts_with("https://") {
+            let tls = match &config.core_ca_cert {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        anyhow::anyhow!("reading the core's CA certificate {path:?}: {e}")
+                    })?;
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+                }
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint.connect_lazy();
         Ok(Self::with_core(config, BoxCloneSyncService::new(channel)))
     }
 
@@ -110,19 +132,21 @@ impl EdgeState {
 /// The edge's HTTP application.
 pub fn app(state: EdgeState) -> axum::Router {
     let cors = cors(&state.config.cors_origins);
-    let metrics = axum::Router::new()
-        .route("/metrics", axum::routing::get(observe::metrics_text))
-        .with_state(observe::prometheus());
+    let timeout = state.config.http_request_timeout();
+    let docs = !state.config.no_docs;
+    let metrics = observe::metrics_router(state.config.metrics_token.clone());
     let app = rest::router(state.clone())
         .merge(ws::router(state.clone()))
         .merge(health::router(state))
-        .merge(rest::openapi::router())
+        .merge(rest::openapi::router(docs))
         .merge(metrics);
     let app = match cors {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    observe::layers(app)
+    observe::layers(app.layer(axum::middleware::from_fn(move |request, next| {
+        observe::time_limit(timeout, request, next)
+    })))
 }
 
 /// CORS for the configured origins; none configured, no CORS headers at all.
@@ -169,6 +193,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (bridges, stopping) = (state.bridges.clone(), state.stopping.clone());
+    let listener = listener::CappedListener::new(listener, state.config.http_max_connections);
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown.cancelled().await;

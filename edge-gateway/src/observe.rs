@@ -1,17 +1,23 @@
 //! What operators see of the edge: a request id per call (echoed in
 //! `X-Request-Id` and passed to the core), a tracing span per call that names
 //! the route but never the query string (the WebSocket URL carries the API
-//! key), and Prometheus metrics.
+//! key), Prometheus metrics (optionally behind a bearer token), and the
+//! per-call time limit.
 
-use std::time::Instant;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::HeaderName,
+    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::ApiError;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
@@ -54,15 +60,75 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// `GET /metrics`.
-pub async fn metrics_text(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+/// `GET /metrics`, open, or behind `Authorization: Bearer <token>` when a
+/// token is configured (`CHATRELAY_METRICS_TOKEN`).
+pub fn metrics_router(token: Option<String>) -> axum::Router {
+    let access = MetricsAccess {
+        handle: prometheus(),
+        token: token.filter(|t| !t.is_empty()).map(Arc::from),
+    };
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics_text))
+        .with_state(access)
+}
+
+#[derive(Clone)]
+struct MetricsAccess {
+    handle: PrometheusHandle,
+    token: Option<Arc<str>>,
+}
+
+async fn metrics_text(State(access): State<MetricsAccess>, headers: HeaderMap) -> Response {
+    if let Some(token) = &access.token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same_secret(presented.trim().as_bytes(), token.as_bytes()) {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "/metrics requires Authorization: Bearer <CHATRELAY_METRICS_TOKEN>",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        handle.render(),
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        access.handle.render(),
     )
+        .into_response()
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell how much of a guess was right.
+fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
+    presented.len() == expected.len()
+        && presented
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+/// Cuts a call off after `limit` with `504 {"detail": …}`. A WebSocket
+/// upgrade answers at once, so sessions are not cut.
+pub async fn time_limit(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the request took longer than {} s (CHATRELAY_HTTP_REQUEST_TIMEOUT_SECS)",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Counts and times every call by route, method and status.
@@ -107,4 +173,45 @@ where
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, routing::get, Router};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_past_the_time_limit_is_a_json_504() {
+        let app = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/quick", get(|| async { "on time" }))
+            .layer(axum::middleware::from_fn(|request, next| {
+                time_limit(Duration::from_millis(100), request, next)
+            }));
+        let call = |path: &'static str| {
+            app.clone()
+                .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+        };
+
+        let slow = call("/slow").await.expect("response");
+        let quick = call("/quick").await.expect("response");
+
+        assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
+        let body = axum::body::to_bytes(slow.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert!(body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("longer than")));
+        assert_eq!(quick.status(), StatusCode::OK);
+    }
 }

@@ -7,6 +7,7 @@ mod m20261124_000001_core_tables;
 mod m20261124_000002_webhooks;
 mod m20261125_000003_partial_lease_indexes;
 mod m20261201_000004_idempotency_keys;
+mod m20261201_000005_retention_index;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_webhooks::Migration),
             Box::new(m20261125_000003_partial_lease_indexes::Migration),
             Box::new(m20261201_000004_idempotency_keys::Migration),
+            Box::new(m20261201_000005_retention_index::Migration),
         ]
     }
 }

@@ -9,18 +9,21 @@
 use std::{path::PathBuf, sync::Arc};
 
 use chatrelay_core::{
-    accounts, lifecycle,
+    accounts,
+    grpc::GrpcListener,
+    lifecycle,
     model::{ResponseType, Submission, ThinkingTime},
     requests,
     store::entities::{chat, message_request, webhook_delivery},
-    webhooks, Core, CoreConfig,
+    webhooks::{self, Destinations},
+    Core, CoreConfig,
 };
 use chatrelay_edge::{EdgeConfig, EdgeState};
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
     QueryFilter, Set,
 };
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{TestApp, TestDb};
@@ -74,6 +77,8 @@ impl TestCore {
     /// A core on `db` with no listener and no edge; stop it with [`Self::stop`].
     pub async fn start(db: &TestDb, configure: impl FnOnce(&mut CoreConfig)) -> Self {
         let mut config = CoreConfig::with_database(&db.url);
+        // The tests' webhook receivers listen on loopback.
+        config.webhooks.allow_private_urls = true;
         configure(&mut config);
         Self {
             core: Core::start(config).await.expect("start the core"),
@@ -101,7 +106,9 @@ impl TestCore {
 
     /// Creates an account and returns its API key.
     pub async fn create_account(&self, name: &str, webhook_url: Option<&str>) -> String {
-        accounts::create(self.core.store(), name, webhook_url)
+        // The tests' webhook receivers listen on loopback: whatever the
+        // core sends to, the harness sets any URL.
+        accounts::create(self.core.store(), name, webhook_url, Destinations::Any)
             .await
             .expect("create account")
             .api_key
@@ -224,6 +231,28 @@ impl TestCore {
             .update(&self.core.store().write)
             .await
             .expect("update request");
+    }
+
+    /// Moves the finish time of every finished request `by` into the past.
+    pub async fn age_finished_requests(&self, by: chrono::Duration) {
+        message_request::Entity::update_many()
+            .col_expr(
+                message_request::Column::CompletedAt,
+                Expr::value(chrono::Utc::now() - by),
+            )
+            .filter(message_request::Column::CompletedAt.is_not_null())
+            .exec(&self.core.store().write)
+            .await
+            .expect("age finished requests");
+    }
+
+    /// Every webhook attempt recorded, of any account.
+    pub async fn webhook_attempt_count(&self) -> u64 {
+        use sea_orm::PaginatorTrait;
+        chatrelay_core::store::entities::webhook_attempt::Entity::find()
+            .count(&self.core.store().read)
+            .await
+            .expect("count attempts")
     }
 
     /// Fills in a chat's ChatGPT id and title, as an extension's response would.
@@ -359,6 +388,39 @@ impl TestCore {
         }
     }
 
+    /// SQLite's `PRAGMA synchronous` on the writer's connection (1 NORMAL,
+    /// 2 FULL), or `None` on PostgreSQL.
+    pub async fn sqlite_synchronous(&self) -> Option<i64> {
+        let db = &self.core.store().write;
+        if db.get_database_backend() != DatabaseBackend::Sqlite {
+            return None;
+        }
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA synchronous",
+            ))
+            .await
+            .expect("PRAGMA synchronous")
+            .expect("a row");
+        Some(row.try_get_by_index(0).expect("an integer"))
+    }
+
+    /// Holds every write to `message_requests` back until the returned
+    /// transaction is dropped: on SQLite by holding the one write
+    /// connection, on PostgreSQL by locking the table.
+    pub async fn hold_writes(&self) -> sea_orm::DatabaseTransaction {
+        use sea_orm::TransactionTrait;
+        let db = &self.core.store().write;
+        let txn = db.begin().await.expect("begin");
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            txn.execute_unprepared("LOCK TABLE message_requests IN EXCLUSIVE MODE")
+                .await
+                .expect("lock message_requests");
+        }
+        txn
+    }
+
     /// The SQLite database file, if that is the back end.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
         self.core.store().file()
@@ -397,6 +459,8 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     /// Attempts started, including any not reported back.
     pub attempts: i32,
+    /// The URL recorded for the delivery.
+    pub url: String,
 }
 
 /// One recorded attempt to deliver a webhook.
@@ -415,6 +479,7 @@ impl From<webhook_delivery::Model> for Delivery {
             request_id: row.request_id,
             status: row.status,
             attempts: row.attempts,
+            url: row.url,
         }
     }
 }
@@ -467,17 +532,32 @@ impl PointReads {
 /// A core serving gRPC alone on an ephemeral port, as in a deployment with
 /// separate edge and core processes.
 pub struct LoneCore {
-    /// `http://127.0.0.1:PORT` of its gRPC API.
+    /// `http://127.0.0.1:PORT` of its gRPC API (`https://` with TLS).
     pub url: String,
-    core: TestCore,
+    pub core: TestCore,
     server: JoinHandle<anyhow::Result<()>>,
 }
 
 impl LoneCore {
     pub async fn start(db: &TestDb) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let core = TestCore::start(db, |_| {}).await;
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Starts with the core's configuration adjusted by `configure`.
+    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut CoreConfig)) -> Self {
+        let mut config = CoreConfig::with_database(&db.url);
+        config.webhooks.allow_private_urls = true;
+        configure(&mut config);
+        let listener = GrpcListener::bind(&config).await.expect("bind");
+        let url = format!(
+            "{}://{}",
+            listener.scheme(),
+            listener.local_addr().expect("address")
+        );
+        let core = TestCore {
+            core: Core::start(config).await.expect("start the core"),
+            _db: None,
+        };
         let routes = chatrelay_core::grpc::routes(&core.core)
             .await
             .expect("gRPC routes");

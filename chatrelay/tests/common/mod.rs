@@ -164,12 +164,14 @@ impl TestApp {
         configure: impl FnOnce(&mut CoreConfig, &mut EdgeConfig),
     ) -> Self {
         let mut core = CoreConfig::with_database(&db.url);
+        // The tests' webhook receivers listen on loopback.
+        core.webhooks.allow_private_urls = true;
         let mut edge = EdgeConfig::for_core("http://unused");
         configure(&mut core, &mut edge);
         let running = Running::start(core, edge).await.expect("start chatrelay");
         Self {
             http: format!("http://{}", running.addrs.http),
-            grpc: format!("http://{}", running.addrs.grpc),
+            grpc: format!("{}://{}", running.addrs.grpc_scheme, running.addrs.grpc),
             running,
             client: reqwest::Client::new(),
             db_url: db.url.clone(),

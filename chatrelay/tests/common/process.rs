@@ -13,7 +13,7 @@ use tokio::{
 use super::{json_of, TestDb};
 
 /// `chatrelay ARGS` on the test's database, with no stray `CHATRELAY_…`
-/// settings from the environment.
+/// settings from the environment, and private webhook URLs allowed.
 pub fn chatrelay(db: &TestDb) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chatrelay"));
     for (name, _) in std::env::vars_os() {
@@ -23,6 +23,8 @@ pub fn chatrelay(db: &TestDb) -> Command {
     }
     command
         .env("DATABASE_URL", &db.url)
+        // The tests' webhook receivers listen on loopback.
+        .env("CHATRELAY_ALLOW_PRIVATE_WEBHOOK_URLS", "true")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);

@@ -4,6 +4,9 @@
 mod chat;
 pub mod convert;
 mod extension;
+mod listener;
+
+pub use listener::GrpcListener;
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -11,8 +14,6 @@ use chatrelay_proto::v1::{
     chat_service_server::ChatServiceServer, extension_service_server::ExtensionServiceServer,
     FILE_DESCRIPTOR_SET,
 };
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{metadata::MetadataMap, service::Routes, transport::Server};
 use tower::{Service, ServiceBuilder};
@@ -161,19 +162,34 @@ pub fn in_process(
         .service(routes)
 }
 
-/// Serves `routes` on `listener` until `shutdown` is cancelled.
+/// Serves `routes` on `listener` until `shutdown` is cancelled. Idle
+/// connections are pinged (HTTP/2 and TCP keepalive), so a peer that went
+/// away without closing is dropped within two keepalive periods; its
+/// extension sessions then end and their requests go back to the queue.
 pub async fn serve(
     routes: Routes,
-    listener: TcpListener,
+    listener: GrpcListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let GrpcListener { tcp, tls, config } = listener;
+    let keepalive = config.keepalive();
     // HTTP/1.1 and the grpc-web layer let browsers call the API directly.
-    Server::builder()
+    let mut server = Server::builder()
         .accept_http1(true)
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
+        .timeout(config.request_timeout());
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(call_span))
         .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            GrpcListener::incoming(tcp, &config),
+            shutdown.cancelled_owned(),
+        )
         .await?;
     Ok(())
 }

@@ -19,6 +19,27 @@ pub struct DatabaseConfig {
     /// holds writes back to start the WAL over (see `db::checkpoint`).
     #[arg(long, env = "CHATRELAY_SQLITE_WAL_LIMIT_MIB", default_value_t = 64)]
     pub sqlite_wal_limit_mib: u64,
+
+    /// SQLite: when a commit reaches the disk. `full` (the default) syncs
+    /// the WAL at every commit, so an answered submit survives an
+    /// operating-system crash or power loss; `normal` syncs only at
+    /// checkpoints: faster, and still safe against a crash of chatrelay
+    /// itself, but the last commits can be lost with the machine.
+    #[arg(
+        long,
+        env = "CHATRELAY_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value_t = SqliteSynchronous::Full
+    )]
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// SQLite's `synchronous` setting, of the two that suit a WAL database.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    Normal,
+    #[default]
+    Full,
 }
 
 impl DatabaseConfig {
@@ -28,6 +49,7 @@ impl DatabaseConfig {
             database_url: database_url.into(),
             db_max_connections: 16,
             sqlite_wal_limit_mib: 64,
+            sqlite_synchronous: SqliteSynchronous::Full,
         }
     }
 

@@ -26,13 +26,14 @@ pub(crate) mod outbox;
 pub(crate) mod outcomes;
 mod postgres;
 pub(crate) mod requests;
+pub mod retention;
 mod sqlite;
 pub(crate) mod submits;
 
 use std::{path::PathBuf, sync::Arc};
 
 use chatrelay_migrations::{Migrator, MigratorTrait};
-pub use config::DatabaseConfig;
+pub use config::{DatabaseConfig, SqliteSynchronous};
 pub use postgres::{publish_finished, publish_work};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, StatementBuilder};
 pub use sqlite::point_reads::{PointReadError, PointReads};

@@ -12,13 +12,16 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
+    sea_query::{
+        Alias, Condition, Expr, ExprTrait, Func, LockBehavior, LockType, OnConflict, Order, Query,
+        WindowStatement,
+    },
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
-use crate::webhooks::payload;
+use crate::webhooks::{destination::redact, payload};
 use crate::{
     error::{CoreError, CoreResult},
     model::{now, MessageRequest},
@@ -74,7 +77,7 @@ pub async fn enqueue(conn: &impl ConnectionTrait, requests: &[&MessageRequest]) 
                 id: Set(Uuid::now_v7()),
                 account_id: Set(request.account_id),
                 request_id: Set(request.id),
-                url: Set(url.clone()),
+                url: Set(redact(url)),
                 payload: Set(body),
                 status: Set(DeliveryStatus::Pending),
                 attempts: Set(0),
@@ -140,7 +143,9 @@ pub async fn fail_exhausted(core: &Core, now_ms: i64) -> CoreResult<u64> {
     Ok(exhausted.rows_affected)
 }
 
-/// Claims up to `limit` due deliveries for this core, each for one attempt.
+/// Claims up to `limit` due deliveries for this core, each for one attempt,
+/// and no more of one account's than leave it `per_account` attempts in
+/// flight (counting every core's claims that have not lapsed).
 pub async fn claim_due(
     core: &Core,
     now_ms: i64,
@@ -153,6 +158,7 @@ pub async fn claim_due(
         ttl_ms: i64::try_from(config.claim_ttl().as_millis()).unwrap_or(i64::MAX),
         max_attempts: config.retry_schedule.max_attempts(),
         limit,
+        per_account: config.concurrency_per_account,
     };
     let statement = core.store.statement(&claim.query());
     Ok(webhook_delivery::Entity::find()
@@ -168,6 +174,7 @@ struct Claim {
     ttl_ms: i64,
     max_attempts: i32,
     limit: u64,
+    per_account: u32,
 }
 
 impl Claim {
@@ -175,7 +182,44 @@ impl Claim {
     /// due rows are selected `FOR UPDATE SKIP LOCKED` where the store has
     /// row locks, so cores sharing the table skip each other's rows instead
     /// of waiting for them.
+    ///
+    /// Fairness: each account's pending rows that are in flight (claimed,
+    /// claim not lapsed) or due are ranked, in-flight ones first, then by
+    /// due time; only due rows ranked within `per_account` may be claimed.
+    /// Two cores claiming at the same instant may each see the same free
+    /// share, so the cap is a share, not a hard limit, across cores.
     fn query(&self) -> sea_orm::sea_query::UpdateStatement {
+        let in_flight = Condition::all()
+            .add(webhook_delivery::Column::ClaimedBy.is_not_null())
+            .add(webhook_delivery::Column::NextAttemptAt.gt(self.now_ms));
+        let in_flight_first = Expr::case(in_flight, 0).finally(1);
+        let mut per_account = WindowStatement::partition_by(webhook_delivery::Column::AccountId);
+        per_account
+            .order_by_expr(in_flight_first.into(), Order::Asc)
+            .order_by(webhook_delivery::Column::NextAttemptAt, Order::Asc)
+            .order_by(webhook_delivery::Column::Id, Order::Asc);
+        let ranked = Query::select()
+            .column(webhook_delivery::Column::Id)
+            .column(webhook_delivery::Column::NextAttemptAt)
+            .expr_window_as(
+                Func::cust(Alias::new("ROW_NUMBER")),
+                per_account,
+                Alias::new("account_rank"),
+            )
+            .from(webhook_delivery::Entity)
+            .and_where(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
+            .cond_where(
+                Condition::any()
+                    .add(webhook_delivery::Column::NextAttemptAt.lte(self.now_ms))
+                    .add(webhook_delivery::Column::ClaimedBy.is_not_null()),
+            )
+            .to_owned();
+        let within_share = Query::select()
+            .column(webhook_delivery::Column::Id)
+            .from_subquery(ranked, Alias::new("ranked"))
+            .and_where(Expr::col(Alias::new("account_rank")).lte(i64::from(self.per_account)))
+            .and_where(Expr::col(webhook_delivery::Column::NextAttemptAt).lte(self.now_ms))
+            .to_owned();
         let due = webhook_delivery::Entity::find()
             .select_only()
             .column(webhook_delivery::Column::Id)
@@ -186,6 +230,7 @@ impl Claim {
                     .sub(Expr::col(webhook_delivery::Column::RetryFrom))
                     .lt(self.max_attempts),
             )
+            .filter(webhook_delivery::Column::Id.in_subquery(within_share))
             .order_by_asc(webhook_delivery::Column::NextAttemptAt)
             .limit(self.limit)
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)

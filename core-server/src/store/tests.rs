@@ -15,6 +15,7 @@ use crate::{
     committed::{Cause, Committed},
     lifecycle::Outcome,
     model::{AccountId, MessageRequest, RequestStatus, RequestView, Submission},
+    webhooks::Destinations,
     Core, CoreConfig, CoreError,
 };
 
@@ -84,7 +85,7 @@ where
         let core = Core::start(CoreConfig::with_database(&db.url))
             .await
             .expect("start core");
-        let account = accounts::create(core.store(), "acme", None)
+        let account = accounts::create(core.store(), "acme", None, Destinations::PublicOnly)
             .await
             .expect("account")
             .account
@@ -221,7 +222,7 @@ async fn a_claim_takes_the_oldest_request_of_each_chat_oldest_first() {
 #[tokio::test]
 async fn a_claim_never_reaches_another_account() {
     on_each_store(|core, account| async move {
-        let other = accounts::create(core.store(), "other", None)
+        let other = accounts::create(core.store(), "other", None, Destinations::PublicOnly)
             .await
             .expect("account")
             .account

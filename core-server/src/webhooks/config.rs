@@ -1,13 +1,17 @@
-//! Webhook settings: the retry schedule, the per-attempt timeout and how many
-//! deliveries may be in flight at once.
+//! Webhook settings: the retry schedule, the per-attempt timeout, how many
+//! deliveries may be in flight at once (in all and per account) and where a
+//! webhook may be sent.
 
 use std::{fmt, time::Duration};
+
+use super::destination::Destinations;
 
 /// Immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight attempts
 /// spread over about a day and a quarter.
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
 pub const DEFAULT_TIMEOUT: &str = "15s";
 pub const DEFAULT_CONCURRENCY: u32 = 16;
+pub const DEFAULT_CONCURRENCY_PER_ACCOUNT: u32 = 4;
 
 /// Webhook settings.
 #[derive(clap::Args, Clone, Debug)]
@@ -46,6 +50,28 @@ pub struct WebhookConfig {
         value_parser = clap::value_parser!(u32).range(1..=10_000),
     )]
     pub concurrency: u32,
+
+    /// Webhook attempts in flight at once for one account, so that one
+    /// account whose receiver hangs holds at most this many of the
+    /// `--webhook-concurrency` slots and every other account's webhooks
+    /// keep flowing.
+    #[arg(
+        long = "webhook-concurrency-per-account",
+        env = "CHATRELAY_WEBHOOK_CONCURRENCY_PER_ACCOUNT",
+        default_value_t = DEFAULT_CONCURRENCY_PER_ACCOUNT,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
+    )]
+    pub concurrency_per_account: u32,
+
+    /// Allow webhook URLs whose host is, or resolves to, a loopback,
+    /// private, link-local or cloud-metadata address (refused by default,
+    /// when a URL is set and at every attempt).
+    #[arg(
+        long = "allow-private-webhook-urls",
+        env = "CHATRELAY_ALLOW_PRIVATE_WEBHOOK_URLS"
+    )]
+    pub allow_private_urls: bool,
 }
 
 impl Default for WebhookConfig {
@@ -54,11 +80,18 @@ impl Default for WebhookConfig {
             retry_schedule: RetrySchedule::default(),
             timeout: Duration::from_secs(15),
             concurrency: DEFAULT_CONCURRENCY,
+            concurrency_per_account: DEFAULT_CONCURRENCY_PER_ACCOUNT,
+            allow_private_urls: false,
         }
     }
 }
 
 impl WebhookConfig {
+    /// Where webhooks may go under this configuration.
+    pub fn destinations(&self) -> Destinations {
+        Destinations::new(self.allow_private_urls)
+    }
+
     /// How long a claimed attempt stays claimed: the attempt's own timeout
     /// plus room to record its outcome. A core that dies mid-attempt leaves
     /// the delivery to fall due again after this.
@@ -194,6 +227,10 @@ mod tests {
         assert_eq!(parsed.retry_schedule, default.retry_schedule);
         assert_eq!(parsed.timeout, default.timeout);
         assert_eq!(parsed.concurrency, default.concurrency);
+        assert_eq!(
+            parsed.concurrency_per_account,
+            default.concurrency_per_account
+        );
         assert_eq!(default.retry_schedule.to_string(), DEFAULT_RETRY_SCHEDULE);
     }
 

@@ -5,6 +5,7 @@
 //! schedule until the receiver answers 2xx or the schedule is used up.
 //!
 //! - `config`: the retry schedule, per-attempt timeout and concurrency.
+//! - `destination`: which addresses a webhook may go to; URL redaction.
 //! - `payload`: the JSON body of `api-spec.md`.
 //! - `signature`: `webhook-signature` (HMAC-SHA256 over `id.timestamp.body`).
 //! - `store::outbox`: enqueue, claim and settle — the table's rules.
@@ -12,6 +13,7 @@
 //! - `store::deliveries`: what operators list and retry.
 
 mod config;
+pub mod destination;
 pub(crate) mod payload;
 mod signature;
 mod worker;
@@ -26,6 +28,7 @@ pub use config::{
     parse_duration, RetrySchedule, WebhookConfig, DEFAULT_CONCURRENCY, DEFAULT_RETRY_SCHEDULE,
     DEFAULT_TIMEOUT,
 };
+pub use destination::Destinations;
 pub use signature::{sign, InvalidSecret};
 
 use crate::{error::CoreResult, model::MessageRequest, Core};

@@ -1,5 +1,7 @@
 //! The delivery worker: claims due deliveries, sends each one signed, with a
-//! bounded number in flight, and settles it with the outcome.
+//! bounded number in flight (in all, and per account so that one account's
+//! hanging receiver cannot hold up the others), and settles it with the
+//! outcome.
 //!
 //! It sleeps until the earliest pending delivery falls due, but never longer
 //! than [`IDLE_RECHECK`] (deliveries enqueued by other cores, an operator's
@@ -16,7 +18,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{config::WebhookConfig, signature};
+use super::{config::WebhookConfig, destination::redact, signature};
 use crate::{
     error::CoreResult,
     model::now,
@@ -42,7 +44,11 @@ enum Next {
 }
 
 fn http_client(config: &WebhookConfig) -> reqwest::Result<Client> {
-    Client::builder()
+    let mut builder = Client::builder();
+    if let Some(resolver) = config.destinations().resolver() {
+        builder = builder.dns_resolver(resolver);
+    }
+    builder
         .redirect(redirect::Policy::none())
         .timeout(config.timeout)
         .connect_timeout(config.timeout.min(Duration::from_secs(10)))
@@ -120,6 +126,10 @@ async fn claim_and_send(
     }
     let claimed = outbox::claim_due(core, now_ms, batch.len() as u64).await?;
     let full = claimed.len() == batch.len();
+    // Nothing claimable although something is due: every due delivery
+    // belongs to an account already at its share. An attempt that ends
+    // (or a new commit) wakes the worker; until then, the usual recheck.
+    let none = claimed.is_empty();
     for (delivery, permit) in claimed.into_iter().zip(batch) {
         let task_core = core.clone();
         let client = client.clone();
@@ -132,6 +142,8 @@ async fn claim_and_send(
     }
     Ok(if full {
         Next::Now
+    } else if none {
+        Next::At(recheck)
     } else {
         Next::At(Instant::now() + PARTIAL_CLAIM_PAUSE)
     })
@@ -218,12 +230,23 @@ async fn send(core: &Core, client: &Client, delivery: &webhook_delivery::Model) 
         Ok(None) => return Sent::not_sent(String::new(), "the account no longer exists"),
         Err(e) => return Sent::not_sent(String::new(), format!("database error: {e}")),
     };
-    let Some(url) = account.webhook_url else {
+    let Some(full_url) = account.webhook_url else {
         return Sent::not_sent(
             String::new(),
             "the account has no webhook URL any more; not sent",
         );
     };
+    // What is recorded and logged: never the userinfo or query string.
+    let url = redact(&full_url);
+    let destinations = core.config.webhooks.destinations();
+    match reqwest::Url::parse(&full_url) {
+        Ok(parsed) => {
+            if let Err(why) = destinations.check_literal(&parsed) {
+                return Sent::not_sent(url, format!("not sent: {why}"));
+            }
+        }
+        Err(e) => return Sent::not_sent(url, format!("not sent: not a URL: {e}")),
+    }
     let id = delivery.id.to_string();
     let timestamp = Utc::now().timestamp();
     let signature =
@@ -232,7 +255,7 @@ async fn send(core: &Core, client: &Client, delivery: &webhook_delivery::Model) 
             Err(e) => return Sent::not_sent(url, e.to_string()),
         };
     let result = client
-        .post(&url)
+        .post(&full_url)
         .header(header::CONTENT_TYPE, "application/json")
         .header("webhook-id", &id)
         .header("webhook-timestamp", timestamp.to_string())
@@ -260,7 +283,8 @@ async fn send(core: &Core, client: &Client, delivery: &webhook_delivery::Model) 
             let timeout = core.config.webhooks.timeout;
             Sent::not_sent(url, format!("timed out after {timeout:?}"))
         }
-        Err(e) => Sent::not_sent(url, describe(&e)),
+        // Without the URL: reqwest's errors name it, query string and all.
+        Err(e) => Sent::not_sent(url, describe(&e.without_url())),
     }
 }
 

@@ -102,22 +102,27 @@ pub fn document_json() -> String {
 
 /// `GET /api/openapi.json` and the page at `/api/docs/`. Neither needs an
 /// API key. The document is rendered once, here, not per request.
-pub fn router() -> Router {
+/// With `docs` false (`--no-docs`), only the OpenAPI document is served.
+pub fn router(docs: bool) -> Router {
     let json = Bytes::from(document_json());
+    let document = Router::new().route(
+        OPENAPI_PATH,
+        get(move || async move { ([(CONTENT_TYPE, "application/json")], json) }),
+    );
+    if !docs {
+        return document;
+    }
     // The default validator is swagger.io's online one: no calls out.
     let config = Arc::new(Config::new([OPENAPI_PATH]).validator_url("none"));
-    Router::new()
-        .route(
-            OPENAPI_PATH,
-            get(move || async move { ([(CONTENT_TYPE, "application/json")], json) }),
-        )
+    let ui = Router::new()
         .route(
             DOCS_PATH.trim_end_matches('/'),
             get(|| async { Redirect::permanent(DOCS_PATH) }),
         )
         .route(DOCS_PATH, get(docs_file))
         .route(&format!("{DOCS_PATH}{{*file}}"), get(docs_file))
-        .with_state(config)
+        .with_state(config);
+    document.merge(ui)
 }
 
 /// A file of the Swagger UI distribution compiled into the binary;

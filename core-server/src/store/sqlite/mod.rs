@@ -14,7 +14,7 @@ use sea_orm::{DatabaseConnection, DbErr, SqlxSqliteConnector};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::Parts as StoreParts;
-use crate::{config::DatabaseConfig, Core};
+use crate::{config::DatabaseConfig, store::config::SqliteSynchronous as Synchronous, Core};
 
 /// What only the SQLite store has.
 #[derive(Clone, Debug)]
@@ -45,7 +45,10 @@ pub(super) async fn connect(
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(match config.sqlite_synchronous {
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+        })
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
     let pool = |max: u32, options: SqliteConnectOptions| {

@@ -1,0 +1,102 @@
+//! The edge's HTTP listener with a connection cap: at most
+//! `--http-max-connections` connections (upgraded WebSockets included) are
+//! open at once; past the cap, connections wait in the kernel's accept queue
+//! until one closes, instead of each costing memory and a task.
+
+use std::{
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
+
+/// A TCP listener that hands out at most `max` connections at once.
+pub struct CappedListener {
+    tcp: TcpListener,
+    permits: Arc<Semaphore>,
+}
+
+impl CappedListener {
+    pub fn new(tcp: TcpListener, max: u32) -> Self {
+        Self {
+            tcp,
+            permits: Arc::new(Semaphore::new(max as usize)),
+        }
+    }
+}
+
+impl axum::serve::Listener for CappedListener {
+    type Io = Capped;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Capped, SocketAddr) {
+        // Never closed, so acquiring cannot fail; should it, serve uncapped
+        // rather than stop serving.
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        let (io, addr) = axum::serve::Listener::accept(&mut self.tcp).await;
+        (
+            Capped {
+                io,
+                _permit: permit,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A connection holding a permit of the cap while it is open.
+pub struct Capped {
+    io: TcpStream,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl AsyncRead for Capped {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Capped {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
