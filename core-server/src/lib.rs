@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpc;
 pub mod intake;
 pub mod lifecycle;
+pub mod live;
 pub mod model;
 pub mod queue_depth;
 pub mod requests;
@@ -48,12 +49,15 @@ pub struct Core {
     pub webhooks: webhooks::Webhooks,
     /// For the queue-depth gauge of a sole writer (see [`queue_depth`]).
     pub open_requests: queue_depth::OpenRequests,
+    /// Live status: long-polls and event streams (see [`live`]).
+    pub live: live::Live,
 }
 
 impl Core {
     /// Connects to the database (applying migrations) and builds the core.
     pub async fn start(config: CoreConfig) -> anyhow::Result<Arc<Self>> {
         let store = store::Store::connect(&config.database).await?;
+        let live = live::Live::new(config.live_buffer);
         let core = Arc::new(Self {
             store,
             config,
@@ -65,6 +69,7 @@ impl Core {
             tasks: TaskTracker::new(),
             webhooks: webhooks::Webhooks::default(),
             open_requests: Default::default(),
+            live,
         });
         dispatch::lease::release_orphans(&core).await?;
         // Counts the open requests before anything moves them.
@@ -72,6 +77,7 @@ impl Core {
         dispatch::lease::start_keeper(&core);
         store::Store::start(&core);
         webhooks::start_worker(&core);
+        live::start(&core);
         Ok(core)
     }
 

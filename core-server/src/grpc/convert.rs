@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     error::CoreError,
+    live,
     model::{RequestStatus, RequestView, ResponseType, Submission, ThinkingTime},
     store::entities::chat,
 };
@@ -122,6 +123,23 @@ impl From<chat::Model> for pb::Chat {
             title: c.title,
             created_at: Some(timestamp(c.created_at)),
             updated_at: Some(timestamp(c.updated_at)),
+        }
+    }
+}
+
+impl From<live::Item> for pb::RequestEvent {
+    fn from(item: live::Item) -> Self {
+        match item {
+            live::Item::Event(event) => Self {
+                id: event.id.clone(),
+                event: Some(pb::request_event::Event::Request(event.view.clone().into())),
+            },
+            live::Item::Reset { id, reason } => Self {
+                id,
+                event: Some(pb::request_event::Event::Reset(pb::WatchReset {
+                    reason: reason.to_string(),
+                })),
+            },
         }
     }
 }
