@@ -508,3 +508,73 @@ async fn subscribers_on_any_core_hear_every_change() {
     }
     first.stop().await;
 }
+
+// ---- `chatrelay watch` -------------------------------------------------------------
+
+#[tokio::test]
+async fn watch_command_prints_events_as_they_come() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut watch = common::process::chatrelay(&db)
+        .args(["watch", "--core-url", &app.grpc, "--api-key", &key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start chatrelay watch");
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut next_event = async || -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("stdout")
+            .expect("a line");
+        let event: Value = serde_json::from_str(&line).expect("a JSON line");
+        assert_eq!(event["event"], "request", "{line}");
+        assert!(event["id"].is_string(), "{line}");
+        event["data"].clone()
+    };
+    // Submits until the command shows one: then it is surely watching.
+    let probe = loop {
+        let probe = app.submit_message(&key, "probe").await;
+        let got = tokio::select! {
+            event = next_event() => Some(event),
+            _ = tokio::time::sleep(Duration::from_millis(300)) => None,
+        };
+        if let Some(event) = got {
+            break event;
+        }
+        assert_eq!(probe["status"], "idle");
+    };
+    assert_eq!(probe["status"], "idle");
+    let mut ext = Extension::connect(&app, &key).await;
+    let id = ext.recv_request().await["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ext.executing(&id).await;
+    ext.respond(&id, "watched", "c1", None).await;
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
+        let event = next_event().await;
+        if event["id"] == id.as_str() {
+            statuses.push(event["status"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(statuses, ["executing", "done"]);
+    watch.kill().await.ok();
+
+    let refused = common::process::chatrelay(&db)
+        .args(["watch", "--core-url", &app.grpc, "--api-key", "cr_wrong"])
+        .output()
+        .await
+        .expect("run chatrelay watch");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("API key"),
+        "{refused:?}"
+    );
+    ext.close().await;
+    app.stop().await;
+}
