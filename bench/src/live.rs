@@ -187,3 +187,77 @@ async fn follow_events(
     }
     Ok(())
 }
+
+/// Open SSE streams and pending long-polls, held until dropped: what the
+/// memory scenario measures chatrelay with.
+pub struct HeldOpen {
+    pub streams: usize,
+    pub polls: usize,
+    pub failed: usize,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl HeldOpen {
+    /// `streams` event streams of `stream_key`'s account, and a long-poll
+    /// (`?wait=60`) on each of `ids` of `poll_key`'s account (which no
+    /// extension answers).
+    pub async fn open(
+        http: SocketAddr,
+        stream_key: &str,
+        streams: usize,
+        poll_key: &str,
+        ids: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let (opened_tx, mut opened_rx) = tokio::sync::mpsc::channel::<bool>(streams.max(1));
+        for _ in 0..streams {
+            let (key, opened) = (stream_key.to_string(), opened_tx.clone());
+            tasks.spawn(async move {
+                // A client of its own: one connection per stream, as browsers.
+                let response = reqwest::Client::new()
+                    .get(format!("http://{http}/api/chat/events/"))
+                    .header("X-API-Key", key)
+                    .send()
+                    .await;
+                let Ok(response) = response.and_then(|r| r.error_for_status()) else {
+                    let _ = opened.send(false).await;
+                    return;
+                };
+                let _ = opened.send(true).await;
+                let mut body = response.bytes_stream();
+                while let Some(Ok(_)) = body.next().await {}
+            });
+        }
+        let mut held = Self {
+            streams: 0,
+            polls: 0,
+            failed: 0,
+            tasks,
+        };
+        // Each stream's task keeps its sender: count the answers instead.
+        for _ in 0..streams {
+            let Some(ok) = opened_rx.recv().await else {
+                break;
+            };
+            if ok {
+                held.streams += 1;
+            } else {
+                held.failed += 1;
+            }
+        }
+        let client = RestClient::new(http, poll_key)?;
+        for id in ids {
+            let (client, id) = (client.clone(), id.clone());
+            held.tasks.spawn(async move {
+                let _ = client.long_poll(&id, 60).await;
+            });
+            held.polls += 1;
+        }
+        Ok(held)
+    }
+
+    pub async fn close(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

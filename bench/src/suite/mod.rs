@@ -85,6 +85,11 @@ pub struct RunOptions {
     #[arg(long)]
     pub live_rate: Option<f64>,
 
+    /// Open SSE streams, and pending long-polls, in the live-status memory
+    /// scenario (7c).
+    #[arg(long, default_value_t = 1_000)]
+    pub live_held: usize,
+
     /// Requests completed in the webhook scenario.
     #[arg(long, default_value_t = 5_000)]
     pub webhook_requests: usize,
@@ -113,6 +118,7 @@ struct Keys {
     lifecycle_half: String,
     lifecycle_floor: String,
     live: String,
+    live_held: String,
     webhooks: String,
     idle: Vec<String>,
 }
@@ -211,6 +217,7 @@ async fn run_on(
         lifecycle_half: account("bench-lifecycle-half".into(), None).await?,
         lifecycle_floor: account("bench-lifecycle-floor".into(), None).await?,
         live: account("bench-live".into(), None).await?,
+        live_held: account("bench-live-held".into(), None).await?,
         webhooks: account("bench-webhooks".into(), Some(receiver.url())).await?,
         idle: Vec::new(),
     };

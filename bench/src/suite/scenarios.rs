@@ -7,7 +7,7 @@ use super::{progress, Keys, Scenario, Suite, GIB};
 use crate::{
     idle_sessions::IdleSessions,
     lifecycle::{LifecycleLoad, LifecycleReport},
-    live::LiveLoad,
+    live::{HeldOpen, LiveLoad},
     observe::Usage,
     reference::ReferenceServer,
     report::{mib, ms, percent, rate, thousands, Row},
@@ -358,12 +358,73 @@ impl Suite<'_> {
                 met: p99.map(|p99| p99 <= limit),
             });
         }
+        self.live_held(keys).await?;
         if report.missing_events + report.missing_polls + report.errors > 0 {
             self.found.notes.push(format!(
                 "7: {} requests without a `done` event, {} long-polls not answered `done`, {} submit or long-poll errors",
                 report.missing_events, report.missing_polls, report.errors
             ));
         }
+        Ok(())
+    }
+
+    /// (7c, 7d) Memory and submit throughput with open SSE streams and
+    /// pending long-polls.
+    async fn live_held(&mut self, keys: &Keys) -> anyhow::Result<()> {
+        let count = self.options.live_held;
+        let url = format!("http://{}/api/chat/submit/", self.server.http);
+        let (without, _) = self
+            .wrk_measured(None, &url, &self.submit_script, &keys.rest)
+            .await?;
+        // Requests nobody answers, for the long-polls to wait on.
+        let client = RestClient::new(self.server.http, &keys.live_held)?;
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            ids.push(client.submit().await?);
+        }
+        let rss_before = self.settled_rss().await?;
+        let held =
+            HeldOpen::open(self.server.http, &keys.live, count, &keys.live_held, &ids).await?;
+        let rss_after = self.settled_rss().await?;
+        progress(&format!(
+            "{} SSE streams ({} failed) and {} long-polls open; RSS {} → {}",
+            held.streams,
+            held.failed,
+            held.polls,
+            mib(rss_before),
+            mib(rss_after)
+        ));
+        let measured = self
+            .wrk_measured(
+                Some("7d-rest-submit-live"),
+                &url,
+                &self.submit_script,
+                &keys.rest,
+            )
+            .await;
+        let (streams, polls, failed) = (held.streams, held.polls, held.failed);
+        held.close().await;
+        let (with, cpu_with) = measured?;
+        let grown = rss_after.saturating_sub(rss_before);
+        self.found.rows.push(Row {
+            scenario: format!(
+                "7c. {} open SSE streams and {} pending long-polls: RSS of chatrelay before → with them",
+                thousands(streams as u64),
+                thousands(polls as u64)
+            ),
+            throughput: format!("{} → {}", mib(rss_before), mib(rss_after)),
+            target: "< 100 MiB more".into(),
+            met: Some(grown < 100 * 1024 * 1024 && streams == count && failed == 0),
+            ..Row::default()
+        });
+        let ratio = with.requests_per_sec / without.requests_per_sec.max(1.0);
+        let scenario = format!(
+            "7d. REST submit with them open (wrk, {} conns; {} without them)",
+            self.conns(),
+            rate(without.requests_per_sec)
+        );
+        let target = format!("throughput within the noise (is {ratio:.2}× without)");
+        self.add_wrk_row(scenario, &with, cpu_with, &target, Some(ratio >= 0.9));
         Ok(())
     }
 
