@@ -135,3 +135,96 @@ impl Feed {
         since.get_or_insert_with(Instant::now).elapsed() >= period
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{
+        model::{RequestStatus, ResponseType, ThinkingTime},
+        store::entities::message_request,
+    };
+
+    fn event(seq: u64) -> Event {
+        let request = message_request::Model {
+            id: Uuid::now_v7(),
+            account_id: 1,
+            chat_id: 1,
+            message: format!("m{seq}"),
+            response_type: ResponseType::Auto,
+            thinking_time: ThinkingTime::Standard,
+            status: RequestStatus::Idle,
+            response: None,
+            error_message: None,
+            queued_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+            attempts: 0,
+            lease_session: None,
+            lease_node: None,
+            lease_expires_at: None,
+        };
+        Event {
+            seq,
+            id: seq.to_string(),
+            view: RequestView {
+                request,
+                chat: None,
+            },
+        }
+    }
+
+    fn seqs(items: &[Item]) -> Vec<Option<u64>> {
+        items
+            .iter()
+            .map(|item| match item {
+                Item::Event(e) => Some(e.seq),
+                Item::Reset { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resuming_inside_the_window_replays_what_followed() {
+        let feed = Feed::new(8, 10);
+        for seq in 11..=15 {
+            feed.push(event(seq));
+        }
+        let resumed = feed.subscribe(Some(Some(12)), |s| s.to_string());
+        assert_eq!(seqs(&resumed.backlog), [Some(13), Some(14), Some(15)]);
+        let caught_up = feed.subscribe(Some(Some(15)), |s| s.to_string());
+        assert!(caught_up.backlog.is_empty());
+        // The feed's start counts as inside: nothing was missed.
+        let from_start = feed.subscribe(Some(Some(10)), |s| s.to_string());
+        assert_eq!(from_start.backlog.len(), 5);
+    }
+
+    #[test]
+    fn resuming_before_the_window_or_from_elsewhere_is_a_reset() {
+        let feed = Feed::new(8, 0);
+        for seq in 1..=(WINDOW as u64 + 10) {
+            feed.push(event(seq));
+        }
+        let too_old = feed.subscribe(Some(Some(5)), |s| format!("x-{s}"));
+        match too_old.backlog.as_slice() {
+            [Item::Reset { id, .. }] => assert_eq!(id, &format!("x-{}", WINDOW + 10)),
+            other => panic!("{other:?}"),
+        }
+        let elsewhere = feed.subscribe(Some(None), |s| s.to_string());
+        assert_eq!(seqs(&elsewhere.backlog), [None]);
+        let live_only = feed.subscribe(None, |s| s.to_string());
+        assert!(live_only.backlog.is_empty());
+    }
+
+    #[test]
+    fn a_reset_forgets_the_window() {
+        let feed = Feed::new(8, 0);
+        feed.push(event(1));
+        feed.push(event(2));
+        feed.reset("gap");
+        let resumed = feed.subscribe(Some(Some(1)), |s| s.to_string());
+        assert_eq!(seqs(&resumed.backlog), [None]);
+    }
+}

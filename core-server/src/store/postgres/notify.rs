@@ -67,25 +67,8 @@ fn apply(core: &Core, payload: &str) {
         return;
     };
     if kind == "s" {
-        let changes = parts
-            .next()
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|entry| {
-                let status = match entry.get(..1)? {
-                    "i" => RequestStatus::Idle,
-                    "e" => RequestStatus::Executing,
-                    "d" => RequestStatus::Done,
-                    "f" => RequestStatus::Failed,
-                    _ => return None,
-                };
-                Some(Change {
-                    account,
-                    request: Uuid::parse_str(entry.get(1..)?).ok()?,
-                    status,
-                })
-            });
-        core.live.remote(changes.collect::<Vec<_>>());
+        core.live
+            .remote(parse_changes(account, parts.next().unwrap_or_default()));
         return;
     }
     match (kind, parts.next().and_then(|r| Uuid::parse_str(r).ok())) {
@@ -100,6 +83,26 @@ fn apply(core: &Core, payload: &str) {
 /// Status changes per notification: about 34 bytes each, well under the
 /// 8000-byte payload limit.
 const CHANGES_PER_PAYLOAD: usize = 200;
+
+/// The changes of an `s` payload's list (malformed entries skipped).
+fn parse_changes(account: AccountId, list: &str) -> Vec<Change> {
+    list.split(',')
+        .filter_map(|entry| {
+            let status = match entry.get(..1)? {
+                "i" => RequestStatus::Idle,
+                "e" => RequestStatus::Executing,
+                "d" => RequestStatus::Done,
+                "f" => RequestStatus::Failed,
+                _ => return None,
+            };
+            Some(Change {
+                account,
+                request: Uuid::parse_str(entry.get(1..)?).ok()?,
+                status,
+            })
+        })
+        .collect()
+}
 
 /// The `s` payloads for `changes`, grouped by account in commit order.
 fn status_payloads(node: Uuid, changes: &[Change]) -> Vec<String> {
@@ -217,4 +220,42 @@ pub fn start_listener(core: &Arc<Core>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_payloads_fit_pg_notify_and_read_back_in_order() {
+        let statuses = [
+            RequestStatus::Idle,
+            RequestStatus::Executing,
+            RequestStatus::Done,
+            RequestStatus::Failed,
+        ];
+        let changes: Vec<Change> = (0..1000)
+            .map(|i| Change {
+                account: AccountId(i % 3),
+                request: Uuid::now_v7(),
+                status: statuses[i as usize % 4],
+            })
+            .collect();
+        let node = Uuid::new_v4();
+        let payloads = status_payloads(node, &changes);
+        let mut read = Vec::new();
+        for payload in &payloads {
+            assert!(payload.len() < 8000, "{} bytes", payload.len());
+            let mut parts = payload.split(':');
+            assert_eq!(parts.next(), Some(node.to_string().as_str()));
+            assert_eq!(parts.next(), Some("s"));
+            let account = AccountId(parts.next().unwrap().parse().unwrap());
+            read.extend(parse_changes(account, parts.next().unwrap()));
+        }
+        for account in 0..3 {
+            let sent: Vec<_> = changes.iter().filter(|c| c.account.0 == account).collect();
+            let got: Vec<_> = read.iter().filter(|c| c.account.0 == account).collect();
+            assert_eq!(sent, got, "account {account}");
+        }
+    }
 }
