@@ -270,6 +270,15 @@ async fn redelivered_request_is_idle_again_in_the_events() {
 }
 
 #[tokio::test]
+async fn idle_stream_gets_keep_alive_comments() {
+    let (app, key) = TestApp::with_account_configured(|_, edge| edge.sse_keep_alive_secs = 1).await;
+    let mut events = EventStream::of(&app, &key).await;
+    events.assert_quiet(Duration::from_millis(2500)).await;
+    assert!(events.comments >= 1, "no keep-alive comment in 2.5 s");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn events_with_a_missing_or_bad_key_are_a_401_json() {
     let (app, _key) = TestApp::with_account().await;
     for (path, headers) in [

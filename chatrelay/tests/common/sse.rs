@@ -115,6 +115,9 @@ impl EventStream {
             let mut data = Vec::new();
             let mut fields = 0;
             for line in block.lines() {
+                if line.is_empty() {
+                    continue;
+                }
                 if line.starts_with(':') {
                     self.comments += 1;
                     continue;

@@ -2,7 +2,8 @@
 //! `WatchRequests` stream. One `request` event per status change of the
 //! account's requests (`data:` the request JSON as `GET` returns it, `id:`
 //! the event's id), a `reset` event when the stream cannot say what was
-//! missed, and a comment every 15 s to keep proxies from closing it.
+//! missed, and a comment every 15 s (`CHATRELAY_SSE_KEEP_ALIVE_SECS`) to keep
+//! proxies from closing it.
 //!
 //! The key comes in `X-API-Key` or, for browsers' `EventSource`, in
 //! `?api_key=` (never logged: the edge's spans name the route, not the
@@ -29,9 +30,6 @@ use crate::{error::ErrorBody, ApiError, EdgeState};
 
 /// Where the stream is served (and without the trailing slash).
 pub const PATH: &str = "/api/chat/events/";
-
-/// How often a comment line keeps an idle stream open.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The header a reconnecting `EventSource` sends.
 const LAST_EVENT_ID: &str = "last-event-id";
@@ -139,7 +137,11 @@ pub async fn stream(
         .map(Ok::<_, Infallible>)
         .take_until(state.stopping.clone().cancelled_owned());
     let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(state.config.sse_keep_alive_secs.max(1)))
+                .text("keep-alive"),
+        )
         .into_response();
     // Proxies that buffer (nginx) must pass each event on at once.
     response.headers_mut().insert(
