@@ -158,6 +158,24 @@ async fn long_poll_of_an_unknown_or_another_accounts_request_is_404_at_once() {
 }
 
 #[tokio::test]
+async fn pending_long_poll_is_answered_when_the_server_stops() {
+    let (app, key) = TestApp::with_account().await;
+    let created = app.submit_message(&key, "never answered").await;
+    let poll = long_poll(&app, &key, id_of(&created), "60");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    app.stop().await;
+    let (status, body, _) = poll.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, created);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn grpc_get_request_waits_for_the_answer() {
     let (app, key) = TestApp::with_account().await;
     let id = id_of(&app.submit_message(&key, "over grpc").await).to_string();
