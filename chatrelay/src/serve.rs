@@ -54,7 +54,7 @@ impl Running {
         let grpc = tokio::spawn(chatrelay_core::grpc::serve(
             routes,
             grpc_listener,
-            core.shutdown.clone(),
+            core.shutdown_token(),
         ));
         let edge = tokio::spawn(chatrelay_edge::serve(
             edge,
@@ -101,7 +101,7 @@ impl Running {
                 }
             }
         }
-        self.core.shutdown.cancel();
+        self.core.shutdown_token().cancel();
         if !grpc_done {
             match tokio::time::timeout(SHUTDOWN_PHASE, &mut self.grpc).await {
                 Ok(joined) => result = result.and(flatten(joined)),

@@ -1,22 +1,18 @@
 //! Accounts and their API keys. Keys are random, shown once, and stored only
 //! as their SHA-256 (a key has 192 bits of entropy, so a fast hash is enough);
-//! every lookup goes through the hash.
+//! every lookup goes through the hash. This module is the one home of API-key
+//! resolution; the statements are in [`crate::store::accounts`].
+
+use std::collections::{BTreeSet, HashMap};
 
 use base64::Engine as _;
 use rand::RngCore;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
-    TransactionTrait,
-};
 use sha2::{Digest, Sha256};
 
 use crate::{
     error::{CoreError, CoreResult},
-    model::{now, AccountId},
-    store::{
-        entities::{account, api_key},
-        Store,
-    },
+    model::AccountId,
+    store::{accounts, entities::account, Store},
 };
 
 /// A new account, with the secrets that are shown only at creation.
@@ -71,18 +67,16 @@ fn validate_webhook_url(url: Option<&str>) -> CoreResult<Option<String>> {
     Ok(Some(parsed.to_string()))
 }
 
-fn key_model(account_id: i64, key: &str) -> api_key::ActiveModel {
-    api_key::ActiveModel {
-        account_id: Set(account_id),
-        key_hash: Set(hash_api_key(key)),
-        key_prefix: Set(key[..KEY_PREFIX_LEN].to_string()),
-        created_at: Set(now()),
-        ..Default::default()
+/// The stored form of a new key.
+fn stored(key: &str) -> accounts::NewKey {
+    accounts::NewKey {
+        hash: hash_api_key(key),
+        prefix: key[..KEY_PREFIX_LEN].to_string(),
     }
 }
 
 pub async fn create(
-    db: &Store,
+    store: &Store,
     name: &str,
     webhook_url: Option<&str>,
 ) -> CoreResult<CreatedAccount> {
@@ -92,101 +86,64 @@ pub async fn create(
     }
     let webhook_url = validate_webhook_url(webhook_url)?;
     let api_key = new_api_key();
-    let txn = db.write.begin().await?;
-    let inserted = account::ActiveModel {
-        name: Set(name.to_string()),
-        webhook_url: Set(webhook_url),
-        webhook_secret: Set(new_webhook_secret()),
-        created_at: Set(now()),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await;
-    let account = match inserted {
-        Ok(account) => account,
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            return Err(CoreError::AlreadyExists(format!(
-                "an account named {name:?} already exists"
-            )))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    key_model(account.id, &api_key).insert(&txn).await?;
-    txn.commit().await?;
+    let account = accounts::insert(
+        store,
+        name,
+        webhook_url,
+        new_webhook_secret(),
+        stored(&api_key),
+    )
+    .await?;
     Ok(CreatedAccount { account, api_key })
 }
 
-pub async fn list(db: &Store) -> CoreResult<Vec<AccountSummary>> {
-    let accounts = account::Entity::find()
-        .order_by_asc(account::Column::Id)
-        .all(&db.read)
-        .await?;
-    let keys = api_key::Entity::find()
-        .order_by_asc(api_key::Column::Id)
-        .all(&db.read)
-        .await?;
-    Ok(accounts
+pub async fn list(store: &Store) -> CoreResult<Vec<AccountSummary>> {
+    Ok(accounts::list(store)
+        .await?
         .into_iter()
-        .map(|account| AccountSummary {
-            key_prefixes: keys
-                .iter()
-                .filter(|k| k.account_id == account.id)
-                .map(|k| format!("{}…", k.key_prefix))
-                .collect(),
+        .map(|(account, prefixes)| AccountSummary {
+            key_prefixes: prefixes.into_iter().map(|p| format!("{p}…")).collect(),
             account,
         })
         .collect())
 }
 
-pub async fn find_by_name(db: &Store, name: &str) -> CoreResult<account::Model> {
-    account::Entity::find()
-        .filter(account::Column::Name.eq(name))
-        .one(&db.read)
+pub async fn find_by_name(store: &Store, name: &str) -> CoreResult<account::Model> {
+    accounts::find_by_name(store, name)
         .await?
         .ok_or_else(|| CoreError::not_found(format!("no account named {name:?}")))
 }
 
 /// Sets (or with `None`, clears) the account's webhook URL.
 pub async fn set_webhook(
-    db: &Store,
+    store: &Store,
     name: &str,
     webhook_url: Option<&str>,
 ) -> CoreResult<account::Model> {
     let webhook_url = validate_webhook_url(webhook_url)?;
-    let account = find_by_name(db, name).await?;
-    let mut active: account::ActiveModel = account.into();
-    active.webhook_url = Set(webhook_url);
-    Ok(active.update(&db.write).await?)
+    let account = find_by_name(store, name).await?;
+    let secret = account.webhook_secret.clone();
+    accounts::update_webhook(store, account, webhook_url, secret).await
 }
 
 /// Issues a new API key. Unless `keep_existing`, every older key of the
 /// account stops working in the same transaction.
-pub async fn rotate_key(db: &Store, name: &str, keep_existing: bool) -> CoreResult<String> {
-    let account = find_by_name(db, name).await?;
+pub async fn rotate_key(store: &Store, name: &str, keep_existing: bool) -> CoreResult<String> {
+    let account = find_by_name(store, name).await?;
     let key = new_api_key();
-    let txn = db.write.begin().await?;
-    if !keep_existing {
-        api_key::Entity::delete_many()
-            .filter(api_key::Column::AccountId.eq(account.id))
-            .exec(&txn)
-            .await?;
-    }
-    key_model(account.id, &key).insert(&txn).await?;
-    txn.commit().await?;
+    accounts::add_key(store, AccountId(account.id), stored(&key), keep_existing).await?;
     Ok(key)
 }
 
 /// Replaces the account's webhook signing secret and returns the new one.
-pub async fn rotate_webhook_secret(db: &Store, name: &str) -> CoreResult<String> {
-    let account = find_by_name(db, name).await?;
+pub async fn rotate_webhook_secret(store: &Store, name: &str) -> CoreResult<String> {
+    let account = find_by_name(store, name).await?;
     let secret = new_webhook_secret();
-    let mut active: account::ActiveModel = account.into();
-    active.webhook_secret = Set(secret.clone());
-    active.update(&db.write).await?;
+    let url = account.webhook_url.clone();
+    accounts::update_webhook(store, account, url, secret.clone()).await?;
     Ok(secret)
 }
 
-/// Resolves an API key to its account.
 /// The API key the caller sent, if it sent one.
 pub fn present_key(key: Option<&str>) -> CoreResult<&str> {
     key.map(str::trim)
@@ -201,11 +158,19 @@ pub async fn authenticate(db: &Store, key: Option<&str>) -> CoreResult<AccountId
 }
 
 /// Resolves the SHA-256 of an API key to its account.
-pub async fn authenticate_hash(db: &Store, key_hash: &str) -> CoreResult<AccountId> {
-    api_key::Entity::find()
-        .filter(api_key::Column::KeyHash.eq(key_hash))
-        .one(&db.read)
+pub async fn authenticate_hash(store: &Store, key_hash: &str) -> CoreResult<AccountId> {
+    let hashes = BTreeSet::from([key_hash]);
+    accounts::of_key_hashes(store, &hashes)
         .await?
-        .map(|k| AccountId(k.account_id))
+        .remove(key_hash)
         .ok_or(CoreError::Unauthenticated("invalid API key"))
+}
+
+/// Resolves the SHA-256s of many API keys at once (a submit batch's); a
+/// hash of no key is absent from the answer.
+pub async fn authenticate_hashes(
+    store: &Store,
+    key_hashes: &BTreeSet<&str>,
+) -> CoreResult<HashMap<String, AccountId>> {
+    accounts::of_key_hashes(store, key_hashes).await
 }

@@ -4,27 +4,21 @@
 //! load the batches grow while the previous one commits; when idle a lone
 //! submission is written at once. Callers see exactly what a transaction per
 //! request would give them — their request is durable when they get an answer.
-//! The store's writer drains this queue (a sole writer in one transaction
-//! with the extension sessions' writes).
+//! The store's writer drains this queue (`store::batches` holds the
+//! transaction; a sole writer writes it with the extension sessions' writes).
 
 use std::{
     collections::{BTreeSet, HashMap},
-    panic::AssertUnwindSafe,
-    sync::Arc,
     time::Instant,
 };
 
-use futures::FutureExt;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use tokio::sync::oneshot;
 
 use crate::{
-    batch,
-    committed::after_commit,
+    accounts, batch,
     error::{CoreError, CoreResult},
-    model::{AccountId, RequestView, Submission},
+    model::{AccountId, Submission, Submitted},
     requests::validate,
-    store::{entities::api_key, submits},
     Core,
 };
 
@@ -37,8 +31,8 @@ pub(crate) struct Pending {
     /// SHA-256 of the caller's API key: the batch resolves all its keys in
     /// one query, so authenticating costs no round trip of its own.
     key_hash: String,
-    submission: Submission,
-    reply: oneshot::Sender<CoreResult<RequestView>>,
+    pub(crate) submission: Submission,
+    pub(crate) reply: oneshot::Sender<CoreResult<Submitted>>,
 }
 
 pub struct Intake {
@@ -94,11 +88,7 @@ impl Intake {
 
     /// Authenticates, validates and stores a submission; resolves once it is
     /// committed.
-    pub async fn submit(
-        &self,
-        key_hash: String,
-        submission: Submission,
-    ) -> CoreResult<RequestView> {
+    pub async fn submit(&self, key_hash: String, submission: Submission) -> CoreResult<Submitted> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending {
@@ -114,54 +104,10 @@ impl Intake {
     }
 }
 
-/// Starts the writer. At shutdown it stops taking new submissions, stores
-/// the ones already queued, and ends.
-pub fn start_writer(core: &Arc<Core>) {
-    let Some(mut rx) = core.intake.take_receiver() else {
-        return;
-    };
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        let mut limits = RateLimits::new(&core);
-        while let Some(batch) = rx.next(&core.shutdown, MAX_BATCH).await {
-            // A bug in one batch must not stop every later submit: its callers
-            // get an error (their reply senders are dropped) and the writer goes on.
-            let stored = AssertUnwindSafe(async {
-                let accepted = accept(&core, &mut limits, batch).await;
-                store(&core, accepted).await
-            })
-            .catch_unwind();
-            if stored.await.is_err() {
-                tracing::error!("submit batch panicked; its callers were answered with an error");
-            }
-        }
-    });
-}
-
-/// The accounts of the batch's keys: by point reads where the store has
-/// them, else (or if those fail) in one query.
+/// The accounts of the batch's keys, in one lookup.
 async fn accounts_of(core: &Core, batch: &[Pending]) -> CoreResult<HashMap<String, AccountId>> {
     let hashes: BTreeSet<&str> = batch.iter().map(|p| p.key_hash.as_str()).collect();
-    let found = core.store.point_read(|reads| {
-        hashes
-            .iter()
-            .map(|hash| Ok((*hash, reads.account_of_key(hash)?)))
-            .collect::<Result<Vec<_>, _>>()
-    });
-    if let Some(found) = found {
-        return Ok(found
-            .into_iter()
-            .filter_map(|(hash, account)| Some((hash.to_string(), AccountId(account?))))
-            .collect());
-    }
-    Ok(api_key::Entity::find()
-        .filter(api_key::Column::KeyHash.is_in(hashes))
-        .all(&core.store.read)
-        .await?
-        .into_iter()
-        .map(|k| (k.key_hash, AccountId(k.account_id)))
-        .collect())
+    accounts::authenticate_hashes(&core.store, &hashes).await
 }
 
 /// Answers the submissions that fail authentication, the rate limit or
@@ -202,46 +148,6 @@ pub(crate) async fn accept(
         }
     }
     valid
-}
-
-/// Stores accepted submissions in one transaction; if that fails, each
-/// alone, so one bad submission cannot fail its neighbours.
-pub(crate) async fn store(core: &Core, batch: Vec<(AccountId, Pending)>) {
-    if batch.is_empty() {
-        return;
-    }
-    let written = async {
-        let txn = core.store.write.begin().await?;
-        let views = submits::insert_submissions(core, &txn, &submissions(&batch)).await?;
-        txn.commit().await?;
-        Ok::<_, CoreError>(views)
-    };
-    match written.await {
-        Ok(views) => answer(core, batch, views),
-        Err(e) if batch.len() == 1 => {
-            let (_, pending) = batch.into_iter().next().expect("one");
-            let _ = pending.reply.send(Err(e));
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, size = batch.len(), "batch failed; storing one by one");
-            for item in batch {
-                Box::pin(store(core, vec![item])).await;
-            }
-        }
-    }
-}
-
-/// Answers the callers of a committed batch, then applies what it
-/// committed (its accounts' sessions wake).
-pub(crate) fn answer(
-    core: &Core,
-    batch: Vec<(AccountId, Pending)>,
-    (views, committed): submits::Stored,
-) {
-    for ((_, pending), view) in batch.into_iter().zip(views) {
-        let _ = pending.reply.send(Ok(view));
-    }
-    after_commit(core, committed);
 }
 
 /// The submissions of an accepted batch, with their accounts, to store.

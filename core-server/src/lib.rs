@@ -28,29 +28,32 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub use config::CoreConfig;
 pub use error::{CoreError, CoreResult};
 
-/// The core's shared state, handed to every gRPC service.
+/// The core: built by [`Core::start`], served by [`grpc::routes`], stopped
+/// by [`Core::stop`]. Its parts are private; the modules of the core reach
+/// them, callers outside use the functions of [`accounts`], [`requests`],
+/// [`lifecycle`] and [`webhooks`].
 pub struct Core {
-    pub store: store::Store,
-    pub config: CoreConfig,
-    pub dispatch: dispatch::Dispatch,
+    pub(crate) store: store::Store,
+    pub(crate) config: CoreConfig,
+    pub(crate) dispatch: dispatch::Dispatch,
     /// The submit path's group commit (drained by the store's writer).
-    pub intake: intake::Intake,
+    pub(crate) intake: intake::Intake,
     /// The sessions' group commit: results and claims (drained by the
     /// store's writer).
-    pub results: results::Results,
+    pub(crate) results: results::Results,
     /// This process's identity in leases, so other cores can tell its
     /// requests from their own.
-    pub node_id: uuid::Uuid,
+    pub(crate) node_id: uuid::Uuid,
     /// Cancelled when the core stops; every background task watches it.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// The core's background tasks, awaited on stop.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// Wakes the webhook worker (`webhooks::notify_committed`).
-    pub webhooks: webhooks::Webhooks,
+    pub(crate) webhooks: webhooks::Webhooks,
     /// For the queue-depth gauge of a sole writer (see [`queue_depth`]).
-    pub open_requests: queue_depth::OpenRequests,
+    pub(crate) open_requests: queue_depth::OpenRequests,
     /// Live status: long-polls and event streams (see [`live`]).
-    pub live: live::Live,
+    pub(crate) live: live::Live,
 }
 
 impl Core {
@@ -81,7 +84,18 @@ impl Core {
         Ok(core)
     }
 
-    pub fn lease_ttl_millis(&self) -> i64 {
+    /// The store, for operators' tools and tests that read what the core
+    /// wrote (the core itself changes it only through its own paths).
+    pub fn store(&self) -> &store::Store {
+        &self.store
+    }
+
+    /// Cancelled when the core stops (or to make it stop).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub(crate) fn lease_ttl_millis(&self) -> i64 {
         i64::try_from(self.config.lease_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
     }
 

@@ -8,8 +8,11 @@ use uuid::Uuid;
 use crate::{
     committed::after_commit,
     error::{CoreError, CoreResult},
-    model::AccountId,
-    store::{entities::message_request, outcomes},
+    model::{
+        check_text, AccountId, MessageRequest, MAX_CHAT_ID_CHARS, MAX_CHAT_TITLE_CHARS,
+        MAX_ERROR_CHARS, MAX_RESPONSE_CHARS,
+    },
+    store::outcomes,
     Core,
 };
 
@@ -43,28 +46,47 @@ pub enum Outcome {
     Failed { error: String },
 }
 
+/// The outcome if every string in it is one the core stores (bounded, no
+/// NUL), with an empty title taken as none; else why not, naming the field.
+/// A refused outcome changes nothing, so one bad frame never costs the
+/// results written with it.
+fn checked(outcome: Outcome) -> Result<Outcome, String> {
+    match outcome {
+        Outcome::Done {
+            response,
+            chatgpt_id,
+            chat_title,
+        } => {
+            if chatgpt_id.trim().is_empty() {
+                return Err("chat_id: must not be empty".into());
+            }
+            check_text("chat_id", &chatgpt_id, MAX_CHAT_ID_CHARS)?;
+            check_text("response", &response, MAX_RESPONSE_CHARS)?;
+            let chat_title = chat_title.filter(|t| !t.trim().is_empty());
+            if let Some(title) = &chat_title {
+                check_text("chat_title", title, MAX_CHAT_TITLE_CHARS)?;
+            }
+            Ok(Outcome::Done {
+                response,
+                chatgpt_id,
+                chat_title,
+            })
+        }
+        Outcome::Failed { error } => {
+            check_text("error", &error, MAX_ERROR_CHARS)?;
+            Ok(Outcome::Failed { error })
+        }
+    }
+}
+
 /// Finishes a request as the extension reported; resolves once committed.
 pub async fn settle_outcome(
     core: &Core,
     account: AccountId,
     id: Uuid,
     outcome: Outcome,
-) -> CoreResult<message_request::Model> {
-    let outcome = match outcome {
-        Outcome::Done { chatgpt_id, .. } if chatgpt_id.trim().is_empty() => {
-            return Err(CoreError::invalid("chat_id: must not be empty"))
-        }
-        Outcome::Done {
-            response,
-            chatgpt_id,
-            chat_title,
-        } => Outcome::Done {
-            response,
-            chatgpt_id,
-            chat_title: chat_title.filter(|t| !t.trim().is_empty()),
-        },
-        failed => failed,
-    };
+) -> CoreResult<MessageRequest> {
+    let outcome = checked(outcome).map_err(CoreError::InvalidArgument)?;
     crate::retry::until_stored(&core.shutdown, "result", || {
         core.results.apply(account, id, outcome.clone())
     })
@@ -79,7 +101,7 @@ pub async fn complete(
     response: String,
     chatgpt_id: String,
     chat_title: Option<String>,
-) -> CoreResult<message_request::Model> {
+) -> CoreResult<MessageRequest> {
     let outcome = Outcome::Done {
         response,
         chatgpt_id,
@@ -94,6 +116,6 @@ pub async fn fail(
     account: AccountId,
     id: Uuid,
     error: String,
-) -> CoreResult<message_request::Model> {
+) -> CoreResult<MessageRequest> {
     settle_outcome(core, account, id, Outcome::Failed { error }).await
 }

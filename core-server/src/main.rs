@@ -29,14 +29,14 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.core.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "core gRPC listening");
     let core = chatrelay_core::Core::start(cli.core).await?;
-    let signal = core.shutdown.clone();
+    let signal = core.shutdown_token();
     tokio::spawn(async move {
         chatrelay_core::telemetry::shutdown_signal().await;
         tracing::info!("shutting down");
         signal.cancel();
     });
     let routes = chatrelay_core::grpc::routes(&core).await?;
-    let served = chatrelay_core::grpc::serve(routes, listener, core.shutdown.clone()).await;
+    let served = chatrelay_core::grpc::serve(routes, listener, core.shutdown_token()).await;
     core.stop().await;
     served
 }

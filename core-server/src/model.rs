@@ -5,8 +5,6 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{entity::prelude::StringLen, DeriveActiveEnum, EnumIter};
 use uuid::Uuid;
 
-use crate::store::entities::{chat, message_request};
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 pub enum RequestStatus {
@@ -79,21 +77,45 @@ impl ThinkingTime {
     }
 }
 
+/// A message request: what a client submitted and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRequest {
+    /// UUIDv7: ordering by id is ordering by submission.
+    pub id: Uuid,
+    pub account_id: i64,
+    /// The chat's row id (`chat_db_id` on the wire).
+    pub chat_id: i64,
+    pub message: String,
+    pub response_type: ResponseType,
+    pub thinking_time: ThinkingTime,
+    pub status: RequestStatus,
+    pub response: Option<String>,
+    pub error_message: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Deliveries to extension sessions so far.
+    pub attempts: i32,
+}
+
+/// A ChatGPT conversation of an account. `chatgpt_id` and `title` stay
+/// `None` until the extension reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chat {
+    pub id: i64,
+    pub account_id: i64,
+    pub chatgpt_id: Option<String>,
+    pub title: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A message request together with the ChatGPT id of its chat.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestView {
-    pub request: message_request::Model,
+    pub request: MessageRequest,
     /// The chat's ChatGPT id, `None` while the extension has not reported it.
     pub chat: Option<String>,
-}
-
-impl RequestView {
-    pub fn new(request: message_request::Model, chat: Option<chat::Model>) -> Self {
-        Self {
-            request,
-            chat: chat.and_then(|c| c.chatgpt_id),
-        }
-    }
 }
 
 /// What a client asks for on submit, before validation.
@@ -103,6 +125,41 @@ pub struct Submission {
     pub response_type: ResponseType,
     pub thinking_time: ThinkingTime,
     pub chat_id: Option<String>,
+    /// The client's `Idempotency-Key`: a retry with the same key (and the
+    /// same submission) within [`IDEMPOTENCY_WINDOW_MS`] gets the request
+    /// the first one created.
+    pub idempotency_key: Option<String>,
+}
+
+impl Submission {
+    /// What a retry must repeat: the SHA-256 of the submission's fields.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for part in [
+            self.message.as_str(),
+            self.response_type.as_str(),
+            self.thinking_time.as_str(),
+            self.chat_id.as_deref().unwrap_or(""),
+        ] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        hex::encode(hash.finalize())
+    }
+}
+
+/// How long an idempotency key holds: a day.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// A submit's answer: the request, and whether this submit created it (or
+/// repeated an earlier one with the same idempotency key).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Submitted {
+    pub view: RequestView,
+    pub created: bool,
 }
 
 /// The account an API key resolved to.
@@ -121,4 +178,28 @@ pub fn now_millis() -> i64 {
 
 pub fn new_request_id() -> Uuid {
     Uuid::now_v7()
+}
+
+/// Longest ChatGPT chat id accepted, from a client or an extension.
+pub const MAX_CHAT_ID_CHARS: usize = 256;
+/// Longest chat title accepted from an extension.
+pub const MAX_CHAT_TITLE_CHARS: usize = 1_000;
+/// Longest error message accepted from an extension.
+pub const MAX_ERROR_CHARS: usize = 10_000;
+/// Longest response accepted from an extension.
+pub const MAX_RESPONSE_CHARS: usize = 1_000_000;
+
+/// Checks a text field from outside: at most `max` characters and no NUL
+/// character (which PostgreSQL cannot store in text, and SQLite would keep:
+/// refusing it on both keeps the back ends alike). The error names `field`.
+pub fn check_text(field: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.contains('\0') {
+        return Err(format!(
+            "{field}: must not contain NUL (\\u0000) characters"
+        ));
+    }
+    if text.chars().nth(max).is_some() {
+        return Err(format!("{field}: longer than {max} characters"));
+    }
+    Ok(())
 }

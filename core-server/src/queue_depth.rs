@@ -18,12 +18,9 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::{
-    sea_query::{Asterisk, Expr},
-    ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-};
+use sea_orm::DbErr;
 
-use crate::{model::RequestStatus, store::entities::message_request, Core};
+use crate::{model::RequestStatus, store::requests, Core};
 
 const PERIOD: Duration = Duration::from_secs(5);
 
@@ -44,18 +41,9 @@ impl OpenRequests {
     }
 }
 
-/// Requests with one of `statuses`, from the status index.
+/// Requests with one of `statuses`.
 async fn count(core: &Core, statuses: &[RequestStatus]) -> Result<i64, DbErr> {
-    let counted = message_request::Entity::find()
-        .select_only()
-        // COUNT(*), not COUNT(id): the status index alone answers it,
-        // without reading each row (5× faster at 400k idle).
-        .column_as(Expr::col(Asterisk).count(), "n")
-        .filter(message_request::Column::Status.is_in(statuses.iter().copied()))
-        .into_tuple::<i64>()
-        .one(&core.store.read)
-        .await?;
-    Ok(counted.unwrap_or(0))
+    requests::count(&core.store, statuses).await
 }
 
 /// Starts the gauges. For a sole writer, call it before anything stores or

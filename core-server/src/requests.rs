@@ -1,21 +1,35 @@
 //! Message requests as clients see them: submit, get, list. Every query is
 //! scoped to the calling account; another account's request is "not found".
 
-use sea_orm::{sea_query::Query, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::{
     accounts,
     error::{CoreError, CoreResult},
-    model::{AccountId, RequestStatus, RequestView, Submission},
-    store::entities::{api_key, chat, message_request},
-    Core,
+    model::{
+        check_text, AccountId, RequestStatus, RequestView, Submission, Submitted,
+        MAX_CHAT_ID_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
+    },
+    store, Core,
 };
+
+/// The text (messages, responses, errors) one page of requests may carry
+/// before it ends early, with `next_cursor` pointing on.
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Requests read from the store at a time while filling a page.
+const PAGE_CHUNK: usize = 128;
+
+/// Bytes of text a request carries.
+fn text_bytes(view: &RequestView) -> usize {
+    let r = &view.request;
+    r.message.len()
+        + r.response.as_ref().map_or(0, String::len)
+        + r.error_message.as_ref().map_or(0, String::len)
+}
 
 /// Page sizes for listings.
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
-const MAX_CHAT_ID_CHARS: usize = 256;
 
 /// A page of a listing, newest first.
 #[derive(Debug)]
@@ -36,19 +50,23 @@ pub(crate) fn validate(core: &Core, submission: &Submission) -> CoreResult<()> {
     if submission.message.trim().is_empty() {
         return Err(CoreError::invalid("message: must not be empty"));
     }
-    let max = core.config.max_message_chars;
-    if submission.message.chars().count() > max {
-        return Err(CoreError::invalid(format!(
-            "message: longer than {max} characters"
-        )));
-    }
+    check_text(
+        "message",
+        &submission.message,
+        core.config.max_message_chars,
+    )
+    .map_err(CoreError::InvalidArgument)?;
     if let Some(chat_id) = &submission.chat_id {
         if chat_id.trim().is_empty() {
             return Err(CoreError::invalid("chat_id: must not be empty"));
         }
-        if chat_id.chars().count() > MAX_CHAT_ID_CHARS {
+        check_text("chat_id", chat_id, MAX_CHAT_ID_CHARS).map_err(CoreError::InvalidArgument)?;
+    }
+    if let Some(key) = &submission.idempotency_key {
+        let printable = key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+        if key.trim().is_empty() || !printable || key.len() > MAX_IDEMPOTENCY_KEY_CHARS {
             return Err(CoreError::invalid(format!(
-                "chat_id: longer than {MAX_CHAT_ID_CHARS} characters"
+                "Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
             )));
         }
     }
@@ -60,7 +78,7 @@ pub async fn submit(
     core: &Core,
     api_key: Option<&str>,
     submission: Submission,
-) -> CoreResult<RequestView> {
+) -> CoreResult<Submitted> {
     let key = accounts::present_key(api_key)?;
     core.intake
         .submit(accounts::hash_api_key(key), submission)
@@ -81,25 +99,11 @@ pub async fn get(core: &Core, api_key: Option<&str>, id: &str) -> CoreResult<Req
         None => None,
         Some(id) => match fast_get(core, id, &key_hash) {
             Some(view) => return Ok(view),
-            None => {
-                message_request::Entity::find_by_id(id)
-                    .filter(
-                        message_request::Column::AccountId.in_subquery(
-                            Query::select()
-                                .column(api_key::Column::AccountId)
-                                .from(api_key::Entity)
-                                .and_where(api_key::Column::KeyHash.eq(key_hash.as_str()))
-                                .to_owned(),
-                        ),
-                    )
-                    .find_also_related(chat::Entity)
-                    .one(&core.store.read)
-                    .await?
-            }
+            None => store::requests::get_for_key(&core.store, id, &key_hash).await?,
         },
     };
     match found {
-        Some((request, chat)) => Ok(RequestView::new(request, chat)),
+        Some(view) => Ok(view),
         None => {
             accounts::authenticate_hash(&core.store, &key_hash).await?;
             Err(not_found())
@@ -124,31 +128,44 @@ pub async fn list(
     cursor: Option<&str>,
 ) -> CoreResult<Page<RequestView>> {
     let limit = page_size(limit);
-    let mut query =
-        message_request::Entity::find().filter(message_request::Column::AccountId.eq(account.0));
-    if let Some(status) = status {
-        query = query.filter(message_request::Column::Status.eq(status));
+    let before = match cursor.filter(|c| !c.is_empty()) {
+        Some(cursor) => {
+            Some(parse_id(cursor).ok_or_else(|| CoreError::invalid("cursor: invalid"))?)
+        }
+        None => None,
+    };
+    // Read in chunks, so a page of long answers never holds more than its
+    // text budget (and one chunk) in memory; it always holds one request.
+    let mut rows: Vec<RequestView> = Vec::new();
+    let mut bytes = 0;
+    let mut more = false;
+    let mut after = before;
+    'pages: loop {
+        let wanted = (limit as usize - rows.len()).min(PAGE_CHUNK) as u32 + 1;
+        let chunk = store::requests::list(&core.store, account, status, after, wanted).await?;
+        let full = chunk.len() == wanted as usize;
+        for view in chunk.into_iter().take(wanted as usize - 1) {
+            bytes += text_bytes(&view);
+            if rows.len() == limit as usize || (bytes > PAGE_BYTES && !rows.is_empty()) {
+                more = true;
+                break 'pages;
+            }
+            after = Some(view.request.id);
+            rows.push(view);
+        }
+        if !full {
+            break;
+        }
+        if rows.len() == limit as usize {
+            more = true;
+            break;
+        }
     }
-    if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
-        let before = parse_id(cursor).ok_or_else(|| CoreError::invalid("cursor: invalid"))?;
-        query = query.filter(message_request::Column::Id.lt(before));
-    }
-    let mut rows = query
-        .order_by_desc(message_request::Column::Id)
-        .limit(u64::from(limit) + 1)
-        .find_also_related(chat::Entity)
-        .all(&core.store.read)
-        .await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
     let next_cursor = more
-        .then(|| rows.last().map(|(r, _)| r.id.to_string()))
+        .then(|| rows.last().map(|view| view.request.id.to_string()))
         .flatten();
     Ok(Page {
-        items: rows
-            .into_iter()
-            .map(|(request, chat)| RequestView::new(request, chat))
-            .collect(),
+        items: rows,
         next_cursor,
     })
 }

@@ -4,32 +4,23 @@
 //! transaction carries many results and the claims they make room for,
 //! instead of one statement each competing for a connection. Each caller is
 //! answered once its write is committed (or refused). The store's writer
-//! drains this queue; a sole writer does it in one transaction with the
-//! submits, and keeps the claims that found nothing waiting for work.
+//! drains this queue (`store::batches` holds the transactions); a sole
+//! writer does it in one transaction with the submits, and keeps the claims
+//! that found nothing waiting for work.
 
-use std::{
-    collections::HashSet,
-    panic::AssertUnwindSafe,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
 };
 
-use futures::FutureExt;
-use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
     batch,
-    committed::{after_commit, Cause, Committed},
     error::{CoreError, CoreResult},
     lifecycle::Outcome,
-    model::AccountId,
-    store::entities::message_request,
-    store::{claim::claim_in, outcomes},
-    Core,
+    model::{AccountId, MessageRequest},
 };
 
 /// Most results applied in one transaction.
@@ -47,10 +38,10 @@ pub(crate) enum Job {
 }
 
 pub(crate) struct Settle {
-    account: AccountId,
-    id: Uuid,
-    outcome: Outcome,
-    reply: oneshot::Sender<CoreResult<message_request::Model>>,
+    pub(crate) account: AccountId,
+    pub(crate) id: Uuid,
+    pub(crate) outcome: Outcome,
+    pub(crate) reply: oneshot::Sender<CoreResult<MessageRequest>>,
 }
 
 impl Settle {
@@ -60,12 +51,12 @@ impl Settle {
 }
 
 pub(crate) struct Claim {
-    account: AccountId,
-    session: Uuid,
+    pub(crate) account: AccountId,
+    pub(crate) session: Uuid,
     /// The session's free slots, kept current by the session: a claim that
     /// waits for work takes as many as there are when it runs.
     room: Arc<AtomicUsize>,
-    reply: oneshot::Sender<CoreResult<Vec<message_request::Model>>>,
+    pub(crate) reply: oneshot::Sender<CoreResult<Vec<MessageRequest>>>,
 }
 
 impl Claim {
@@ -79,7 +70,7 @@ impl Claim {
     }
 
     /// How many requests to lease now.
-    fn wanted(&self) -> usize {
+    pub(crate) fn wanted(&self) -> usize {
         if self.abandoned() {
             0
         } else {
@@ -90,11 +81,11 @@ impl Claim {
 
 /// A claim's answer, to come: the requests leased to the session, once a
 /// transaction leased some (or the writer gave up on the claim).
-pub type Claimed = oneshot::Receiver<CoreResult<Vec<message_request::Model>>>;
+pub type Claimed = oneshot::Receiver<CoreResult<Vec<MessageRequest>>>;
 
 impl Job {
     /// Answers the caller with an error: nothing of its job was written.
-    fn fail(self, error: CoreError) {
+    pub(crate) fn fail(self, error: CoreError) {
         match self {
             Job::Settle(settle) => {
                 let _ = settle.reply.send(Err(error));
@@ -134,7 +125,7 @@ impl Results {
         account: AccountId,
         id: Uuid,
         outcome: Outcome,
-    ) -> CoreResult<message_request::Model> {
+    ) -> CoreResult<MessageRequest> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job::Settle(Settle {
@@ -172,157 +163,4 @@ impl Results {
             .map_err(|_| unavailable())?;
         Ok(answer)
     }
-}
-
-/// Starts the writer. At shutdown it stops taking results, applies the ones
-/// already queued, and ends.
-pub fn start_writer(core: &Arc<Core>) {
-    let Some(mut rx) = core.results.take_receiver() else {
-        return;
-    };
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        while let Some(batch) = rx.next(&core.shutdown, MAX_BATCH).await {
-            let (settles, claims) = split(batch);
-            match AssertUnwindSafe(store(&core, settles, claims))
-                .catch_unwind()
-                .await
-            {
-                // No claim waits here: one that found nothing hears so.
-                Ok(empty) => {
-                    for claim in empty {
-                        let _ = claim.reply.send(Ok(Vec::new()));
-                    }
-                }
-                Err(_) => tracing::error!(
-                    "result batch panicked; its callers were answered with an error"
-                ),
-            }
-        }
-    });
-}
-
-/// A batch's results and claims, apart.
-pub(crate) fn split(batch: Vec<Job>) -> (Vec<Settle>, Vec<Claim>) {
-    let mut settles = Vec::new();
-    let mut claims = Vec::new();
-    for job in batch {
-        match job {
-            Job::Settle(settle) => settles.push(settle),
-            Job::Claim(claim) => claims.push(claim),
-        }
-    }
-    (settles, claims)
-}
-
-/// Applies a batch in one transaction (see [`write_in`]). If the
-/// transaction fails, each job is applied alone so one cannot fail its
-/// neighbours. Returns the claims that found nothing, unanswered.
-pub(crate) async fn store(core: &Core, settles: Vec<Settle>, claims: Vec<Claim>) -> Vec<Claim> {
-    let single = settles.len() + claims.len() == 1;
-    let written = async {
-        let txn = core.store.write.begin().await?;
-        let written = write_in(core, &txn, &settles, &claims).await?;
-        txn.commit().await?;
-        Ok::<_, CoreError>(written)
-    };
-    match written.await {
-        Ok(written) => answer(core, settles, claims, written),
-        Err(e) if single => {
-            let mut jobs = settles.into_iter().map(Job::Settle);
-            if let Some(job) = jobs
-                .next()
-                .or_else(|| claims.into_iter().next().map(Job::Claim))
-            {
-                job.fail(e);
-            }
-            Vec::new()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "session write batch failed; applying one by one");
-            let mut empty = Vec::new();
-            for settle in settles {
-                Box::pin(store(core, vec![settle], Vec::new())).await;
-            }
-            for claim in claims {
-                empty.extend(Box::pin(store(core, Vec::new(), vec![claim])).await);
-            }
-            empty
-        }
-    }
-}
-
-/// What a batch wrote: each result's answer, each claim's requests, and
-/// what the transaction commits.
-pub(crate) type Written = (
-    Vec<CoreResult<message_request::Model>>,
-    Vec<Vec<message_request::Model>>,
-    Committed,
-);
-
-/// Writes a batch inside the caller's transaction: the results together and
-/// before the claims, so the claims see the slots and chats the results
-/// freed. A refused result (unknown request, already finished) wrote
-/// nothing; its answer says why. Once a claim leaves work of its account
-/// unclaimed the account has none left, and its later claims do not run.
-pub(crate) async fn write_in(
-    core: &Core,
-    txn: &DatabaseTransaction,
-    settles: &[Settle],
-    claims: &[Claim],
-) -> CoreResult<Written> {
-    let outcomes: Vec<_> = settles
-        .iter()
-        .map(|s| (s.account, s.id, &s.outcome))
-        .collect();
-    let settled = outcomes::apply_all_in(core, txn, &outcomes).await?;
-    let mut committed = Committed::default();
-    for request in settled.iter().flatten() {
-        let account = AccountId(request.account_id);
-        committed.changed(account, request.id, request.status, Cause::Finished);
-        committed.webhooks = true;
-    }
-    let mut claimed = Vec::with_capacity(claims.len());
-    let mut drained = HashSet::new();
-    for claim in claims {
-        let wanted = claim.wanted();
-        if wanted == 0 || drained.contains(&claim.account.0) {
-            claimed.push(Vec::new());
-            continue;
-        }
-        let leased = claim_in(core, txn, claim.account, claim.session, wanted).await?;
-        if leased.len() < wanted {
-            drained.insert(claim.account.0);
-        }
-        claimed.push(leased);
-    }
-    Ok((settled, claimed, committed))
-}
-
-/// Answers the callers of a committed batch, except the claims that found
-/// nothing: those are returned, unanswered.
-pub(crate) fn answer(
-    core: &Core,
-    settles: Vec<Settle>,
-    claims: Vec<Claim>,
-    written: Written,
-) -> Vec<Claim> {
-    let (settled, claimed, committed) = written;
-    for (settle, result) in settles.into_iter().zip(settled) {
-        let _ = settle.reply.send(result);
-    }
-    after_commit(core, committed);
-    let mut empty = Vec::new();
-    for (claim, claimed) in claims.into_iter().zip(claimed) {
-        if claimed.is_empty() {
-            empty.push(claim);
-        } else {
-            // If the session went away since the claim ran, it gives back
-            // what it holds after this commit, these requests included: it
-            // drops its end of the claim before it does.
-            let _ = claim.reply.send(Ok(claimed));
-        }
-    }
-    empty
 }

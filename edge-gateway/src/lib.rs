@@ -44,6 +44,10 @@ impl std::ops::Deref for EdgeState {
     }
 }
 
+/// The largest gRPC message the edge takes from or sends to the core: the
+/// core's own limit (a page of requests is cut well below it).
+pub const MAX_GRPC_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+
 /// The fields of [`EdgeState`].
 pub struct Shared {
     pub chat: ChatServiceClient<CoreChannel>,
@@ -89,8 +93,12 @@ impl EdgeState {
 
     fn with_core(config: EdgeConfig, core: CoreChannel) -> Self {
         Self(Arc::new(Shared {
-            chat: ChatServiceClient::new(core.clone()),
-            extension: ExtensionServiceClient::new(core.clone()),
+            chat: ChatServiceClient::new(core.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            extension: ExtensionServiceClient::new(core.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
             health: tonic_health::pb::health_client::HealthClient::new(core),
             config: Arc::new(config),
             bridges: tokio_util::task::TaskTracker::new(),
@@ -143,6 +151,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-api-key"),
                 HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("idempotency-key"),
                 observe::REQUEST_ID,
             ])
             .expose_headers([

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_core_tables;
 mod m20261124_000002_webhooks;
 mod m20261125_000003_partial_lease_indexes;
+mod m20261201_000004_idempotency_keys;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_core_tables::Migration),
             Box::new(m20261124_000002_webhooks::Migration),
             Box::new(m20261125_000003_partial_lease_indexes::Migration),
+            Box::new(m20261201_000004_idempotency_keys::Migration),
         ]
     }
 }

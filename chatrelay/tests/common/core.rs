@@ -11,6 +11,7 @@ use std::{path::PathBuf, sync::Arc};
 use chatrelay_core::{
     accounts, lifecycle,
     model::{ResponseType, Submission, ThinkingTime},
+    requests,
     store::entities::{chat, message_request, webhook_delivery},
     webhooks, Core, CoreConfig,
 };
@@ -100,7 +101,7 @@ impl TestCore {
 
     /// Creates an account and returns its API key.
     pub async fn create_account(&self, name: &str, webhook_url: Option<&str>) -> String {
-        accounts::create(&self.core.store, name, webhook_url)
+        accounts::create(self.core.store(), name, webhook_url)
             .await
             .expect("create account")
             .api_key
@@ -108,7 +109,7 @@ impl TestCore {
 
     pub async fn account_id(&self, name: &str) -> AccountId {
         AccountId(
-            accounts::find_by_name(&self.core.store, name)
+            accounts::find_by_name(self.core.store(), name)
                 .await
                 .expect("account")
                 .id,
@@ -118,14 +119,14 @@ impl TestCore {
     /// The account an API key belongs to, found the way the core's
     /// services find it.
     pub async fn account_id_of_key(&self, key: &str) -> AccountId {
-        accounts::authenticate_hash(&self.core.store, &accounts::hash_api_key(key))
+        accounts::authenticate_hash(self.core.store(), &accounts::hash_api_key(key))
             .await
             .expect("valid key")
     }
 
     /// The account's current webhook signing secret (`whsec_…`).
     pub async fn webhook_secret(&self, name: &str) -> String {
-        accounts::find_by_name(&self.core.store, name)
+        accounts::find_by_name(self.core.store(), name)
             .await
             .expect("account")
             .webhook_secret
@@ -133,7 +134,7 @@ impl TestCore {
 
     /// Gives the account a new webhook signing secret and returns it.
     pub async fn rotate_webhook_secret(&self, name: &str) -> String {
-        accounts::rotate_webhook_secret(&self.core.store, name)
+        accounts::rotate_webhook_secret(self.core.store(), name)
             .await
             .expect("rotate")
     }
@@ -145,20 +146,19 @@ impl TestCore {
     /// submission queues when the returned future is first polled, so
     /// futures joined in order queue in that order.
     pub async fn submit(&self, key: &str, message: &str) -> Result<Uuid, CoreError> {
-        let view = self
-            .core
-            .intake
-            .submit(
-                accounts::hash_api_key(key),
-                Submission {
-                    message: message.into(),
-                    response_type: ResponseType::Auto,
-                    thinking_time: ThinkingTime::Standard,
-                    chat_id: None,
-                },
-            )
-            .await?;
-        Ok(view.request.id)
+        let view = requests::submit(
+            &self.core,
+            Some(key),
+            Submission {
+                message: message.into(),
+                response_type: ResponseType::Auto,
+                thinking_time: ThinkingTime::Standard,
+                chat_id: None,
+                idempotency_key: None,
+            },
+        )
+        .await?;
+        Ok(view.view.request.id)
     }
 
     /// Finishes a request as an extension's response would, with the
@@ -200,7 +200,7 @@ impl TestCore {
     ) {
         let id = Uuid::parse_str(id).expect("UUID");
         let row = message_request::Entity::find_by_id(id)
-            .one(&self.core.store.write)
+            .one(&self.core.store().write)
             .await
             .expect("find request")
             .expect("request exists");
@@ -213,7 +213,7 @@ impl TestCore {
         active.error_message =
             Set((status == RequestStatus::Failed).then(|| "it broke".to_string()));
         active
-            .update(&self.core.store.write)
+            .update(&self.core.store().write)
             .await
             .expect("update request");
     }
@@ -221,7 +221,7 @@ impl TestCore {
     /// Fills in a chat's ChatGPT id and title, as an extension's response would.
     pub async fn name_chat(&self, chat_db_id: i64, chatgpt_id: &str, title: &str) {
         let row = chat::Entity::find_by_id(chat_db_id)
-            .one(&self.core.store.write)
+            .one(&self.core.store().write)
             .await
             .expect("find chat")
             .expect("chat exists");
@@ -230,7 +230,7 @@ impl TestCore {
         active.title = Set(Some(title.to_string()));
         active.updated_at = Set(chrono::Utc::now());
         active
-            .update(&self.core.store.write)
+            .update(&self.core.store().write)
             .await
             .expect("update chat");
     }
@@ -254,7 +254,7 @@ impl TestCore {
             )
             .col_expr(message_request::Column::Attempts, Expr::value(1))
             .filter(message_request::Column::Id.eq(Uuid::parse_str(id).expect("UUID")))
-            .exec(&self.core.store.write)
+            .exec(&self.core.store().write)
             .await
             .expect("lease the request");
     }
@@ -264,16 +264,16 @@ impl TestCore {
         let id = Uuid::parse_str(id).expect("UUID");
         let (row, chat) = message_request::Entity::find_by_id(id)
             .find_also_related(chat::Entity)
-            .one(&self.core.store.read)
+            .one(&self.core.store().read)
             .await
             .expect("sea-orm read")
             .expect("request exists");
-        RequestView::new(row, chat)
+        message_request::view(row, chat)
     }
 
     /// The SQLite-only read path that bypasses sea-orm; `None` on PostgreSQL.
     pub fn point_reads(&self) -> Option<PointReads> {
-        self.core.store.point_reads().map(PointReads)
+        self.core.store().point_reads().map(PointReads)
     }
 
     // ---- webhooks -----------------------------------------------------------------
@@ -285,7 +285,7 @@ impl TestCore {
 
     /// The account's webhook deliveries, newest first.
     pub async fn deliveries(&self, account: &str) -> Vec<DeliveryView> {
-        webhooks::list(&self.core.store, Some(self.account_id(account).await), 100)
+        webhooks::list(self.core.store(), Some(self.account_id(account).await), 100)
             .await
             .expect("list deliveries")
             .into_iter()
@@ -294,7 +294,7 @@ impl TestCore {
     }
 
     pub async fn delivery(&self, id: Uuid) -> DeliveryView {
-        webhooks::get(&self.core.store, id)
+        webhooks::get(self.core.store(), id)
             .await
             .expect("get")
             .into()
@@ -302,7 +302,7 @@ impl TestCore {
 
     /// Sends a finished delivery again, as `chatrelay webhook retry` does.
     pub async fn retry_delivery(&self, id: Uuid) -> Result<Delivery, CoreError> {
-        webhooks::retry(&self.core.store, id)
+        webhooks::retry(self.core.store(), id)
             .await
             .map(Delivery::from)
     }
@@ -317,7 +317,7 @@ impl TestCore {
         next_attempt_at_ms: i64,
     ) {
         let row = webhook_delivery::Entity::find_by_id(id)
-            .one(&self.core.store.write)
+            .one(&self.core.store().write)
             .await
             .expect("find delivery")
             .expect("delivery exists");
@@ -327,7 +327,7 @@ impl TestCore {
         claimed.claimed_by = Set(Some(Uuid::new_v4()));
         claimed.next_attempt_at = Set(next_attempt_at_ms);
         claimed
-            .update(&self.core.store.write)
+            .update(&self.core.store().write)
             .await
             .expect("fake a claim");
     }
@@ -338,7 +338,7 @@ impl TestCore {
     /// `postgres` on PostgreSQL, `sqlite` on SQLite (e.g. a trigger that
     /// makes some writes fail or slow).
     pub async fn run_sql(&self, postgres: &[&str], sqlite: &[&str]) {
-        let db = &self.core.store;
+        let db = &self.core.store();
         let statements = match db.write.get_database_backend() {
             DatabaseBackend::Postgres => postgres,
             _ => sqlite,
@@ -353,7 +353,7 @@ impl TestCore {
 
     /// The SQLite database file, if that is the back end.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
-        self.core.store.file()
+        self.core.store().file()
     }
 }
 
@@ -365,8 +365,8 @@ pub struct Settled {
     pub chat_id: i64,
 }
 
-impl From<message_request::Model> for Settled {
-    fn from(row: message_request::Model) -> Self {
+impl From<chatrelay_core::model::MessageRequest> for Settled {
+    fn from(row: chatrelay_core::model::MessageRequest) -> Self {
         Self {
             status: row.status,
             chat_id: row.chat_id,
@@ -476,7 +476,7 @@ impl LoneCore {
         let server = tokio::spawn(chatrelay_core::grpc::serve(
             routes,
             listener,
-            core.core.shutdown.clone(),
+            core.core.shutdown_token(),
         ));
         Self { url, core, server }
     }

@@ -8,7 +8,12 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use crate::{committed::after_commit, error::CoreResult, store::leases, Core};
+use crate::{
+    committed::after_commit,
+    error::CoreResult,
+    store::{idempotency, leases},
+    Core,
+};
 
 /// Gives back what `which` selects, then applies what that committed.
 async fn give_back(core: &Core, which: leases::Which, why: &str) -> CoreResult<()> {
@@ -88,6 +93,10 @@ pub fn start_keeper(core: &Arc<Core>) {
             release_unreleased(&core).await;
             if let Err(e) = reap_expired(&core).await {
                 tracing::warn!(error = %e, "could not reap lapsed leases");
+            }
+            // Housekeeping on the same beat: idempotency keys past their day.
+            if let Err(e) = idempotency::forget_expired(&core.store).await {
+                tracing::warn!(error = %e, "could not forget expired idempotency keys");
             }
         }
     });

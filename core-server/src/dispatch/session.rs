@@ -12,7 +12,6 @@ use std::{
 };
 
 use futures::{FutureExt, Stream, StreamExt};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
@@ -20,10 +19,9 @@ use super::{lease, AccountHub};
 use crate::{
     error::CoreError,
     lifecycle::{self, Outcome},
-    model::{AccountId, RequestStatus},
+    model::{AccountId, MessageRequest},
     results::Claimed,
-    store::entities::{chat, message_request},
-    store::Store,
+    store::{chats, requests, Store},
     Core,
 };
 
@@ -53,7 +51,7 @@ pub enum ClientFrame {
 /// A request handed to the extension.
 #[derive(Clone, Debug)]
 pub struct Delivery {
-    pub request: message_request::Model,
+    pub request: MessageRequest,
     /// The chat's ChatGPT id, `None` for a new chat.
     pub chatgpt_id: Option<String>,
 }
@@ -217,7 +215,7 @@ impl Session {
     }
 
     /// Sends claimed requests to the extension; the session holds them.
-    async fn deliver(&mut self, claimed: Vec<message_request::Model>) {
+    async fn deliver(&mut self, claimed: Vec<MessageRequest>) {
         if claimed.is_empty() {
             return;
         }
@@ -246,39 +244,18 @@ impl Session {
     /// else (or if those fail) in one query. A chat that cannot be read goes
     /// out as unknown; the extension then starts a new conversation.
     async fn chatgpt_ids(&self, chat_ids: Vec<i64>) -> Vec<Option<String>> {
-        if let Some(found) = self
-            .core
-            .store
-            .point_read(|reads| reads.chatgpt_ids(&chat_ids))
-        {
-            return found;
+        match chats::chatgpt_ids(&self.core.store, &chat_ids).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "could not read chats; sending them as new");
+                vec![None; chat_ids.len()]
+            }
         }
-        let chats = chat::Entity::find()
-            .filter(chat::Column::Id.is_in(chat_ids.iter().copied()))
-            .all(&self.core.store.read)
-            .await
-            .unwrap_or_default();
-        chat_ids
-            .iter()
-            .map(|id| {
-                chats
-                    .iter()
-                    .find(|c| c.id == *id)
-                    .and_then(|c| c.chatgpt_id.clone())
-            })
-            .collect()
     }
 
+    /// Rebuilds `held` from the database after missing finish events.
     async fn resync(&mut self) {
-        let held = message_request::Entity::find()
-            .select_only()
-            .column(message_request::Column::Id)
-            .filter(message_request::Column::LeaseSession.eq(self.id))
-            .filter(message_request::Column::Status.is_in(RequestStatus::OPEN))
-            .into_tuple::<Uuid>()
-            .all(&self.core.store.read)
-            .await;
-        match held {
+        match requests::held_by(&self.core.store, self.id).await {
             Ok(held) => {
                 self.held = held.into_iter().collect();
                 self.fill().await;

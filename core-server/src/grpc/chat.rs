@@ -5,9 +5,9 @@ use std::{pin::Pin, sync::Arc};
 
 use chatrelay_proto::v1::{self as pb, chat_service_server::ChatService};
 use futures::{Stream, StreamExt};
-use tonic::{Request, Response, Status};
+use tonic::{metadata::MetadataValue, Request, Response, Status};
 
-use super::{api_key, caller, convert};
+use super::{api_key, caller, convert, IDEMPOTENCY_KEY_METADATA, REPLAYED_METADATA};
 use crate::{error::CoreError, live, model::Submission, requests, store::chats, Core};
 
 pub struct ChatApi {
@@ -29,9 +29,24 @@ impl ChatService for ChatApi {
         request: Request<pb::SubmitMessageRequest>,
     ) -> Result<Response<pb::MessageRequest>, Status> {
         let key = api_key(request.metadata()).map(str::to_string);
-        let submission = Submission::try_from(request.into_inner())?;
-        let view = requests::submit(&self.core, key.as_deref(), submission).await?;
-        Ok(Response::new(view.into()))
+        let idempotency_key = request
+            .metadata()
+            .get(IDEMPOTENCY_KEY_METADATA)
+            .map(|v| v.to_str().map(str::to_string))
+            .transpose()
+            .map_err(|_| {
+                CoreError::invalid("Idempotency-Key: must be printable ASCII characters")
+            })?;
+        let mut submission = Submission::try_from(request.into_inner())?;
+        submission.idempotency_key = idempotency_key;
+        let submitted = requests::submit(&self.core, key.as_deref(), submission).await?;
+        let mut response = Response::new(submitted.view.into());
+        if !submitted.created {
+            response
+                .metadata_mut()
+                .insert(REPLAYED_METADATA, MetadataValue::from_static("true"));
+        }
+        Ok(response)
     }
 
     async fn get_request(

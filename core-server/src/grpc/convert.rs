@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     error::CoreError,
     live,
-    model::{RequestStatus, RequestView, ResponseType, Submission, ThinkingTime},
-    store::entities::chat,
+    model::{Chat, RequestStatus, RequestView, ResponseType, Submission, ThinkingTime},
 };
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -91,6 +90,8 @@ impl TryFrom<pb::SubmitMessageRequest> for Submission {
             thinking_time: thinking_time(req.thinking_time)?,
             message: req.message,
             chat_id: req.chat_id,
+            // Carried in metadata; the gRPC service adds it.
+            idempotency_key: None,
         })
     }
 }
@@ -115,8 +116,8 @@ impl From<RequestView> for pb::MessageRequest {
     }
 }
 
-impl From<chat::Model> for pb::Chat {
-    fn from(c: chat::Model) -> Self {
+impl From<Chat> for pb::Chat {
+    fn from(c: Chat) -> Self {
         Self {
             id: c.id,
             chat_id: c.chatgpt_id,

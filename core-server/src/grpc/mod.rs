@@ -19,6 +19,12 @@ use tower::{Service, ServiceBuilder};
 
 use crate::{accounts, error::CoreResult, model::AccountId, Core};
 
+/// The largest gRPC message the core takes or sends. A page of requests is
+/// cut at `requests::PAGE_BYTES` of text, so with its last request (a
+/// message and a response at their limits) it stays well under this; an
+/// extension frame is bounded by the edge's WebSocket limit (4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+
 /// The metadata entry that carries the API key.
 pub const API_KEY_METADATA: &str = "x-api-key";
 
@@ -31,6 +37,15 @@ pub(crate) fn api_key(metadata: &MetadataMap) -> Option<&str> {
 pub(crate) async fn caller(core: &Core, metadata: &MetadataMap) -> CoreResult<AccountId> {
     accounts::authenticate(&core.store, api_key(metadata)).await
 }
+
+/// The metadata entry (and REST header, `Idempotency-Key`) that carries a
+/// submit's idempotency key.
+pub const IDEMPOTENCY_KEY_METADATA: &str = "idempotency-key";
+
+/// Set to `true` on a `SubmitMessage` answer that repeats the request an
+/// earlier submit with the same idempotency key created (REST: `200`, not
+/// `201`).
+pub const REPLAYED_METADATA: &str = "idempotent-replayed";
 
 /// The metadata entry (and REST header) that carries a call's request id.
 pub const REQUEST_ID_METADATA: &str = "x-request-id";
@@ -113,10 +128,16 @@ pub async fn routes(core: &Arc<Core>) -> anyhow::Result<Routes> {
     Ok(Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ChatServiceServer::new(chat::ChatApi::new(core.clone())))
-        .add_service(ExtensionServiceServer::new(extension::ExtensionApi::new(
-            core.clone(),
-        )))
+        .add_service(
+            ChatServiceServer::new(chat::ChatApi::new(core.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ExtensionServiceServer::new(extension::ExtensionApi::new(core.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .prepare())
 }
 

@@ -142,13 +142,10 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::{
-        model::{RequestStatus, ResponseType, ThinkingTime},
-        store::entities::message_request,
-    };
+    use crate::model::{MessageRequest, RequestStatus, ResponseType, ThinkingTime};
 
     fn event(seq: u64) -> Event {
-        let request = message_request::Model {
+        let request = MessageRequest {
             id: Uuid::now_v7(),
             account_id: 1,
             chat_id: 1,
@@ -162,9 +159,6 @@ mod tests {
             started_at: None,
             completed_at: None,
             attempts: 0,
-            lease_session: None,
-            lease_node: None,
-            lease_expires_at: None,
         };
         Event {
             seq,

@@ -36,7 +36,7 @@ pub(super) async fn requests(
             .all(&core.store.read)
             .await?;
         for (request, chat) in rows {
-            views.insert(request.id, RequestView::new(request, chat));
+            views.insert(request.id, message_request::view(request, chat));
         }
     }
     Ok(views)

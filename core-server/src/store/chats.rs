@@ -6,10 +6,10 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
-use super::entities::chat;
+use super::{entities::chat, Store};
 use crate::{
     error::{CoreError, CoreResult},
-    model::{now, AccountId},
+    model::{now, AccountId, Chat},
     requests::{page_size, Page},
     Core,
 };
@@ -19,7 +19,7 @@ pub async fn list(
     account: AccountId,
     limit: u32,
     cursor: Option<&str>,
-) -> CoreResult<Page<chat::Model>> {
+) -> CoreResult<Page<Chat>> {
     let limit = page_size(limit);
     let mut query = chat::Entity::find().filter(chat::Column::AccountId.eq(account.0));
     if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
@@ -39,18 +39,19 @@ pub async fn list(
         .then(|| rows.last().map(|c| c.id.to_string()))
         .flatten();
     Ok(Page {
-        items: rows,
+        items: rows.into_iter().map(Chat::from).collect(),
         next_cursor,
     })
 }
 
 /// The account's chat with this ChatGPT id.
-pub async fn get(core: &Core, account: AccountId, chatgpt_id: &str) -> CoreResult<chat::Model> {
+pub async fn get(core: &Core, account: AccountId, chatgpt_id: &str) -> CoreResult<Chat> {
     chat::Entity::find()
         .filter(chat::Column::AccountId.eq(account.0))
         .filter(chat::Column::ChatgptId.eq(chatgpt_id))
         .one(&core.store.read)
         .await?
+        .map(Chat::from)
         .ok_or_else(|| CoreError::not_found("chat not found"))
 }
 
@@ -97,4 +98,26 @@ pub(crate) async fn find_or_create(
     existing()
         .await?
         .ok_or_else(|| CoreError::Unavailable("chat vanished while naming it".into()))
+}
+
+/// The ChatGPT id of each chat in `ids`, in order (`None` while unknown):
+/// by point reads where the store has them, else (or if those fail) in one
+/// query.
+pub(crate) async fn chatgpt_ids(store: &Store, ids: &[i64]) -> CoreResult<Vec<Option<String>>> {
+    if let Some(found) = store.point_read(|reads| reads.chatgpt_ids(ids)) {
+        return Ok(found);
+    }
+    let chats = chat::Entity::find()
+        .filter(chat::Column::Id.is_in(ids.iter().copied()))
+        .all(&store.read)
+        .await?;
+    Ok(ids
+        .iter()
+        .map(|id| {
+            chats
+                .iter()
+                .find(|c| c.id == *id)
+                .and_then(|c| c.chatgpt_id.clone())
+        })
+        .collect())
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     error::CoreResult,
-    model::{now_millis, AccountId},
+    model::{now_millis, AccountId, MessageRequest, RequestStatus},
     store::entities::message_request,
     Core,
 };
@@ -21,18 +21,22 @@ fn claim_sql(backend: DatabaseBackend) -> String {
         DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
         _ => "",
     };
+    let (idle, executing) = (
+        RequestStatus::Idle.as_str(),
+        RequestStatus::Executing.as_str(),
+    );
     format!(
         "
 UPDATE message_requests
 SET lease_session = $1, lease_node = $2, lease_expires_at = $3, attempts = attempts + 1
 WHERE id IN (
   SELECT r.id FROM message_requests r
-  WHERE r.account_id = $4 AND r.status = 'idle' AND r.lease_session IS NULL
+  WHERE r.account_id = $4 AND r.status = '{idle}' AND r.lease_session IS NULL
     AND NOT EXISTS (SELECT 1 FROM message_requests o
                     WHERE o.chat_id = r.chat_id
-                      AND (o.lease_session IS NOT NULL OR o.status = 'executing'))
+                      AND (o.lease_session IS NOT NULL OR o.status = '{executing}'))
     AND NOT EXISTS (SELECT 1 FROM message_requests o
-                    WHERE o.chat_id = r.chat_id AND o.status = 'idle' AND o.id < r.id)
+                    WHERE o.chat_id = r.chat_id AND o.status = '{idle}' AND o.id < r.id)
   ORDER BY r.id
   LIMIT $5
   {lock})
@@ -48,7 +52,7 @@ pub async fn claim_in(
     account: AccountId,
     session: Uuid,
     max: usize,
-) -> CoreResult<Vec<message_request::Model>> {
+) -> CoreResult<Vec<MessageRequest>> {
     let backend = core.store.write.get_database_backend();
     let statement = Statement::from_sql_and_values(
         backend,
@@ -67,5 +71,5 @@ pub async fn claim_in(
         .await?;
     // RETURNING gives no order guarantee.
     claimed.sort_by_key(|r| r.id);
-    Ok(claimed)
+    Ok(claimed.into_iter().map(MessageRequest::from).collect())
 }

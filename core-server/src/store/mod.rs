@@ -13,13 +13,19 @@
 //! statements both back ends share, and the capabilities that differ
 //! ([`Store::sole_writer`], [`Store::point_read`], [`publish_work`], …).
 
+pub(crate) mod accounts;
+pub(crate) mod batches;
 pub mod chats;
 pub mod claim;
 mod config;
+pub(crate) mod deliveries;
 pub mod entities;
+pub(crate) mod idempotency;
 pub(crate) mod leases;
+pub(crate) mod outbox;
 pub(crate) mod outcomes;
 mod postgres;
+pub(crate) mod requests;
 mod sqlite;
 pub(crate) mod submits;
 
@@ -181,7 +187,10 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod statement_tests {
     use sea_orm::{
         sea_query::{LockBehavior, LockType},
         DatabaseBackend, EntityTrait, QuerySelect, QueryTrait,

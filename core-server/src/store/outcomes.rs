@@ -21,7 +21,7 @@ use crate::{
     committed::{Cause, Committed},
     error::{CoreError, CoreResult},
     lifecycle::Outcome,
-    model::{now, now_millis, AccountId, RequestStatus},
+    model::{now, now_millis, AccountId, MessageRequest, RequestStatus},
     webhooks, Core,
 };
 
@@ -284,7 +284,7 @@ pub(crate) async fn apply_all_in(
     core: &Core,
     txn: &DatabaseTransaction,
     outcomes: &[(AccountId, Uuid, &Outcome)],
-) -> CoreResult<Vec<CoreResult<message_request::Model>>> {
+) -> CoreResult<Vec<CoreResult<MessageRequest>>> {
     // A request named twice: its first outcome counts, the later ones find
     // it finished.
     let mut seen = HashSet::new();
@@ -351,7 +351,11 @@ pub(crate) async fn apply_all_in(
         }
     }
 
-    let finished_now: Vec<&message_request::Model> =
+    let applied: Vec<CoreResult<MessageRequest>> = applied
+        .into_iter()
+        .map(|result| result.map(MessageRequest::from))
+        .collect();
+    let finished_now: Vec<&MessageRequest> =
         applied.iter().filter_map(|r| r.as_ref().ok()).collect();
     webhooks::enqueue(txn, &finished_now).await?;
     for request in finished_now {
@@ -367,7 +371,7 @@ pub(crate) async fn apply_in(
     account: AccountId,
     id: Uuid,
     outcome: &Outcome,
-) -> CoreResult<message_request::Model> {
+) -> CoreResult<MessageRequest> {
     apply_all_in(core, txn, &[(account, id, outcome)])
         .await?
         .pop()

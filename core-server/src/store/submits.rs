@@ -1,25 +1,32 @@
-//! Storing submissions: their new chats in one insert, the requests in
-//! another, inside the writer's transaction.
+//! Storing submissions inside the writer's transaction: their idempotency
+//! keys, their new chats in one insert, the requests in another.
 
-use sea_orm::{DatabaseTransaction, EntityTrait};
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use uuid::Uuid;
 
 use super::{
     chats,
     entities::{chat, message_request},
-    publish_work,
+    idempotency, publish_work,
 };
 use crate::{
     committed::{Cause, Committed},
     error::{CoreError, CoreResult},
-    model::{new_request_id, now, AccountId, RequestStatus, RequestView, Submission},
+    model::{new_request_id, now, AccountId, RequestStatus, RequestView, Submission, Submitted},
     Core,
 };
 
-/// Writes accepted submissions inside the caller's transaction: their new
-/// chats in one insert, the requests in another.
-/// The stored requests, in order, and what their transaction commits.
-pub(crate) type Stored = (Vec<RequestView>, Committed);
+/// Each submission's answer, in order, and what their transaction commits.
+pub(crate) type Stored = (Vec<CoreResult<Submitted>>, Committed);
 
+/// Writes accepted submissions inside the caller's transaction: their
+/// idempotency keys first, then their new chats in one insert and the
+/// requests in another. A submission whose key an earlier one (in this
+/// batch, on another core, or within the day) already took creates nothing:
+/// it is answered with that request, or refused if it submitted something
+/// else.
 pub(crate) async fn insert_submissions(
     core: &Core,
     txn: &DatabaseTransaction,
@@ -28,38 +35,49 @@ pub(crate) async fn insert_submissions(
     if items.is_empty() {
         return Ok(Default::default());
     }
-    let chats = chats_for(txn, items).await?;
+    let ids: Vec<Uuid> = items.iter().map(|_| new_request_id()).collect();
+    let keyed = idempotency::claim_keys(txn, items, &ids).await?;
+    let fresh: Vec<usize> = (0..items.len())
+        .filter(|i| matches!(keyed[*i], Keyed::New))
+        .collect();
+    let fresh_items: Vec<(AccountId, &Submission)> = fresh.iter().map(|i| items[*i]).collect();
+    let chats = chats_for(txn, &fresh_items).await?;
     let at = now();
-    let requests: Vec<message_request::Model> = items
+    let requests: Vec<message_request::Model> = fresh
         .iter()
         .zip(&chats)
-        .map(|((account, submission), chat)| message_request::Model {
-            id: new_request_id(),
-            account_id: account.0,
-            chat_id: chat.id,
-            message: submission.message.clone(),
-            response_type: submission.response_type,
-            thinking_time: submission.thinking_time,
-            status: RequestStatus::Idle,
-            response: None,
-            error_message: None,
-            queued_at: at,
-            started_at: None,
-            completed_at: None,
-            attempts: 0,
-            lease_session: None,
-            lease_node: None,
-            lease_expires_at: None,
+        .map(|(i, chat)| {
+            let (account, submission) = items[*i];
+            message_request::Model {
+                id: ids[*i],
+                account_id: account.0,
+                chat_id: chat.id,
+                message: submission.message.clone(),
+                response_type: submission.response_type,
+                thinking_time: submission.thinking_time,
+                status: RequestStatus::Idle,
+                response: None,
+                error_message: None,
+                queued_at: at,
+                started_at: None,
+                completed_at: None,
+                attempts: 0,
+                lease_session: None,
+                lease_node: None,
+                lease_expires_at: None,
+            }
         })
         .collect();
-    message_request::Entity::insert_many(
-        requests
-            .iter()
-            .cloned()
-            .map(message_request::ActiveModel::from),
-    )
-    .exec_without_returning(txn)
-    .await?;
+    if !requests.is_empty() {
+        message_request::Entity::insert_many(
+            requests
+                .iter()
+                .cloned()
+                .map(message_request::ActiveModel::from),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
     let mut committed = Committed::default();
     for request in &requests {
         let account = AccountId(request.account_id);
@@ -69,12 +87,78 @@ pub(crate) async fn insert_submissions(
     for account in &committed.work {
         publish_work(txn, core, *account).await?;
     }
-    let views = requests
+    let created: HashMap<Uuid, RequestView> = requests
         .into_iter()
         .zip(chats)
-        .map(|(request, chat)| RequestView::new(request, Some(chat)))
+        .map(|(request, chat)| (request.id, message_request::view(request, Some(chat))))
         .collect();
-    Ok((views, committed))
+    let earlier: Vec<Uuid> = keyed
+        .iter()
+        .filter_map(|k| match k {
+            Keyed::Repeat(id) if !created.contains_key(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let earlier = views_of(txn, earlier).await?;
+    let answers = keyed
+        .into_iter()
+        .zip(&ids)
+        .map(|(keyed, id)| match keyed {
+            Keyed::New => created
+                .get(id)
+                .cloned()
+                .map(|view| Submitted {
+                    view,
+                    created: true,
+                })
+                .ok_or_else(|| CoreError::Unavailable("a stored request went missing".into())),
+            Keyed::Repeat(first) => created
+                .get(&first)
+                .or_else(|| earlier.get(&first))
+                .cloned()
+                .map(|view| Submitted {
+                    view,
+                    created: false,
+                })
+                .ok_or_else(|| {
+                    CoreError::Unavailable("the idempotency key's request is gone".into())
+                }),
+            Keyed::Conflict => Err(CoreError::AlreadyExists(
+                "Idempotency-Key: already used for a different submission within the last 24 hours"
+                    .into(),
+            )),
+        })
+        .collect();
+    Ok((answers, committed))
+}
+
+/// What a submission's idempotency key decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keyed {
+    /// No key, or a key first used now: store the request.
+    New,
+    /// The key created this request earlier, for the same submission.
+    Repeat(Uuid),
+    /// The key created a request for a different submission.
+    Conflict,
+}
+
+/// The requests `ids` with their chats, by id.
+async fn views_of(
+    txn: &DatabaseTransaction,
+    ids: Vec<Uuid>,
+) -> CoreResult<HashMap<Uuid, RequestView>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(message_request::Entity::find()
+        .filter(message_request::Column::Id.is_in(ids))
+        .find_also_related(chat::Entity)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|(request, chat)| (request.id, message_request::view(request, chat)))
+        .collect())
 }
 
 /// The chat of each submission, in order: new chats are created with one

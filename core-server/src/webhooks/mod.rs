@@ -7,14 +7,12 @@
 //! - `config`: the retry schedule, per-attempt timeout and concurrency.
 //! - `payload`: the JSON body of `api-spec.md`.
 //! - `signature`: `webhook-signature` (HMAC-SHA256 over `id.timestamp.body`).
-//! - `outbox`: enqueue, claim and settle — the table's rules.
+//! - `store::outbox`: enqueue, claim and settle — the table's rules.
 //! - `worker`: the delivery loop and the HTTP attempt.
-//! - `deliveries`: what operators list and retry.
+//! - `store::deliveries`: what operators list and retry.
 
 mod config;
-mod deliveries;
-mod outbox;
-mod payload;
+pub(crate) mod payload;
 mod signature;
 mod worker;
 
@@ -23,14 +21,14 @@ use std::sync::Arc;
 use sea_orm::ConnectionTrait;
 use tokio::sync::Notify;
 
+pub use crate::store::deliveries::{get, list, retry, DeliveryView, MAX_LIST};
 pub use config::{
     parse_duration, RetrySchedule, WebhookConfig, DEFAULT_CONCURRENCY, DEFAULT_RETRY_SCHEDULE,
     DEFAULT_TIMEOUT,
 };
-pub use deliveries::{get, list, retry, DeliveryView, MAX_LIST};
 pub use signature::{sign, InvalidSecret};
 
-use crate::{error::CoreResult, store::entities::message_request, Core};
+use crate::{error::CoreResult, model::MessageRequest, Core};
 
 /// The webhook worker's state that lives in [`Core`].
 #[derive(Debug, Default)]
@@ -44,11 +42,8 @@ pub struct Webhooks {
 /// deliveries and the transitions commit together or not at all. An account
 /// without a webhook URL gets no delivery; a second call for the same
 /// request changes nothing.
-pub async fn enqueue(
-    conn: &impl ConnectionTrait,
-    requests: &[&message_request::Model],
-) -> CoreResult<()> {
-    outbox::enqueue(conn, requests).await
+pub async fn enqueue(conn: &impl ConnectionTrait, requests: &[&MessageRequest]) -> CoreResult<()> {
+    crate::store::outbox::enqueue(conn, requests).await
 }
 
 /// Tells the worker that a transaction which enqueued a delivery has

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::{model::RequestStatus, store::entities::message_request};
+use crate::model::{MessageRequest, RequestStatus};
 
 #[derive(Serialize)]
 struct Payload<'a> {
@@ -18,7 +18,7 @@ struct Payload<'a> {
 }
 
 /// The JSON body for a finished request, or `None` if it is not finished.
-pub fn render(request: &message_request::Model) -> Option<String> {
+pub fn render(request: &MessageRequest) -> Option<String> {
     let (response, error) = match request.status {
         RequestStatus::Done => (request.response.as_deref(), None),
         RequestStatus::Failed => (None, request.error_message.as_deref()),

@@ -11,24 +11,19 @@ use std::{error::Error as _, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use reqwest::{header, redirect, Client};
-use sea_orm::EntityTrait;
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     time::Instant,
 };
 
-use super::{
-    config::WebhookConfig,
-    outbox::{self, epoch_millis, Outcome},
-    signature,
-};
+use super::{config::WebhookConfig, signature};
 use crate::{
     error::CoreResult,
     model::now,
-    store::entities::{
-        account,
-        webhook_delivery::{self, DeliveryStatus},
-    },
+    model::AccountId,
+    store,
+    store::entities::webhook_delivery::{self, DeliveryStatus},
+    store::outbox::{self, epoch_millis, Outcome},
     Core,
 };
 
@@ -218,10 +213,7 @@ impl Sent {
 /// POSTs the payload to the account's current URL, signed with its current
 /// secret (so a rotated secret or a corrected URL applies to retries too).
 async fn send(core: &Core, client: &Client, delivery: &webhook_delivery::Model) -> Sent {
-    let account = match account::Entity::find_by_id(delivery.account_id)
-        .one(&core.store.read)
-        .await
-    {
+    let account = match store::accounts::find(&core.store, AccountId(delivery.account_id)).await {
         Ok(Some(account)) => account,
         Ok(None) => return Sent::not_sent(String::new(), "the account no longer exists"),
         Err(e) => return Sent::not_sent(String::new(), format!("database error: {e}")),

@@ -56,18 +56,30 @@ fn submission(object: &serde_json::Map<String, serde_json::Value>) -> Result<Sub
     })
 }
 
+/// The header a client retries a submit safely with (the gRPC metadata
+/// entry has the same name).
+const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// The core's answer metadata for a submit that repeated an earlier one.
+const REPLAYED_METADATA: &str = "idempotent-replayed";
+
 /// Submit a message
 ///
 /// Queues a message for the account's browser extension and answers with the
-/// new request, `idle`. Without `chat_id` a new chat is created.
+/// new request, `idle`. Without `chat_id` a new chat is created. With an
+/// `Idempotency-Key`, a retry within 24 hours answers `200` with the request
+/// the first submit created, and stores nothing new.
 #[utoipa::path(
     post,
     path = "/api/chat/submit/",
     tag = "requests",
     operation_id = "submit_message",
     request_body = SubmitBody,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes retries safe: the same key from the same account within 24 hours returns the request it created (1 to 255 printable ASCII characters).")),
     responses(
         (status = 201, description = "The request, queued.", body = RequestJson),
+        (status = 200, description = "A retry with an Idempotency-Key already used for the same submission: the request it created.", body = RequestJson),
+        (status = 409, description = "The Idempotency-Key was already used for a different submission.", body = ErrorBody),
         (status = 400, description = "Invalid body; the detail names the field.", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
         (status = 413, description = "The body is larger than the configured limit.", body = ErrorBody),
@@ -84,9 +96,28 @@ pub async fn submit(
 ) -> Result<impl IntoResponse, ApiError> {
     let object = body::json_object(&headers, body, state.config.max_body_bytes)?;
     let message = pb::SubmitMessageRequest::from(submission(&object)?);
-    let request = authed(&headers, message)?;
-    let created = client(&state).submit_message(request).await?.into_inner();
-    Ok((StatusCode::CREATED, Json(RequestJson::from(created))))
+    let mut request = authed(&headers, message)?;
+    if let Some(key) = headers.get(IDEMPOTENCY_KEY_HEADER) {
+        let value = key
+            .to_str()
+            .ok()
+            .and_then(|k| tonic::metadata::MetadataValue::try_from(k).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("Idempotency-Key: must be printable ASCII characters")
+            })?;
+        request.metadata_mut().insert(IDEMPOTENCY_KEY_HEADER, value);
+    }
+    let answer = client(&state).submit_message(request).await?;
+    let replayed = answer
+        .metadata()
+        .get(REPLAYED_METADATA)
+        .is_some_and(|v| v == "true");
+    let status = if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(RequestJson::from(answer.into_inner()))))
 }
 
 /// Query parameters of `GET /api/chat/requests/{id}/`.

@@ -20,3 +20,16 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl From<Model> for crate::model::Chat {
+    fn from(c: Model) -> Self {
+        Self {
+            id: c.id,
+            account_id: c.account_id,
+            chatgpt_id: c.chatgpt_id,
+            title: c.title,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use sea_orm::{entity::prelude::*, sea_query::Expr};
 
-use crate::model::{RequestStatus, ResponseType, ThinkingTime};
+use crate::model::{MessageRequest, RequestStatus, RequestView, ResponseType, ThinkingTime};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "message_requests")]
@@ -56,4 +56,32 @@ pub fn without_lease(update: sea_orm::UpdateMany<Entity>) -> sea_orm::UpdateMany
         .col_expr(Column::LeaseSession, Expr::value(Option::<Uuid>::None))
         .col_expr(Column::LeaseNode, Expr::value(Option::<Uuid>::None))
         .col_expr(Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+}
+
+impl From<Model> for MessageRequest {
+    fn from(r: Model) -> Self {
+        Self {
+            id: r.id,
+            account_id: r.account_id,
+            chat_id: r.chat_id,
+            message: r.message,
+            response_type: r.response_type,
+            thinking_time: r.thinking_time,
+            status: r.status,
+            response: r.response,
+            error_message: r.error_message,
+            queued_at: r.queued_at,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+            attempts: r.attempts,
+        }
+    }
+}
+
+/// The request with its chat's ChatGPT id, as callers see it.
+pub fn view(request: Model, chat: Option<super::chat::Model>) -> RequestView {
+    RequestView {
+        request: request.into(),
+        chat: chat.and_then(|c| c.chatgpt_id),
+    }
 }

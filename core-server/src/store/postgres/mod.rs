@@ -1,9 +1,9 @@
 //! PostgreSQL: one pool shared by reads and writes, written side by side by
-//! the submit writer and the session writer ([`crate::intake`],
-//! [`crate::results`]); several cores share the database and hear of each
-//! other's events through [`notify`].
+//! the submit writer and the session writer ([`writers`]); several cores
+//! share the database and hear of each other's events through [`notify`].
 
 mod notify;
+mod writers;
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,8 +25,8 @@ pub(super) async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnectio
 /// Starts the two writers, the listener for other cores' events and the
 /// publisher of this core's status changes to them.
 pub(super) fn start(core: &Arc<Core>) {
-    crate::intake::start_writer(core);
-    crate::results::start_writer(core);
+    writers::start_submit_writer(core);
+    writers::start_session_writer(core);
     notify::start_listener(core);
     notify::start_status_publisher(core);
 }

@@ -19,12 +19,10 @@ use std::{path::PathBuf, time::Duration};
 use chrono::{DateTime, Utc};
 use crossbeam_queue::ArrayQueue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
+use sea_orm::ActiveEnum;
 use uuid::Uuid;
 
-use crate::{
-    model::{RequestStatus, RequestView, ResponseType, ThinkingTime},
-    store::entities::message_request,
-};
+use crate::{model::RequestView, store::entities::message_request};
 
 /// Connections kept for reuse: one per thread that reads at once is enough.
 const IDLE: usize = 8;
@@ -146,24 +144,9 @@ fn request_view(row: &Row<'_>) -> Result<RequestView> {
         account_id: row.get(1)?,
         chat_id: row.get(2)?,
         message: row.get(3)?,
-        response_type: match row.get_ref(4)?.as_str() {
-            Ok("auto") => ResponseType::Auto,
-            Ok("thinking") => ResponseType::Thinking,
-            Ok("instant") => ResponseType::Instant,
-            _ => return Err(PointReadError::Column("response_type")),
-        },
-        thinking_time: match row.get_ref(5)?.as_str() {
-            Ok("standard") => ThinkingTime::Standard,
-            Ok("extended") => ThinkingTime::Extended,
-            _ => return Err(PointReadError::Column("thinking_time")),
-        },
-        status: match row.get_ref(6)?.as_str() {
-            Ok("idle") => RequestStatus::Idle,
-            Ok("executing") => RequestStatus::Executing,
-            Ok("done") => RequestStatus::Done,
-            Ok("failed") => RequestStatus::Failed,
-            _ => return Err(PointReadError::Column("status")),
-        },
+        response_type: word(row, 4, "response_type")?,
+        thinking_time: word(row, 5, "thinking_time")?,
+        status: word(row, 6, "status")?,
         response: row.get(7)?,
         error_message: row.get(8)?,
         queued_at: timestamp(row, 9, "queued_at")?.ok_or(PointReadError::Column("queued_at"))?,
@@ -175,9 +158,23 @@ fn request_view(row: &Row<'_>) -> Result<RequestView> {
         lease_expires_at: row.get(15)?,
     };
     Ok(RequestView {
-        request,
+        request: request.into(),
         chat: row.get(16)?,
     })
+}
+
+/// One of the domain's words (status, response type, thinking time), read
+/// by the same vocabulary sea-orm writes it with.
+fn word<T: ActiveEnum<Value = String>>(
+    row: &Row<'_>,
+    index: usize,
+    name: &'static str,
+) -> Result<T> {
+    let text = row
+        .get_ref(index)?
+        .as_str()
+        .map_err(|_| PointReadError::Column(name))?;
+    T::try_from_value(&text.to_string()).map_err(|_| PointReadError::Column(name))
 }
 
 /// A UUID as sqlx stores it on SQLite: 16 bytes.

@@ -31,8 +31,11 @@ use crate::{
     error::CoreError,
     intake::{self, Pending, RateLimits},
     model::AccountId,
-    results::{self, Claim, Job, Settle, Written},
-    store::submits,
+    results::{self, Claim, Job, Settle},
+    store::{
+        batches::{self, Written},
+        submits,
+    },
     Core,
 };
 
@@ -161,7 +164,7 @@ impl Writer {
         // The gate is shared by cycles; only a WAL restart holds it alone.
         let _gate = super::parts(&core).write_gate.read().await;
         let accepted = intake::accept(&core, &mut self.limits, work.pending).await;
-        let (settles, mut claims) = results::split(work.jobs);
+        let (settles, mut claims) = batches::split(work.jobs);
         let touched: BTreeSet<i64> = accepted
             .iter()
             .map(|(account, _)| account.0)
@@ -178,17 +181,18 @@ impl Writer {
             Ok((views, written, next)) => {
                 // Deliveries first: the submitters' answers cannot come
                 // sooner than the commit anyway.
-                self.standing
-                    .stand(results::answer(&core, settles, claims, written));
-                intake::answer(&core, accepted, views);
+                self.standing.stand(batches::answer_session_writes(
+                    &core, settles, claims, written,
+                ));
+                batches::answer_submits(&core, accepted, views);
                 next
             }
             Err(e) => {
                 tracing::warn!(error = %e, "write cycle failed; writing its parts apart");
-                intake::store(&core, accepted).await;
+                batches::store_submits(&core, accepted).await;
                 if !settles.is_empty() || !claims.is_empty() {
                     self.standing
-                        .stand(results::store(&core, settles, claims).await);
+                        .stand(batches::store_session_writes(&core, settles, claims).await);
                 }
                 None
             }
@@ -256,7 +260,7 @@ async fn write(
         None => core.store.write.begin().await?,
     };
     let views = submits::insert_submissions(core, &txn, &intake::submissions(accepted)).await?;
-    let written = results::write_in(core, &txn, settles, claims).await?;
+    let written = batches::write_session_writes_in(core, &txn, settles, claims).await?;
     if !keep() {
         txn.commit().await?;
         return Ok((views, written, None));

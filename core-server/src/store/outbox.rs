@@ -18,12 +18,12 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::payload;
+use crate::webhooks::payload;
 use crate::{
     error::{CoreError, CoreResult},
-    model::now,
+    model::{now, MessageRequest},
     store::entities::{
-        account, message_request, webhook_attempt,
+        account, webhook_attempt,
         webhook_delivery::{self, DeliveryStatus},
     },
     Core,
@@ -34,12 +34,9 @@ pub fn epoch_millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-/// See [`super::enqueue`]: one query for the accounts' webhook URLs, one
+/// See [`crate::webhooks::enqueue`]: one query for the accounts' webhook URLs, one
 /// multi-row insert.
-pub async fn enqueue(
-    conn: &impl ConnectionTrait,
-    requests: &[&message_request::Model],
-) -> CoreResult<()> {
+pub async fn enqueue(conn: &impl ConnectionTrait, requests: &[&MessageRequest]) -> CoreResult<()> {
     let bodies = requests
         .iter()
         .map(|request| {

@@ -1,0 +1,459 @@
+//! The store's conformance suite: the same bodies run against SQLite
+//! always, and against PostgreSQL when `CHATRELAY_TEST_DATABASE_URL` names a
+//! server the tests may create databases on. Each test gets a fresh
+//! database and a started core on it; nothing else is mocked.
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use sqlx::Connection;
+use uuid::Uuid;
+
+use super::{chats, claim, leases, outcomes, submits, Store};
+use crate::{
+    accounts,
+    committed::{Cause, Committed},
+    lifecycle::Outcome,
+    model::{AccountId, MessageRequest, RequestStatus, RequestView, Submission},
+    Core, CoreConfig, CoreError,
+};
+
+/// A fresh database: a temporary SQLite file, or a new PostgreSQL database
+/// (dropped afterwards).
+struct Fresh {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Fresh {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("store.db").display()
+        );
+        Self {
+            url,
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    async fn postgres(admin: &str) -> Self {
+        let name = format!("chatrelay_store_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let mut url = url::Url::parse(admin).expect("URL");
+        url.set_path(&format!("/{name}"));
+        Self {
+            url: url.to_string(),
+            _dir: None,
+            pg: Some((admin.to_string(), name)),
+        }
+    }
+
+    async fn drop_database(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
+
+/// Runs `body` on a started core over each back end available.
+async fn on_each_store<F, Fut>(body: F)
+where
+    F: Fn(Arc<Core>, AccountId) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut databases = vec![Fresh::sqlite().await];
+    if let Some(admin) = std::env::var("CHATRELAY_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        databases.push(Fresh::postgres(&admin).await);
+    }
+    for mut db in databases {
+        let core = Core::start(CoreConfig::with_database(&db.url))
+            .await
+            .expect("start core");
+        let account = accounts::create(core.store(), "acme", None)
+            .await
+            .expect("account")
+            .account
+            .id;
+        body(core.clone(), AccountId(account)).await;
+        core.stop().await;
+        db.drop_database().await;
+    }
+}
+
+fn submission(message: &str, chat: Option<&str>) -> Submission {
+    Submission {
+        message: message.into(),
+        chat_id: chat.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+/// Stores submissions in one transaction, as the writers do.
+async fn store(
+    core: &Core,
+    account: AccountId,
+    items: &[Submission],
+) -> (Vec<RequestView>, Committed) {
+    let txn = core.store.write.begin().await.expect("begin");
+    let items: Vec<(AccountId, &Submission)> = items.iter().map(|s| (account, s)).collect();
+    let stored = submits::insert_submissions(core, &txn, &items)
+        .await
+        .expect("insert");
+    txn.commit().await.expect("commit");
+    let (answers, committed) = stored;
+    let views = answers
+        .into_iter()
+        .map(|a| a.expect("stored").view)
+        .collect();
+    (views, committed)
+}
+
+async fn claim(core: &Core, account: AccountId, session: Uuid, max: usize) -> Vec<MessageRequest> {
+    claim::claim_in(core, &core.store.write, account, session, max)
+        .await
+        .expect("claim")
+}
+
+async fn settle(
+    core: &Core,
+    outcomes: &[(AccountId, Uuid, &Outcome)],
+) -> Vec<Result<MessageRequest, CoreError>> {
+    let txn = core.store.write.begin().await.expect("begin");
+    let applied = outcomes::apply_all_in(core, &txn, outcomes)
+        .await
+        .expect("apply");
+    txn.commit().await.expect("commit");
+    applied
+}
+
+fn done(chat: &str) -> Outcome {
+    Outcome::Done {
+        response: "answer".into(),
+        chatgpt_id: chat.into(),
+        chat_title: Some("Title".into()),
+    }
+}
+
+#[tokio::test]
+async fn stored_submissions_say_what_they_committed() {
+    on_each_store(|core, account| async move {
+        let (views, committed) = store(
+            &core,
+            account,
+            &[submission("one", None), submission("two", Some("conv"))],
+        )
+        .await;
+        assert_eq!(views.len(), 2);
+        assert_eq!(views[0].chat, None);
+        assert_eq!(views[1].chat.as_deref(), Some("conv"));
+        assert!(views
+            .iter()
+            .all(|v| v.request.status == RequestStatus::Idle));
+        let changes: Vec<(Uuid, RequestStatus, Cause)> = committed
+            .changes
+            .iter()
+            .map(|c| (c.request, c.status, c.cause))
+            .collect();
+        assert_eq!(
+            changes,
+            views
+                .iter()
+                .map(|v| (v.request.id, RequestStatus::Idle, Cause::Submitted))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            committed.work.iter().copied().collect::<Vec<_>>(),
+            [account]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_claim_takes_the_oldest_request_of_each_chat_oldest_first() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(
+            &core,
+            account,
+            &[
+                submission("first in conv", Some("conv")),
+                submission("alone", None),
+                submission("second in conv", Some("conv")),
+            ],
+        )
+        .await;
+        let session = Uuid::new_v4();
+        let claimed = claim(&core, account, session, 10).await;
+        let ids: Vec<Uuid> = claimed.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [views[0].request.id, views[1].request.id]);
+        assert!(claimed.iter().all(|r| r.attempts == 1));
+        // Nothing more while the chat's first request is in flight.
+        assert!(claim(&core, account, Uuid::new_v4(), 10).await.is_empty());
+
+        let outcome = done("conv");
+        settle(&core, &[(account, views[0].request.id, &outcome)]).await[0]
+            .as_ref()
+            .expect("finished");
+        let next = claim(&core, account, session, 10).await;
+        assert_eq!(
+            next.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [views[2].request.id]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_claim_never_reaches_another_account() {
+    on_each_store(|core, account| async move {
+        let other = accounts::create(core.store(), "other", None)
+            .await
+            .expect("account")
+            .account
+            .id;
+        store(&core, AccountId(other), &[submission("theirs", None)]).await;
+        assert!(claim(&core, account, Uuid::new_v4(), 10).await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_outcome_finishes_a_request_once_and_names_its_chat() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(&core, account, &[submission("q", None)]).await;
+        let id = views[0].request.id;
+        let answer = done("conv-x");
+        let failure = Outcome::Failed {
+            error: "late".into(),
+        };
+        let applied = settle(&core, &[(account, id, &answer), (account, id, &failure)]).await;
+        let finished = applied[0].as_ref().expect("the first outcome wins");
+        assert_eq!(finished.status, RequestStatus::Done);
+        assert_eq!(finished.response.as_deref(), Some("answer"));
+        assert!(
+            matches!(applied[1], Err(CoreError::FailedPrecondition(_))),
+            "{:?}",
+            applied[1]
+        );
+        let chat = chats::get(&core, account, "conv-x")
+            .await
+            .expect("named chat");
+        assert_eq!(chat.id, finished.chat_id);
+        assert_eq!(chat.title.as_deref(), Some("Title"));
+        // Unknown and foreign requests are refused, and change nothing.
+        let unknown = settle(&core, &[(account, Uuid::now_v7(), &answer)]).await;
+        assert!(
+            matches!(unknown[0], Err(CoreError::NotFound(_))),
+            "{unknown:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_chats_answered_in_one_conversation_end_in_one_chat() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(
+            &core,
+            account,
+            &[submission("a", None), submission("b", None)],
+        )
+        .await;
+        let answer = done("same-conv");
+        let applied = settle(
+            &core,
+            &[
+                (account, views[0].request.id, &answer),
+                (account, views[1].request.id, &answer),
+            ],
+        )
+        .await;
+        let chats: Vec<i64> = applied
+            .iter()
+            .map(|r| r.as_ref().expect("finished").chat_id)
+            .collect();
+        assert_eq!(chats[0], chats[1]);
+        let txn = core.store.write.begin().await.expect("begin");
+        let found = chats::find_or_create(&txn, account, "same-conv")
+            .await
+            .expect("find");
+        txn.commit().await.expect("commit");
+        assert_eq!(found.id, chats[0]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_give_back_requeues_what_a_session_held_and_says_so() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(&core, account, &[submission("q", None)]).await;
+        let id = views[0].request.id;
+        let session = Uuid::new_v4();
+        assert_eq!(claim(&core, account, session, 1).await.len(), 1);
+
+        let committed = leases::give_back(&core, leases::Which::Session(session), "test")
+            .await
+            .expect("give back");
+        assert_eq!(committed.changes.len(), 1);
+        assert_eq!(committed.changes[0].request, id);
+        assert_eq!(committed.changes[0].status, RequestStatus::Idle);
+        assert_eq!(committed.changes[0].cause, Cause::Requeued);
+        assert_eq!(
+            committed.returned.iter().copied().collect::<Vec<_>>(),
+            [account]
+        );
+
+        let again = claim(&core, account, Uuid::new_v4(), 1).await;
+        assert_eq!(again[0].id, id);
+        assert_eq!(again[0].attempts, 2);
+        // A session that holds nothing gives back nothing.
+        let nothing = leases::give_back(&core, leases::Which::Session(session), "test")
+            .await
+            .expect("give back");
+        assert!(nothing.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_past_its_attempts_fails_when_given_back() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(&core, account, &[submission("q", None)]).await;
+        let max = core.config.max_attempts;
+        for attempt in 1..=max {
+            let session = Uuid::new_v4();
+            assert_eq!(claim(&core, account, session, 1).await.len(), 1);
+            let committed = leases::give_back(&core, leases::Which::Session(session), "gone")
+                .await
+                .expect("give back");
+            let change = committed.changes[0];
+            assert_eq!(change.request, views[0].request.id);
+            if attempt < max {
+                assert_eq!(
+                    (change.status, change.cause),
+                    (RequestStatus::Idle, Cause::Requeued)
+                );
+            } else {
+                assert_eq!(
+                    (change.status, change.cause),
+                    (RequestStatus::Failed, Cause::Finished)
+                );
+                assert!(committed.webhooks);
+            }
+        }
+        assert!(claim(&core, account, Uuid::new_v4(), 1).await.is_empty());
+    })
+    .await;
+}
+
+/// The writer's side of dispatch, on both back ends: a session's claim made
+/// before any work exists is answered with the work submitted after it —
+/// by the standing claim on a sole writer, or (where cores share the
+/// database) by an empty answer and a wake-up, then a claim that finds it.
+#[tokio::test]
+async fn a_claim_made_before_the_work_exists_receives_it() {
+    on_each_store(|core, account| async move {
+        let session = Uuid::new_v4();
+        let room = Arc::new(std::sync::atomic::AtomicUsize::new(4));
+        let hub = core.dispatch.account(account);
+        let woken = hub.work.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let mut first = Store::claim(&core, account, session, room.clone())
+            .await
+            .expect("claim");
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut first).await;
+
+        let view = crate::requests::submit(
+            &core,
+            Some(&key_of(&core, account).await),
+            submission("late work", None),
+        )
+        .await
+        .expect("submit");
+
+        let claimed = match early {
+            // Answered at once, and empty: wait for the wake-up, claim again.
+            Ok(answer) => {
+                assert!(answer.expect("answer").expect("claim").is_empty());
+                tokio::time::timeout(Duration::from_secs(5), woken)
+                    .await
+                    .expect("the submit wakes the account's sessions");
+                Store::claim(&core, account, session, room)
+                    .await
+                    .expect("claim")
+                    .await
+                    .expect("answer")
+                    .expect("claim")
+            }
+            // Standing in the writer: answered by the submit's transaction.
+            Err(_) => tokio::time::timeout(Duration::from_secs(5), first)
+                .await
+                .expect("the standing claim is answered")
+                .expect("answer")
+                .expect("claim"),
+        };
+        assert_eq!(
+            claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [view.view.request.id]
+        );
+    })
+    .await;
+}
+
+/// An API key for the account (a second key; the first was shown once).
+async fn key_of(core: &Core, account: AccountId) -> String {
+    let name = super::accounts::find(core.store(), account)
+        .await
+        .expect("read")
+        .expect("account")
+        .name;
+    accounts::rotate_key(core.store(), &name, true)
+        .await
+        .expect("key")
+}
+
+#[tokio::test]
+async fn transactions_roll_back_whole() {
+    on_each_store(|core, account| async move {
+        let txn = core.store.write.begin().await.expect("begin");
+        let items = [(account, &submission("never", None))];
+        submits::insert_submissions(&core, &txn, &items)
+            .await
+            .expect("insert");
+        txn.rollback().await.expect("rollback");
+        let listed = crate::requests::list(&core, account, None, 10, None)
+            .await
+            .expect("list");
+        assert!(listed.items.is_empty());
+        let count = core
+            .store
+            .read
+            .query_one(sea_orm::Statement::from_string(
+                core.store.read.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM chats",
+            ))
+            .await
+            .expect("count")
+            .expect("row")
+            .try_get::<i64>("", "n")
+            .expect("n");
+        assert_eq!(count, 0);
+    })
+    .await;
+}
