@@ -2,8 +2,9 @@
 //! effects. Every write of the request lifecycle — submits, results, status
 //! updates, give-backs — returns a [`Committed`] once its transaction has
 //! committed; [`after_commit`] then wakes sessions, frees their slots,
-//! wakes the webhook worker, counts metrics and publishes live status. Callers' replies are the
-//! writers' own business; everything else that follows a commit is here.
+//! wakes the webhook worker, counts metrics and publishes live status.
+//! Callers' replies are the writers' own business; everything else that
+//! follows a commit is here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
