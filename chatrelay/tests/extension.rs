@@ -5,15 +5,11 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{ws::Extension, TestApp, TestDb};
+use common::{
+    ws::{request_id, Extension},
+    TestApp, TestDb,
+};
 use serde_json::{json, Value};
-
-fn id_of(frame: &Value) -> String {
-    frame["request_id"]
-        .as_str()
-        .expect("request_id")
-        .to_string()
-}
 
 #[tokio::test]
 async fn full_lifecycle_submit_deliver_execute_respond() {
@@ -99,8 +95,8 @@ async fn each_request_goes_to_exactly_one_of_two_sessions() {
     // Answer as they come so both windows keep moving.
     while seen.len() < 20 {
         tokio::select! {
-            frame = a.recv() => { let id = id_of(&frame); a.respond(&id, "ok", &format!("c-{id}"), None).await; seen.push(id); }
-            frame = b.recv() => { let id = id_of(&frame); b.respond(&id, "ok", &format!("c-{id}"), None).await; seen.push(id); }
+            frame = a.recv() => { let id = request_id(&frame); a.respond(&id, "ok", &format!("c-{id}"), None).await; seen.push(id); }
+            frame = b.recv() => { let id = request_id(&frame); b.respond(&id, "ok", &format!("c-{id}"), None).await; seen.push(id); }
         }
     }
     let unique: HashSet<String> = seen.iter().cloned().collect();
@@ -151,7 +147,7 @@ async fn session_window_bounds_unfinished_deliveries() {
     let first = ext.recv_request().await;
     ext.recv_request().await;
     ext.assert_nothing_pending().await;
-    ext.fail(&id_of(&first), "nope").await;
+    ext.fail(&request_id(&first), "nope").await;
     ext.recv_request().await;
     ext.assert_nothing_pending().await;
     app.stop().await;
@@ -162,7 +158,7 @@ async fn dropped_session_gives_requests_back_for_redelivery() {
     let (app, key) = TestApp::with_account().await;
     let created = app.submit_message(&key, "again").await;
     let mut first = Extension::connect(&app, &key).await;
-    let id = id_of(&first.recv_request().await);
+    let id = request_id(&first.recv_request().await);
     first.executing(&id).await;
     app.wait_for_status(&key, &id, "executing").await;
     first.close().await;
@@ -181,7 +177,7 @@ async fn a_waiting_session_takes_over_what_a_dropped_session_gave_back() {
     let (app, key) = TestApp::with_account().await;
     let mut first = Extension::connect(&app, &key).await;
     let created = app.submit_message(&key, "handed on").await;
-    let id = id_of(&first.recv_request().await);
+    let id = request_id(&first.recv_request().await);
     assert_eq!(id, created["id"].as_str().unwrap());
     // The second session has room and nothing to do: it waits for work.
     let mut second = Extension::connect(&app, &key).await;
@@ -189,7 +185,7 @@ async fn a_waiting_session_takes_over_what_a_dropped_session_gave_back() {
 
     // No new submit: giving the request back alone must reach it.
     first.close().await;
-    assert_eq!(id_of(&second.recv_request().await), id);
+    assert_eq!(request_id(&second.recv_request().await), id);
     second.respond(&id, "taken over", "c1", None).await;
     let done = app.wait_for_status(&key, &id, "done").await;
     assert_eq!(done["response"], "taken over");
@@ -221,7 +217,7 @@ async fn a_status_update_gets_through_a_flood_of_submits() {
     .await;
     let mut ext = Extension::connect(&app, &key).await;
     app.submit_message(&key, "first").await;
-    let id = id_of(&ext.recv_request().await);
+    let id = request_id(&ext.recv_request().await);
 
     let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flood: Vec<_> = (0..64)
@@ -257,7 +253,7 @@ async fn request_fails_after_the_attempt_limit() {
         .to_string();
     for _ in 0..2 {
         let mut ext = Extension::connect(&app, &key).await;
-        assert_eq!(id_of(&ext.recv_request().await), id);
+        assert_eq!(request_id(&ext.recv_request().await), id);
         ext.close().await;
     }
     let failed = app.wait_for_status(&key, &id, "failed").await;
@@ -274,7 +270,7 @@ async fn request_fails_after_the_attempt_limit() {
 async fn reconnected_session_can_finish_a_request_it_did_not_receive() {
     let (app, key) = TestApp::with_account().await;
     let mut old = Extension::connect(&app, &key).await;
-    let id = id_of(&old.recv_request_after_submit(&app, &key).await);
+    let id = request_id(&old.recv_request_after_submit(&app, &key).await);
     old.executing(&id).await;
     app.wait_for_status(&key, &id, "executing").await;
 
@@ -320,7 +316,7 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
         .unwrap()
         .to_string();
     let mut ext = Extension::connect(&app, &key).await;
-    let mine = id_of(&ext.recv_request_after_submit(&app, &key).await);
+    let mine = request_id(&ext.recv_request_after_submit(&app, &key).await);
     ext.respond(&mine, "done", "c-mine", None).await;
     app.wait_for_status(&key, &mine, "done").await;
 
@@ -403,7 +399,7 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
             .1["response"],
         "done"
     );
-    let next = id_of(&ext.recv_request_after_submit(&app, &key).await);
+    let next = request_id(&ext.recv_request_after_submit(&app, &key).await);
     ext.respond(&next, "still works", "c-next", None).await;
     app.wait_for_status(&key, &next, "done").await;
     app.stop().await;
@@ -585,8 +581,8 @@ async fn two_cores_on_one_postgres_share_the_queue() {
     let mut seen = Vec::new();
     while seen.len() < 10 {
         tokio::select! {
-            frame = on_first.recv() => { let id = id_of(&frame); on_first.respond(&id, "1", &format!("c-{id}"), None).await; seen.push(id); }
-            frame = on_second.recv() => { let id = id_of(&frame); on_second.respond(&id, "2", &format!("c-{id}"), None).await; seen.push(id); }
+            frame = on_first.recv() => { let id = request_id(&frame); on_first.respond(&id, "1", &format!("c-{id}"), None).await; seen.push(id); }
+            frame = on_second.recv() => { let id = request_id(&frame); on_second.respond(&id, "2", &format!("c-{id}"), None).await; seen.push(id); }
         }
     }
     assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), submitted);
@@ -616,7 +612,7 @@ async fn lapsed_lease_of_a_dead_core_is_given_back() {
     let expired = chrono::Utc::now().timestamp_millis() - 1;
     app.core().lease_to_a_dead_core(&id, expired).await;
     let mut ext = Extension::connect(&app, &key).await;
-    assert_eq!(id_of(&ext.recv_request().await), id);
+    assert_eq!(request_id(&ext.recv_request().await), id);
     ext.respond(&id, "rescued", "c-r", None).await;
     app.wait_for_status(&key, &id, "done").await;
     app.stop().await;

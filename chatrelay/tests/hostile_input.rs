@@ -5,15 +5,12 @@
 
 mod common;
 
-use common::{rest::list, ws::Extension, TestApp};
+use common::{
+    rest::list,
+    ws::{request_id, Extension},
+    TestApp,
+};
 use serde_json::{json, Value};
-
-fn id_of(frame: &Value) -> String {
-    frame["request_id"]
-        .as_str()
-        .expect("request_id")
-        .to_string()
-}
 
 #[tokio::test]
 async fn a_submit_with_a_nul_character_is_refused_naming_the_field() {
@@ -56,7 +53,7 @@ async fn an_answer_with_a_nul_character_gets_an_error_frame_and_changes_nothing(
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(id_of(&ext.recv_request().await), id);
+    assert_eq!(request_id(&ext.recv_request().await), id);
 
     ext.respond(&id, "bad\u{0}answer", "conv-1", Some("Title"))
         .await;
@@ -101,8 +98,8 @@ async fn strings_from_the_extension_are_bounded_and_a_refused_one_costs_its_neig
         .unwrap()
         .to_string();
     let mut delivered = vec![
-        id_of(&ext.recv_request().await),
-        id_of(&ext.recv_request().await),
+        request_id(&ext.recv_request().await),
+        request_id(&ext.recv_request().await),
     ];
     delivered.sort();
     let mut expected = vec![first.clone(), second.clone()];

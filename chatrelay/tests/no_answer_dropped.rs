@@ -6,15 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ws::Extension, TestApp, TestDb};
+use common::{
+    ws::{request_id, Extension},
+    TestApp, TestDb,
+};
 use serde_json::Value;
-
-fn id_of(frame: &Value) -> String {
-    frame["request_id"]
-        .as_str()
-        .expect("request_id")
-        .to_string()
-}
 
 /// Waits until `/metrics` has a line starting with `prefix` whose value
 /// is at least `at_least`.
@@ -73,7 +69,7 @@ async fn an_answer_the_database_refuses_for_a_while_is_retried_not_bounced() {
         .as_str()
         .expect("id")
         .to_string();
-    assert_eq!(id_of(&ext.recv_request().await), id);
+    assert_eq!(request_id(&ext.recv_request().await), id);
 
     hold_results(&app).await;
     ext.respond(&id, "the answer", "conv-held", Some("Held"))
@@ -116,7 +112,7 @@ async fn an_answer_naming_a_chat_another_core_is_naming_lands_in_that_chat() {
         .as_str()
         .expect("id")
         .to_string();
-    assert_eq!(id_of(&ext.recv_request().await), id);
+    assert_eq!(request_id(&ext.recv_request().await), id);
 
     let mut other_core = sqlx::PgConnection::connect(&db.url).await.expect("connect");
     let mut watcher = sqlx::PgConnection::connect(&db.url).await.expect("connect");
@@ -180,7 +176,7 @@ async fn requests_of_a_session_that_ended_are_given_back_even_if_the_first_give_
         .as_str()
         .expect("id")
         .to_string();
-    assert_eq!(id_of(&first.recv_request().await), id);
+    assert_eq!(request_id(&first.recv_request().await), id);
 
     app.run_sql(
         &[
@@ -231,6 +227,6 @@ async fn requests_of_a_session_that_ended_are_given_back_even_if_the_first_give_
         .await
         .expect("the request reaches the second session");
     assert_eq!(frame["type"], "new_request", "{frame}");
-    assert_eq!(id_of(&frame), id);
+    assert_eq!(request_id(&frame), id);
     app.stop().await;
 }

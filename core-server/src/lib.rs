@@ -78,6 +78,7 @@ impl Core {
         // Counts the open requests before anything moves them.
         queue_depth::start(&core).await;
         dispatch::lease::start_keeper(&core);
+        dispatch::revocation::start(&core);
         store::Store::start(&core);
         webhooks::start_worker(&core);
         live::start(&core);

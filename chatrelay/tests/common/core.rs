@@ -139,6 +139,14 @@ impl TestCore {
             .expect("rotate")
     }
 
+    /// Issues a new API key for the account; unless `keep_existing`, its
+    /// older keys stop working (`chatrelay account rotate-key`).
+    pub async fn rotate_key(&self, name: &str, keep_existing: bool) -> String {
+        accounts::rotate_key(self.core.store(), name, keep_existing)
+            .await
+            .expect("rotate key")
+    }
+
     // ---- requests and chats -------------------------------------------------------
 
     /// Submits `message` with the default options straight to the core's

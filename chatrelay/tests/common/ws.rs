@@ -15,6 +15,14 @@ use super::TestApp;
 /// How long a test waits for a frame that should come.
 pub const FRAME_WAIT: Duration = Duration::from_secs(10);
 
+/// The `request_id` of a frame.
+pub fn request_id(frame: &Value) -> String {
+    frame["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_string()
+}
+
 pub struct Extension {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
@@ -70,6 +78,21 @@ impl Extension {
         self.try_recv(FRAME_WAIT)
             .await
             .expect("a frame within the wait")
+    }
+
+    /// Waits up to `wait` for the server's close frame, skipping other
+    /// frames; its code and reason, or `None` if none came.
+    pub async fn recv_close(&mut self, wait: Duration) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??
+                .ok()?;
+            if let Message::Close(frame) = message {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
     }
 
     /// The next JSON frame, or `None` if the socket closed or `wait` passed.

@@ -8,12 +8,14 @@
 //! other cores (see [`crate::store`]). No session ever polls with a sleep.
 
 pub mod lease;
+pub mod revocation;
 pub mod session;
 
 use std::sync::{Arc, OnceLock};
 
 use dashmap::{DashMap, DashSet};
 use tokio::sync::{broadcast, mpsc, Notify};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::model::AccountId;
@@ -67,14 +69,24 @@ impl Drop for SessionSlot {
     }
 }
 
+/// A session running on this core.
+pub(crate) struct LiveSession {
+    pub(crate) account: AccountId,
+    /// SHA-256 of the API key the session was opened with.
+    pub(crate) key_hash: String,
+    /// Cancelled when that key stops working.
+    pub(crate) revoked: CancellationToken,
+}
+
 #[derive(Default)]
 pub struct Dispatch {
     accounts: DashMap<i64, Arc<AccountHub>>,
     /// Where the sessions' claims stand in the store's writer: the
     /// accounts whose work came back other than by a submit or a result.
     returned: OnceLock<mpsc::UnboundedSender<AccountId>>,
-    /// Sessions running on this core: the only ones whose leases it renews.
-    live: DashSet<Uuid>,
+    /// Sessions running on this core: the only ones whose leases it renews,
+    /// with what [`revocation`] needs to end them when their key goes.
+    live: DashMap<Uuid, LiveSession>,
     /// Sessions that ended but whose requests could not be given back yet;
     /// the lease keeper tries again (see [`lease`]).
     unreleased: DashSet<Uuid>,
@@ -123,8 +135,23 @@ impl Dispatch {
     }
 
     /// A session started on this core: its leases are renewed while it runs.
-    pub(crate) fn session_started(&self, session: Uuid) {
-        self.live.insert(session);
+    /// The token is cancelled if the key it was opened with stops working.
+    pub(crate) fn session_started(
+        &self,
+        session: Uuid,
+        account: AccountId,
+        key_hash: String,
+    ) -> CancellationToken {
+        let revoked = CancellationToken::new();
+        self.live.insert(
+            session,
+            LiveSession {
+                account,
+                key_hash,
+                revoked: revoked.clone(),
+            },
+        );
+        revoked
     }
 
     /// A session ended: its leases are no longer renewed. If `released` is
@@ -139,7 +166,33 @@ impl Dispatch {
 
     /// The sessions running on this core.
     pub(crate) fn live_sessions(&self) -> Vec<Uuid> {
-        self.live.iter().map(|s| *s).collect()
+        self.live.iter().map(|s| *s.key()).collect()
+    }
+
+    /// The accounts with sessions on this core.
+    pub(crate) fn accounts_with_sessions(&self) -> Vec<AccountId> {
+        let mut accounts: Vec<AccountId> = self.live.iter().map(|s| s.account).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        accounts
+    }
+
+    /// Ends the sessions whose key is not among `valid` (SHA-256s of keys
+    /// that work) for their account; returns how many.
+    pub(crate) fn revoke_unless(
+        &self,
+        valid: &std::collections::HashSet<(AccountId, String)>,
+    ) -> usize {
+        let mut revoked = 0;
+        for session in self.live.iter() {
+            if !session.revoked.is_cancelled()
+                && !valid.contains(&(session.account, session.key_hash.clone()))
+            {
+                session.revoked.cancel();
+                revoked += 1;
+            }
+        }
+        revoked
     }
 
     /// Takes the ended sessions whose requests are still to be given back.

@@ -57,13 +57,15 @@ pub struct Delivery {
 }
 
 /// A frame to the extension.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum ServerFrame {
     NewRequest(Delivery),
     Error {
         request_id: Option<String>,
         error: String,
     },
+    /// The core ends the session for this reason (the last frame).
+    End(CoreError),
 }
 
 /// Frames taken from the extension in one go.
@@ -90,6 +92,7 @@ struct Session {
 pub async fn run<S>(
     core: Arc<Core>,
     account: AccountId,
+    key_hash: String,
     mut inbound: S,
     out: mpsc::Sender<ServerFrame>,
 ) where
@@ -109,7 +112,7 @@ pub async fn run<S>(
         out,
         closed: false,
     };
-    core.dispatch.session_started(session.id);
+    let revoked = core.dispatch.session_started(session.id, account, key_hash);
     tracing::debug!(session = %session.id, account = account.0, "extension session started");
     metrics::gauge!("chatrelay_extension_sessions").increment(1.0);
     session.fill().await;
@@ -118,6 +121,13 @@ pub async fn run<S>(
         let wake = session.held.len() < session.window && session.claim.is_none();
         tokio::select! {
             _ = core.shutdown.cancelled() => break,
+            _ = revoked.cancelled() => {
+                session.send(ServerFrame::End(CoreError::Unauthenticated(
+                    "the API key this session was opened with no longer works",
+                )))
+                .await;
+                break;
+            }
             frame = inbound.next() => match frame {
                 Some(frame) => {
                     // Take every frame already waiting, so results can share a transaction.

@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::caller;
+use super::{api_key, caller};
 use crate::{
+    accounts,
     dispatch::session::{self, ClientFrame, ServerFrame},
     error::CoreError,
     Core,
@@ -65,26 +66,26 @@ impl From<pb::ExtensionFrame> for ClientFrame {
     }
 }
 
-impl From<ServerFrame> for pb::ServerFrame {
-    fn from(frame: ServerFrame) -> Self {
-        let frame = match frame {
-            ServerFrame::NewRequest(delivery) => {
-                let r = delivery.request;
-                server_frame::Frame::NewRequest(pb::NewRequest {
-                    request_id: r.id.to_string(),
-                    message: r.message,
-                    response_type: pb::ResponseType::from(r.response_type).into(),
-                    thinking_time: pb::ThinkingTime::from(r.thinking_time).into(),
-                    chat_id: delivery.chatgpt_id,
-                    chat_db_id: r.chat_id,
-                })
-            }
-            ServerFrame::Error { request_id, error } => {
-                server_frame::Frame::Error(pb::FrameError { request_id, error })
-            }
-        };
-        Self { frame: Some(frame) }
-    }
+/// A frame for the wire, or the status that ends the call.
+fn to_wire(frame: ServerFrame) -> Result<pb::ServerFrame, Status> {
+    let frame = match frame {
+        ServerFrame::NewRequest(delivery) => {
+            let r = delivery.request;
+            server_frame::Frame::NewRequest(pb::NewRequest {
+                request_id: r.id.to_string(),
+                message: r.message,
+                response_type: pb::ResponseType::from(r.response_type).into(),
+                thinking_time: pb::ThinkingTime::from(r.thinking_time).into(),
+                chat_id: delivery.chatgpt_id,
+                chat_db_id: r.chat_id,
+            })
+        }
+        ServerFrame::Error { request_id, error } => {
+            server_frame::Frame::Error(pb::FrameError { request_id, error })
+        }
+        ServerFrame::End(reason) => return Err(reason.into()),
+    };
+    Ok(pb::ServerFrame { frame: Some(frame) })
 }
 
 type FrameStream = Pin<Box<dyn Stream<Item = Result<pb::ServerFrame, Status>> + Send>>;
@@ -98,6 +99,8 @@ impl ExtensionService for ExtensionApi {
         request: Request<Streaming<pb::ExtensionFrame>>,
     ) -> Result<Response<Self::ExtensionSessionStream>, Status> {
         let account = caller(&self.core, request.metadata()).await?;
+        // The key the session stands on: if it stops working, so does the session.
+        let key_hash = accounts::hash_api_key(accounts::present_key(api_key(request.metadata()))?);
         let limit = self.core.config.max_sessions_per_account;
         let slot = self
             .core
@@ -118,9 +121,9 @@ impl ExtensionService for ExtensionApi {
         let core = self.core.clone();
         self.core.tasks.spawn(async move {
             let _slot = slot;
-            session::run(core, account, Box::pin(inbound), tx).await;
+            session::run(core, account, key_hash, Box::pin(inbound), tx).await;
         });
-        let outbound = ReceiverStream::new(rx).map(|frame| Ok(pb::ServerFrame::from(frame)));
+        let outbound = ReceiverStream::new(rx).map(to_wire);
         Ok(Response::new(Box::pin(outbound)))
     }
 }

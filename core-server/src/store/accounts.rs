@@ -160,3 +160,25 @@ pub(crate) async fn of_key_hashes(
         .map(|k| (k.key_hash, AccountId(k.account_id)))
         .collect())
 }
+
+/// Accounts named in one key query.
+const KEYS_CHUNK: usize = 500;
+
+/// The SHA-256s of the keys that work for `accounts`, with their accounts.
+pub(crate) async fn key_hashes_of(
+    store: &Store,
+    accounts: &[AccountId],
+) -> CoreResult<Vec<(AccountId, String)>> {
+    let mut found = Vec::new();
+    for chunk in accounts.chunks(KEYS_CHUNK) {
+        found.extend(
+            api_key::Entity::find()
+                .filter(api_key::Column::AccountId.is_in(chunk.iter().map(|a| a.0)))
+                .all(&store.read)
+                .await?
+                .into_iter()
+                .map(|k| (AccountId(k.account_id), k.key_hash)),
+        );
+    }
+    Ok(found)
+}

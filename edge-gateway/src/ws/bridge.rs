@@ -29,6 +29,7 @@ const CORE_DRAIN: Duration = Duration::from_secs(10);
 
 /// Close codes (RFC 6455).
 const GOING_AWAY: u16 = 1001;
+const POLICY_VIOLATION: u16 = 1008;
 const INTERNAL_ERROR: u16 = 1011;
 
 pub async fn run(
@@ -104,17 +105,21 @@ pub async fn run(
     // back to the queue when the session ends.
     let to_extension = async {
         let mut open = true;
-        let close = loop {
+        let close: (u16, String) = loop {
             match from_core.message().await {
                 Ok(Some(frame)) => {
                     if let (true, Some(text)) = (open, frames::encode(frame)) {
                         open = out.send(Message::Text(text.into())).await.is_ok();
                     }
                 }
-                Ok(None) => break (GOING_AWAY, "session ended by the server"),
+                Ok(None) => break (GOING_AWAY, "session ended by the server".into()),
+                // The key the session was opened with stopped working.
+                Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                    break (POLICY_VIOLATION, close_reason(status.message()));
+                }
                 Err(status) => {
                     tracing::warn!(error = %status, "extension session stream failed");
-                    break (INTERNAL_ERROR, "session failed on the server");
+                    break (INTERNAL_ERROR, "session failed on the server".into());
                 }
             }
         };
@@ -146,4 +151,13 @@ pub async fn run(
     }
     drop(out);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+/// A close frame's reason: at most 123 bytes (RFC 6455), cut at a character.
+fn close_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
 }
