@@ -497,6 +497,37 @@ async fn grpc_watch_requests_carries_the_same_events() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn streams_opened_with_a_rotated_key_end() {
+    let (app, key) = TestApp::with_account().await;
+    let mut events = EventStream::of(&app, &key).await;
+    let mut client = ChatServiceClient::connect(app.grpc.clone()).await.unwrap();
+    let mut request = tonic::Request::new(pb::WatchRequestsRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    let mut stream = client.watch_requests(request).await.unwrap().into_inner();
+
+    let new_key = app.core().rotate_key(common::ACCOUNT, false).await;
+    // Within the revocation check's period (2 s) and some slack.
+    let ended = tokio::time::timeout(Duration::from_secs(8), stream.next())
+        .await
+        .expect("the gRPC stream ends");
+    let status = ended.expect("an item").expect_err("Unauthenticated");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let waited = Instant::now();
+    assert_eq!(events.next_within(Duration::from_secs(8)).await, None);
+    assert!(
+        waited.elapsed() < Duration::from_secs(7),
+        "the SSE stream ended"
+    );
+    // The new key opens a stream that lives on.
+    let mut fresh = EventStream::of(&app, &new_key).await;
+    let id = id_of(&app.submit_message(&new_key, "still heard").await).to_string();
+    assert_eq!(fresh.next_request().await["id"], id.as_str());
+    app.stop().await;
+}
+
 // ---- Several cores -----------------------------------------------------------------
 
 /// A subscriber and a long-poll on one core hear what another core commits.

@@ -68,6 +68,8 @@ impl ChatService for ChatApi {
         request: Request<pb::WatchRequestsRequest>,
     ) -> Result<Response<Self::WatchRequestsStream>, Status> {
         let account = caller(&self.core, request.metadata()).await?;
+        let key_hash =
+            crate::accounts::hash_api_key(api_key(request.metadata()).unwrap_or_default());
         let req = request.into_inner();
         let only = match req.request_id.trim() {
             "" => None,
@@ -77,10 +79,14 @@ impl ChatService for ChatApi {
             ),
         };
         let after = Some(req.last_event_id).filter(|id| !id.trim().is_empty());
-        let events = live::watch::watch(&self.core, account, only, after.as_deref());
-        Ok(Response::new(Box::pin(
-            events.map(|item| Ok(pb::RequestEvent::from(item))),
-        )))
+        let events = live::watch::watch(&self.core, account, key_hash, only, after.as_deref());
+        Ok(Response::new(Box::pin(events.map(|item| match item {
+            // As an extension session's: the stream ends Unauthenticated.
+            live::Item::Revoked => Err(Status::unauthenticated(
+                "the API key this stream was opened with no longer works",
+            )),
+            item => Ok(pb::RequestEvent::from(item)),
+        }))))
     }
 
     async fn list_requests(

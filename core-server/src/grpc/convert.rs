@@ -141,6 +141,11 @@ impl From<live::Item> for pb::RequestEvent {
                     reason: reason.to_string(),
                 })),
             },
+            // The service ends the stream Unauthenticated instead.
+            live::Item::Revoked => Self {
+                id: String::new(),
+                event: None,
+            },
         }
     }
 }

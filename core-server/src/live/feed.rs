@@ -34,6 +34,8 @@ pub enum Item {
         id: String,
         reason: &'static str,
     },
+    /// The key the stream was opened with stopped working; the stream ends.
+    Revoked,
 }
 
 struct Window {
@@ -175,7 +177,7 @@ mod tests {
             .iter()
             .map(|item| match item {
                 Item::Event(e) => Some(e.seq),
-                Item::Reset { .. } => None,
+                Item::Reset { .. } | Item::Revoked => None,
             })
             .collect()
     }

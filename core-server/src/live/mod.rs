@@ -23,6 +23,7 @@
 
 mod feed;
 mod read;
+mod revocation;
 pub mod wait;
 pub mod watch;
 
@@ -117,6 +118,9 @@ pub struct Live {
     outbound: Mutex<Queue>,
     outbound_ready: Notify,
     outbound_on: AtomicBool,
+    /// Open streams, with the key each was opened with (see [`revocation`]).
+    watchers: Mutex<HashMap<u64, revocation::Watcher>>,
+    next_watcher: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,6 +144,8 @@ impl Live {
             outbound: Mutex::default(),
             outbound_ready: Notify::new(),
             outbound_on: AtomicBool::new(false),
+            watchers: Mutex::default(),
+            next_watcher: AtomicU64::new(0),
         }
     }
 
@@ -313,6 +319,7 @@ const SWEEP: Duration = Duration::from_secs(30);
 
 /// Starts the publisher: it turns queued changes into events.
 pub fn start(core: &Arc<Core>) {
+    revocation::start(core);
     let core = core.clone();
     let tracker = core.tasks.clone();
     tracker.spawn(async move {

@@ -1,7 +1,8 @@
 //! A subscriber's stream of events (`ChatService.WatchRequests`): what it
 //! missed since its last event, if the feed still has it, then every new
 //! event of its account, optionally of one request only. It ends with the
-//! core, or after a reset that says the subscriber fell behind.
+//! core, after a reset that says the subscriber fell behind, or with
+//! [`Item::Revoked`] once the key it was opened with stops working.
 
 use std::{collections::VecDeque, sync::Arc};
 
@@ -9,7 +10,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::Item;
+use super::{revocation::Registration, Item};
 use crate::{model::AccountId, Core};
 
 /// Why a subscriber that fell behind is reset.
@@ -21,6 +22,7 @@ struct State {
     receiver: tokio::sync::broadcast::Receiver<Item>,
     request: Option<Uuid>,
     ended: bool,
+    registration: Registration,
 }
 
 impl State {
@@ -43,6 +45,10 @@ impl State {
         loop {
             let received = tokio::select! {
                 _ = self.core.shutdown.cancelled() => return None,
+                _ = self.registration.revoked.cancelled() => {
+                    self.ended = true;
+                    return Some(Item::Revoked);
+                }
                 received = self.receiver.recv() => received,
             };
             match received {
@@ -66,13 +72,16 @@ impl State {
 }
 
 /// The events of `account` (of `request` only, if given), after the event
-/// `after` if given.
+/// `after` if given, for a stream opened with the key whose SHA-256 is
+/// `key_hash`.
 pub fn watch(
     core: &Arc<Core>,
     account: AccountId,
+    key_hash: String,
     request: Option<Uuid>,
     after: Option<&str>,
 ) -> impl Stream<Item = Item> + Send + 'static {
+    let registration = super::Live::register(core, account, key_hash);
     let subscription = core.live.subscribe(account, after);
     let state = State {
         core: core.clone(),
@@ -80,6 +89,7 @@ pub fn watch(
         receiver: subscription.receiver,
         request,
         ended: false,
+        registration,
     };
     futures::stream::unfold(state, |mut state| async move {
         let item = state.next().await?;
