@@ -9,6 +9,7 @@ pub mod extension;
 pub mod idle_sessions;
 pub mod latency;
 pub mod lifecycle;
+pub mod live;
 pub mod observe;
 pub mod reference;
 pub mod report;

@@ -13,6 +13,7 @@ pub const SUBMIT_BODY: &str =
 #[derive(Clone)]
 pub struct RestClient {
     client: reqwest::Client,
+    base: String,
     submit_url: String,
     api_key: String,
 }
@@ -30,6 +31,7 @@ impl RestClient {
             .build()?;
         Ok(Self {
             client,
+            base: format!("http://{http}"),
             submit_url: format!("http://{http}/api/chat/submit/"),
             api_key: api_key.to_string(),
         })
@@ -51,5 +53,21 @@ impl RestClient {
         }
         let created: Created = response.json().await.context("submit response")?;
         Ok(created.id)
+    }
+
+    /// Long-polls the request for up to `wait` seconds; returns its status.
+    pub async fn long_poll(&self, id: &str, wait: u32) -> anyhow::Result<String> {
+        let response = self
+            .client
+            .get(format!("{}/api/chat/requests/{id}/?wait={wait}", self.base))
+            .header("X-API-Key", &self.api_key)
+            .send()
+            .await?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            bail!("long-poll answered {status}: {}", response.text().await?);
+        }
+        let request: serde_json::Value = response.json().await.context("long-poll response")?;
+        Ok(request["status"].as_str().unwrap_or_default().to_string())
     }
 }

@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod serve;
 pub mod simulate;
+pub mod watch;
 pub mod webhooks;

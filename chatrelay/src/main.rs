@@ -1,6 +1,6 @@
 //! `chatrelay`: parses the command line and calls the library.
 
-use chatrelay::{admin, serve, simulate, webhooks};
+use chatrelay::{admin, serve, simulate, watch, webhooks};
 use chatrelay_core::{config::DatabaseConfig, webhooks::Destinations, CoreConfig};
 use chatrelay_edge::EdgeConfig;
 use clap::{Parser, Subcommand};
@@ -77,6 +77,9 @@ enum Command {
         #[arg(long, value_name = "AGE", value_parser = chatrelay_core::retention::parse_age)]
         older_than: std::time::Duration,
     },
+    /// Print the status changes of an account's requests as they happen,
+    /// one JSON line per event.
+    Watch(watch::WatchOptions),
     /// Print the REST API's OpenAPI 3.1 document (the one served at /api/openapi.json).
     Openapi,
 }
@@ -147,6 +150,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Webhook { db, command } => webhooks::run(&db, command).await,
+        Command::Watch(options) => {
+            tokio::select! {
+                watched = watch::run(options, std::io::stdout()) => watched,
+                _ = serve::shutdown_signal() => Ok(()),
+            }
+        }
         Command::Extension {
             command: ExtensionCommand::Simulate(options),
         } => {

@@ -72,6 +72,7 @@ async fn grpc_submit_get_and_list_round_trip() {
             &key,
             pb::GetRequestRequest {
                 id: created.id.clone(),
+                wait: None,
             },
         ))
         .await
@@ -230,6 +231,7 @@ async fn grpc_with_wrong_api_key_is_unauthenticated() {
             "cr_not_a_key",
             pb::GetRequestRequest {
                 id: uuid::Uuid::now_v7().to_string(),
+                wait: None,
             },
         ))
         .await
@@ -258,7 +260,13 @@ async fn grpc_another_accounts_request_is_not_found() {
         .into_inner();
 
     let status = client
-        .get_request(with_key(&bob, pb::GetRequestRequest { id: created.id }))
+        .get_request(with_key(
+            &bob,
+            pb::GetRequestRequest {
+                id: created.id,
+                wait: None,
+            },
+        ))
         .await
         .expect_err("bob reads alice's request");
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
@@ -288,7 +296,7 @@ async fn grpc_unknown_or_malformed_id_is_not_found() {
 
     for id in [uuid::Uuid::now_v7().to_string(), "nope".to_string()] {
         let status = client
-            .get_request(with_key(&key, pb::GetRequestRequest { id }))
+            .get_request(with_key(&key, pb::GetRequestRequest { id, wait: None }))
             .await
             .expect_err("unknown id");
         assert_eq!(status.code(), Code::NotFound, "{status:?}");

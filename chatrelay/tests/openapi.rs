@@ -15,13 +15,15 @@ use serde_json::Value;
 const CHECKED_IN: &str = include_str!("../../edge-gateway/openapi.json");
 const REGENERATE: &str = "cargo run -p chatrelay -- openapi > edge-gateway/openapi.json";
 
-/// Every REST operation: api-spec.md's four, then the chat lookup.
-const OPERATIONS: [(&str, &str); 5] = [
+/// Every REST operation: api-spec.md's four, then the chat lookup and the
+/// live event stream.
+const OPERATIONS: [(&str, &str); 6] = [
     ("POST", "/api/chat/submit/"),
     ("GET", "/api/chat/requests/{id}/"),
     ("GET", "/api/chat/requests/"),
     ("GET", "/api/chat/chats/"),
     ("GET", "/api/chat/chats/{chat_id}/"),
+    ("GET", "/api/chat/events/"),
 ];
 
 const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";

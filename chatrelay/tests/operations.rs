@@ -201,6 +201,7 @@ async fn grpc_web_call_reaches_the_core() {
 
     let message = pb::GetRequestRequest {
         id: created["id"].as_str().unwrap().to_string(),
+        wait: None,
     }
     .encode_to_vec();
     let mut body = vec![0u8];

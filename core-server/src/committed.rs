@@ -2,8 +2,9 @@
 //! effects. Every write of the request lifecycle — submits, results, status
 //! updates, give-backs — returns a [`Committed`] once its transaction has
 //! committed; [`after_commit`] then wakes sessions, frees their slots,
-//! wakes the webhook worker and counts metrics. Callers' replies are the
-//! writers' own business; everything else that follows a commit is here.
+//! wakes the webhook worker, counts metrics and publishes live status.
+//! Callers' replies are the writers' own business; everything else that
+//! follows a commit is here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -124,4 +125,5 @@ pub(crate) fn after_commit(core: &Core, committed: Committed) {
     if committed.webhooks {
         webhooks::notify_committed(core);
     }
+    core.live.committed(&committed.changes);
 }

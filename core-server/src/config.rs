@@ -50,6 +50,11 @@ pub struct CoreConfig {
     #[arg(long, env = "CHATRELAY_SUBMIT_RATE", default_value_t = 0)]
     pub submit_rate: u32,
 
+    /// Live-status events one subscriber may fall behind before its stream
+    /// is closed with a final `reset`.
+    #[arg(long, env = "CHATRELAY_LIVE_BUFFER", default_value_t = 256)]
+    pub live_buffer: usize,
+
     #[command(flatten)]
     pub webhooks: WebhookConfig,
 
@@ -74,6 +79,7 @@ impl CoreConfig {
             lease_ttl_secs: 30,
             max_sessions_per_account: 100,
             submit_rate: 0,
+            live_buffer: 256,
             webhooks: WebhookConfig::default(),
             retention: None,
         }

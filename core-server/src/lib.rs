@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpc;
 pub mod intake;
 pub mod lifecycle;
+pub mod live;
 pub mod model;
 pub mod queue_depth;
 pub mod requests;
@@ -52,12 +53,15 @@ pub struct Core {
     pub(crate) webhooks: webhooks::Webhooks,
     /// For the queue-depth gauge of a sole writer (see [`queue_depth`]).
     pub(crate) open_requests: queue_depth::OpenRequests,
+    /// Live status: long-polls and event streams (see [`live`]).
+    pub(crate) live: live::Live,
 }
 
 impl Core {
     /// Connects to the database (applying migrations) and builds the core.
     pub async fn start(config: CoreConfig) -> anyhow::Result<Arc<Self>> {
         let store = store::Store::connect(&config.database).await?;
+        let live = live::Live::new(config.live_buffer);
         let core = Arc::new(Self {
             store,
             config,
@@ -69,6 +73,7 @@ impl Core {
             tasks: TaskTracker::new(),
             webhooks: webhooks::Webhooks::default(),
             open_requests: Default::default(),
+            live,
         });
         dispatch::lease::release_orphans(&core).await?;
         // Counts the open requests before anything moves them.
@@ -78,6 +83,7 @@ impl Core {
         store::Store::start(&core);
         webhooks::start_worker(&core);
         retention::start(&core);
+        live::start(&core);
         Ok(core)
     }
 

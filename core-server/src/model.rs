@@ -190,8 +190,8 @@ pub const MAX_ERROR_CHARS: usize = 10_000;
 pub const MAX_RESPONSE_CHARS: usize = 1_000_000;
 
 /// Checks a text field from outside: at most `max` characters and no NUL
-/// character (which PostgreSQL cannot store in text, and SQLite would keep:
-/// refusing it on both keeps the back ends alike). The error names `field`.
+/// character (which one back end cannot store in text and the other would
+/// keep: refusing it everywhere keeps the back ends alike). The error names `field`.
 pub fn check_text(field: &str, text: &str, max: usize) -> Result<(), String> {
     if text.contains('\0') {
         return Err(format!(

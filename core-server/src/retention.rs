@@ -4,7 +4,7 @@
 //!
 //! A background task prunes at start-up and then every
 //! [`INTERVAL`], in batches of [`BATCH`] requests, each batch one short
-//! transaction, with a pause between batches so the writer (on SQLite the
+//! transaction, with a pause between batches so the writer (a sole writer's
 //! only one) serves submits and results in between. `chatrelay prune
 //! --older-than 30d` runs the same batches once, for operators. The
 //! statements are in [`crate::store::retention`].

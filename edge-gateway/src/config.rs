@@ -29,6 +29,11 @@ pub struct EdgeConfig {
     #[arg(long, env = "CHATRELAY_WS_PING_SECS", default_value_t = 20)]
     pub ws_ping_secs: u64,
 
+    /// Seconds between the comment lines that keep an idle event stream
+    /// (`/api/chat/events/`) open through proxies.
+    #[arg(long, env = "CHATRELAY_SSE_KEEP_ALIVE_SECS", default_value_t = 15)]
+    pub sse_keep_alive_secs: u64,
+
     /// Browser origins allowed to call the REST API (comma-separated, `*` for
     /// any); none by default.
     #[arg(long, env = "CHATRELAY_CORS_ORIGINS", value_delimiter = ',', num_args = 0..)]
@@ -79,6 +84,7 @@ impl EdgeConfig {
             max_body_bytes: 1024 * 1024,
             max_ws_frame_bytes: 4 * 1024 * 1024,
             ws_ping_secs: 20,
+            sse_keep_alive_secs: 15,
             cors_origins: Vec::new(),
             core_keepalive_secs: 20,
             core_ca_cert: None,

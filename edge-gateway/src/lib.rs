@@ -174,6 +174,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             .allow_headers([
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("last-event-id"),
                 HeaderName::from_static("idempotency-key"),
                 observe::REQUEST_ID,
             ])

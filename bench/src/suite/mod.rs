@@ -27,6 +27,7 @@ pub enum Scenario {
     Grpc,
     Get,
     Lifecycle,
+    Live,
     Webhooks,
     Idle,
 }
@@ -79,6 +80,16 @@ pub struct RunOptions {
     #[arg(long, default_value_t = 100)]
     pub sessions_per_account: usize,
 
+    /// Submits per second in the live-status scenario [default: half of
+    /// the flat-out lifecycle rate, or 1,500/s if that scenario is skipped].
+    #[arg(long)]
+    pub live_rate: Option<f64>,
+
+    /// Open SSE streams, and pending long-polls, in the live-status memory
+    /// scenario (7c).
+    #[arg(long, default_value_t = 1_000)]
+    pub live_held: usize,
+
     /// Requests completed in the webhook scenario.
     #[arg(long, default_value_t = 5_000)]
     pub webhook_requests: usize,
@@ -106,6 +117,8 @@ struct Keys {
     lifecycle: String,
     lifecycle_half: String,
     lifecycle_floor: String,
+    live: String,
+    live_held: String,
     webhooks: String,
     idle: Vec<String>,
 }
@@ -203,6 +216,8 @@ async fn run_on(
         lifecycle: account("bench-lifecycle".into(), None).await?,
         lifecycle_half: account("bench-lifecycle-half".into(), None).await?,
         lifecycle_floor: account("bench-lifecycle-floor".into(), None).await?,
+        live: account("bench-live".into(), None).await?,
+        live_held: account("bench-live-held".into(), None).await?,
         webhooks: account("bench-webhooks".into(), Some(receiver.url())).await?,
         idle: Vec::new(),
     };
@@ -231,6 +246,7 @@ async fn run_on(
         submit_script: write_script(database, "submit.lua", include_str!("../../lua/submit.lua"))?,
         get_script: write_script(database, "get.lua", include_str!("../../lua/get.lua"))?,
         reference_rps: 0.0,
+        lifecycle_rate: None,
         found: Findings::default(),
     };
     let outcome = suite.scenarios(&keys, &receiver).await;
@@ -250,6 +266,8 @@ struct Suite<'a> {
     submit_script: PathBuf,
     get_script: PathBuf,
     reference_rps: f64,
+    /// Lifecycles/s of 4a, once it ran.
+    lifecycle_rate: Option<f64>,
     found: Findings,
 }
 

@@ -7,6 +7,7 @@ use super::{progress, Keys, Scenario, Suite, GIB};
 use crate::{
     idle_sessions::IdleSessions,
     lifecycle::{LifecycleLoad, LifecycleReport},
+    live::{HeldOpen, LiveLoad},
     observe::Usage,
     reference::ReferenceServer,
     report::{mib, ms, percent, rate, thousands, Row},
@@ -34,6 +35,9 @@ impl Suite<'_> {
         }
         if self.runs(Scenario::Lifecycle) {
             self.lifecycles(keys).await?;
+        }
+        if self.runs(Scenario::Live) {
+            self.live(keys).await?;
         }
         // Webhooks before the idle sessions, so their closing does not overlap.
         if self.runs(Scenario::Webhooks) {
@@ -180,6 +184,7 @@ impl Suite<'_> {
             report.dispatch.percentile(99.0),
         );
         let full_rate = report.completed_per_sec;
+        self.lifecycle_rate = Some(full_rate);
         progress(&format!(
             "lifecycles flat out: {} completed, {} submitted; dispatch p50 {} p99 {}",
             rate(full_rate),
@@ -290,6 +295,137 @@ impl Suite<'_> {
             self.observer.window(name, from, from + load.duration)
         );
         Ok((report?, cpu))
+    }
+
+    /// (7) Live status: the extension's answer → the SSE event, and → the
+    /// long-poll's answer, at half the lifecycle rate.
+    async fn live(&mut self, keys: &Keys) -> anyhow::Result<()> {
+        let pace = self
+            .options
+            .live_rate
+            .or(self.lifecycle_rate.map(|rate| (rate / 2.0).max(1.0)))
+            .unwrap_or(1_500.0);
+        let load = LiveLoad {
+            extensions: self.options.extensions,
+            submitters: (self.conns() as usize * 2).max(64),
+            pace,
+            warmup: self.warmup(),
+            duration: self.duration(),
+        };
+        let start = Instant::now();
+        let from = start + load.warmup;
+        let (report, cpu) = tokio::join!(
+            load.run(self.server.http, &keys.live, start),
+            self.observer.window("7-live", from, from + load.duration)
+        );
+        let mut report = report?;
+        let limit = if self.options.postgres.is_some() {
+            // The PostgreSQL figure is across two cores; this is one.
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(10)
+        };
+        for (label, what, latencies) in [
+            ("7a", "SSE `done` event", &mut report.to_event),
+            (
+                "7b",
+                "long-poll (`?wait=60`) answer",
+                &mut report.to_long_poll,
+            ),
+        ] {
+            let (p50, p99) = (latencies.percentile(50.0), latencies.percentile(99.0));
+            progress(&format!(
+                "live {label}: {} samples at {}; answer → {what} p50 {} p99 {}",
+                latencies.len(),
+                rate(pace),
+                ms(p50),
+                ms(p99)
+            ));
+            let scenario = format!(
+                "{label}. live status paced at {} ({} submitted), one SSE stream and a long-poll per request; p50/p99 = extension's `response` frame → {what}",
+                rate(pace),
+                rate(report.submitted_per_sec)
+            );
+            self.add_cpu(&scenario, &cpu);
+            self.found.rows.push(Row {
+                scenario,
+                throughput: rate(report.submitted_per_sec),
+                p50: ms(p50),
+                p99: ms(p99),
+                vs_reference: self.vs_reference(report.submitted_per_sec),
+                cpu: cpu.clone().map(|cpu| cpu.cell()).unwrap_or_default(),
+                target: format!("p99 ≤ {} ms", limit.as_millis()),
+                met: p99.map(|p99| p99 <= limit),
+            });
+        }
+        self.live_held(keys).await?;
+        if report.missing_events + report.missing_polls + report.errors > 0 {
+            self.found.notes.push(format!(
+                "7: {} requests without a `done` event, {} long-polls not answered `done`, {} submit or long-poll errors",
+                report.missing_events, report.missing_polls, report.errors
+            ));
+        }
+        Ok(())
+    }
+
+    /// (7c, 7d) Memory and submit throughput with open SSE streams and
+    /// pending long-polls.
+    async fn live_held(&mut self, keys: &Keys) -> anyhow::Result<()> {
+        let count = self.options.live_held;
+        let url = format!("http://{}/api/chat/submit/", self.server.http);
+        let (without, _) = self
+            .wrk_measured(None, &url, &self.submit_script, &keys.rest)
+            .await?;
+        // Requests nobody answers, for the long-polls to wait on.
+        let client = RestClient::new(self.server.http, &keys.live_held)?;
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            ids.push(client.submit().await?);
+        }
+        let rss_before = self.settled_rss().await?;
+        let held =
+            HeldOpen::open(self.server.http, &keys.live, count, &keys.live_held, &ids).await?;
+        let rss_after = self.settled_rss().await?;
+        progress(&format!(
+            "{} SSE streams ({} failed) and {} long-polls open; RSS {} → {}",
+            held.streams,
+            held.failed,
+            held.polls,
+            mib(rss_before),
+            mib(rss_after)
+        ));
+        let measured = self
+            .wrk_measured(
+                Some("7d-rest-submit-live"),
+                &url,
+                &self.submit_script,
+                &keys.rest,
+            )
+            .await;
+        let (streams, polls, failed) = (held.streams, held.polls, held.failed);
+        held.close().await;
+        let (with, cpu_with) = measured?;
+        let grown = rss_after.saturating_sub(rss_before);
+        self.found.rows.push(Row {
+            scenario: format!(
+                "7c. {} open SSE streams and {} pending long-polls: RSS of chatrelay before → with them",
+                thousands(streams as u64),
+                thousands(polls as u64)
+            ),
+            throughput: format!("{} → {}", mib(rss_before), mib(rss_after)),
+            target: "< 100 MiB more".into(),
+            met: Some(grown < 100 * 1024 * 1024 && streams == count && failed == 0),
+            ..Row::default()
+        });
+        let ratio = with.requests_per_sec / without.requests_per_sec.max(1.0);
+        let scenario = format!(
+            "7d. REST submit with them open (wrk, {} conns; {} without them)",
+            self.conns(),
+            rate(without.requests_per_sec)
+        );
+        let target = format!("throughput within the noise (is {ratio:.2}× without)");
+        self.add_wrk_row(scenario, &with, cpu_with, &target, Some(ratio >= 0.9));
+        Ok(())
     }
 
     /// (6) Webhook deliveries to the harness's receiver.

@@ -12,6 +12,7 @@
 pub mod core;
 pub mod process;
 pub mod rest;
+pub mod sse;
 pub mod ws;
 
 use std::sync::Arc;

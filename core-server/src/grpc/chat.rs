@@ -1,12 +1,14 @@
-//! `chatrelay.v1.ChatService`: submit, get and list requests; list and get chats.
+//! `chatrelay.v1.ChatService`: submit, get (or long-poll) and list requests,
+//! watch their status changes; list and get chats.
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc};
 
 use chatrelay_proto::v1::{self as pb, chat_service_server::ChatService};
+use futures::{Stream, StreamExt};
 use tonic::{metadata::MetadataValue, Request, Response, Status};
 
 use super::{api_key, caller, convert, IDEMPOTENCY_KEY_METADATA, REPLAYED_METADATA};
-use crate::{error::CoreError, model::Submission, requests, store::chats, Core};
+use crate::{error::CoreError, live, model::Submission, requests, store::chats, Core};
 
 pub struct ChatApi {
     core: Arc<Core>,
@@ -20,6 +22,8 @@ impl ChatApi {
 
 #[tonic::async_trait]
 impl ChatService for ChatApi {
+    type WatchRequestsStream = Pin<Box<dyn Stream<Item = Result<pb::RequestEvent, Status>> + Send>>;
+
     async fn submit_message(
         &self,
         request: Request<pb::SubmitMessageRequest>,
@@ -50,8 +54,39 @@ impl ChatService for ChatApi {
         request: Request<pb::GetRequestRequest>,
     ) -> Result<Response<pb::MessageRequest>, Status> {
         let key = api_key(request.metadata());
-        let view = requests::get(&self.core, key, &request.get_ref().id).await?;
+        let wait = request
+            .get_ref()
+            .wait
+            .map(live::wait::parse_wait)
+            .transpose()?;
+        let view = live::wait::get(&self.core, key, &request.get_ref().id, wait).await?;
         Ok(Response::new(view.into()))
+    }
+
+    async fn watch_requests(
+        &self,
+        request: Request<pb::WatchRequestsRequest>,
+    ) -> Result<Response<Self::WatchRequestsStream>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let key_hash =
+            crate::accounts::hash_api_key(api_key(request.metadata()).unwrap_or_default());
+        let req = request.into_inner();
+        let only = match req.request_id.trim() {
+            "" => None,
+            id => Some(
+                uuid::Uuid::parse_str(id)
+                    .map_err(|_| CoreError::invalid("request_id: not a request id"))?,
+            ),
+        };
+        let after = Some(req.last_event_id).filter(|id| !id.trim().is_empty());
+        let events = live::watch::watch(&self.core, account, key_hash, only, after.as_deref());
+        Ok(Response::new(Box::pin(events.map(|item| match item {
+            // As an extension session's: the stream ends Unauthenticated.
+            live::Item::Revoked => Err(Status::unauthenticated(
+                "the API key this stream was opened with no longer works",
+            )),
+            item => Ok(pb::RequestEvent::from(item)),
+        }))))
     }
 
     async fn list_requests(

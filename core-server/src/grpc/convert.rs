@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     error::CoreError,
+    live,
     model::{Chat, RequestStatus, RequestView, ResponseType, Submission, ThinkingTime},
 };
 
@@ -123,6 +124,28 @@ impl From<Chat> for pb::Chat {
             title: c.title,
             created_at: Some(timestamp(c.created_at)),
             updated_at: Some(timestamp(c.updated_at)),
+        }
+    }
+}
+
+impl From<live::Item> for pb::RequestEvent {
+    fn from(item: live::Item) -> Self {
+        match item {
+            live::Item::Event(event) => Self {
+                id: event.id.clone(),
+                event: Some(pb::request_event::Event::Request(event.view.clone().into())),
+            },
+            live::Item::Reset { id, reason } => Self {
+                id,
+                event: Some(pb::request_event::Event::Reset(pb::WatchReset {
+                    reason: reason.to_string(),
+                })),
+            },
+            // The service ends the stream Unauthenticated instead.
+            live::Item::Revoked => Self {
+                id: String::new(),
+                event: None,
+            },
         }
     }
 }

@@ -92,3 +92,31 @@ pub(crate) async fn held_by(store: &Store, session: Uuid) -> CoreResult<Vec<Uuid
         .all(&store.read)
         .await?)
 }
+
+/// Ids per query of [`views_of`].
+const VIEWS_CHUNK: usize = 500;
+
+/// The account's requests among `ids`, with their chats, by id: the row
+/// and chat a GET reads, for many ids at once (the live events' read).
+pub(crate) async fn views_of(
+    store: &Store,
+    account: AccountId,
+    ids: &[Uuid],
+) -> CoreResult<std::collections::HashMap<Uuid, RequestView>> {
+    let mut unique = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut views = std::collections::HashMap::with_capacity(unique.len());
+    for chunk in unique.chunks(VIEWS_CHUNK) {
+        let rows = message_request::Entity::find()
+            .filter(message_request::Column::AccountId.eq(account.0))
+            .filter(message_request::Column::Id.is_in(chunk.iter().copied()))
+            .find_also_related(chat::Entity)
+            .all(&store.read)
+            .await?;
+        for (request, chat) in rows {
+            views.insert(request.id, message_request::view(request, chat));
+        }
+    }
+    Ok(views)
+}

@@ -3,6 +3,7 @@
 
 mod body;
 mod chats;
+pub mod events;
 pub mod json;
 pub mod openapi;
 mod requests;
@@ -40,6 +41,10 @@ pub fn router(state: EdgeState) -> Router {
     }
     router
         .route_layer(middleware::from_fn(require_api_key))
+        // The event stream also takes its key as `?api_key=` (EventSource
+        // cannot set headers); it checks for one itself.
+        .route(events::PATH, get(events::stream))
+        .route(events::PATH.trim_end_matches('/'), get(events::stream))
         .fallback(|| async { ApiError::not_found("not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

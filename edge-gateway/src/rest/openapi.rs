@@ -36,10 +36,13 @@ pub const API_KEY_SCHEME: &str = "api_key";
 const DESCRIPTION: &str = "\
 Use ChatGPT's web UI as an API. A client submits a message; chatrelay queues it \
 and hands it to the account's browser extension, which runs it in ChatGPT and \
-reports the answer. The client polls the request or receives a webhook.
+reports the answer. The client long-polls the request (`?wait=`), follows \
+the account's requests as Server-Sent Events (`/api/chat/events/`) or \
+receives a webhook.
 
 Every `/api/chat/` endpoint needs the account's API key in the `X-API-Key` \
-header. Every error is JSON `{\"detail\": \"...\"}`. Every path also answers \
+header (the event stream also takes it as `?api_key=`, for browsers' \
+`EventSource`). Every error is JSON `{\"detail\": \"...\"}`. Every path also answers \
 without its trailing slash; a wrong method answers 405. Lists are JSON \
 arrays, newest first: when there is a next page, its cursor is in the \
 `X-Next-Cursor` response header, to be passed back as `cursor`. Every \
@@ -56,6 +59,7 @@ are documented in the README.";
         super::requests::submit,
         super::requests::get,
         super::requests::list,
+        super::events::stream,
         super::chats::list,
         super::chats::get,
         crate::health::alive,

@@ -120,17 +120,41 @@ pub async fn submit(
     Ok((status, Json(RequestJson::from(answer.into_inner()))))
 }
 
+/// Query parameters of `GET /api/chat/requests/{id}/`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetParams {
+    /// Long-poll: if the request is not `done` or `failed`, answer when it
+    /// is, or after this many seconds (more than 0, at most 60), with the
+    /// request as it is then.
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 60)]
+    wait: Option<String>,
+}
+
+/// A `wait` query parameter, in seconds; the core checks its range.
+fn parse_wait(wait: Option<&str>) -> Result<Option<f64>, ApiError> {
+    wait.map(|raw| {
+        raw.trim().parse::<f64>().map_err(|_| {
+            ApiError::bad_request("wait: must be a number of seconds more than 0 and at most 60")
+        })
+    })
+    .transpose()
+}
+
 /// Get a request
 ///
 /// The request's status and, once finished, its response or error message.
+/// With `wait`, a long-poll: the answer comes as soon as the request is done
+/// or failed, or when the wait is over.
 #[utoipa::path(
     get,
     path = "/api/chat/requests/{id}/",
     tag = "requests",
     operation_id = "get_request",
-    params(("id" = String, Path, format = "uuid", description = "The request's id.")),
+    params(("id" = String, Path, format = "uuid", description = "The request's id."), GetParams),
     responses(
         (status = 200, description = "The request.", body = RequestJson),
+        (status = 400, description = "Invalid `wait`.", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
         (status = 404, description = "No request of this account has this id.", body = ErrorBody),
         (status = 503, description = "The core is unavailable.", body = ErrorBody),
@@ -140,10 +164,32 @@ pub async fn get(
     State(state): State<EdgeState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<RequestJson>, ApiError> {
-    let request = authed(&headers, pb::GetRequestRequest { id })?;
-    let found = client(&state).get_request(request).await?.into_inner();
-    Ok(Json(found.into()))
+    let Query(params) =
+        params.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    let wait = parse_wait(params.wait.as_deref())?;
+    let request = authed(
+        &headers,
+        pb::GetRequestRequest {
+            id: id.clone(),
+            wait,
+        },
+    )?;
+    let mut chat = client(&state);
+    let found = match wait {
+        None => chat.get_request(request).await?,
+        // A stopping edge answers its long-polls at once, with the request
+        // as it is, rather than hold its shutdown for the wait.
+        Some(_) => tokio::select! {
+            found = chat.get_request(request) => found?,
+            _ = state.stopping.cancelled() => {
+                let request = authed(&headers, pb::GetRequestRequest { id, wait: None })?;
+                client(&state).get_request(request).await?
+            }
+        },
+    };
+    Ok(Json(found.into_inner().into()))
 }
 
 /// Query parameters of `GET /api/chat/requests/`. Read as text and checked

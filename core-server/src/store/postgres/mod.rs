@@ -22,9 +22,11 @@ pub(super) async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnectio
     Database::connect(options).await
 }
 
-/// Starts the two writers and the listener for other cores' events.
+/// Starts the two writers, the listener for other cores' events and the
+/// publisher of this core's status changes to them.
 pub(super) fn start(core: &Arc<Core>) {
     writers::start_submit_writer(core);
     writers::start_session_writer(core);
     notify::start_listener(core);
+    notify::start_status_publisher(core);
 }

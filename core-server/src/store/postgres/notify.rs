@@ -2,6 +2,11 @@
 //! inside the transaction that causes them (so they are sent on commit and
 //! only then), and every core listens and wakes its own sessions. On SQLite
 //! there is one core per database file, and local wake-ups are all there is.
+//!
+//! Live status rides the same channel: every status change a core commits
+//! is passed on after the commit (`s` payloads: account, then status and
+//! request id of each change — ids, never bodies, for `pg_notify`'s 8000-byte
+//! limit), so that long-polls and event streams on every core hear of it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,7 +14,12 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
-use crate::{error::CoreResult, model::AccountId, Core};
+use crate::{
+    error::CoreResult,
+    live::Change,
+    model::{AccountId, RequestStatus},
+    Core,
+};
 
 const CHANNEL: &str = "chatrelay_dispatch";
 
@@ -56,11 +66,110 @@ fn apply(core: &Core, payload: &str) {
     let Ok(account) = account.parse::<i64>().map(AccountId) else {
         return;
     };
+    if kind == "s" {
+        core.live
+            .remote(parse_changes(account, parts.next().unwrap_or_default()));
+        return;
+    }
     match (kind, parts.next().and_then(|r| Uuid::parse_str(r).ok())) {
         ("w", _) => core.dispatch.wake_local(account),
         ("f", Some(request)) => core.dispatch.finished_local(account, Arc::from([request])),
+        // Another core dropped status changes it could not pass on.
+        ("r", _) => core.live.lost(),
         _ => {}
     }
+}
+
+/// Status changes per notification: about 34 bytes each, well under the
+/// 8000-byte payload limit.
+const CHANGES_PER_PAYLOAD: usize = 200;
+
+/// The changes of an `s` payload's list (malformed entries skipped).
+fn parse_changes(account: AccountId, list: &str) -> Vec<Change> {
+    list.split(',')
+        .filter_map(|entry| {
+            let status = match entry.get(..1)? {
+                "i" => RequestStatus::Idle,
+                "e" => RequestStatus::Executing,
+                "d" => RequestStatus::Done,
+                "f" => RequestStatus::Failed,
+                _ => return None,
+            };
+            Some(Change {
+                account,
+                request: Uuid::parse_str(entry.get(1..)?).ok()?,
+                status,
+            })
+        })
+        .collect()
+}
+
+/// The `s` payloads for `changes`, grouped by account in commit order.
+fn status_payloads(node: Uuid, changes: &[Change]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut accounts: Vec<AccountId> = Vec::new();
+    for change in changes {
+        if !accounts.contains(&change.account) {
+            accounts.push(change.account);
+        }
+    }
+    for account in accounts {
+        let entries: Vec<String> = changes
+            .iter()
+            .filter(|c| c.account == account)
+            .map(|c| {
+                let status = match c.status {
+                    RequestStatus::Idle => 'i',
+                    RequestStatus::Executing => 'e',
+                    RequestStatus::Done => 'd',
+                    RequestStatus::Failed => 'f',
+                };
+                format!("{status}{}", c.request.simple())
+            })
+            .collect();
+        for chunk in entries.chunks(CHANGES_PER_PAYLOAD) {
+            payloads.push(format!("{node}:s:{}:{}", account.0, chunk.join(",")));
+        }
+    }
+    payloads
+}
+
+/// Starts the task that passes this core's status changes on to the other
+/// cores, after their commit, a batch per round trip.
+pub fn start_status_publisher(core: &Arc<Core>) {
+    core.live.send_to_other_cores();
+    let core = core.clone();
+    let tracker = core.tasks.clone();
+    tracker.spawn(async move {
+        loop {
+            let (changes, dropped) = tokio::select! {
+                _ = core.shutdown.cancelled() => return,
+                taken = core.live.take_outbound() => taken,
+            };
+            let mut payloads = status_payloads(core.node_id, &changes);
+            if dropped {
+                payloads.push(format!("{}:r:0", core.node_id));
+            }
+            let statement = Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                [CHANNEL.into(), payloads.into()],
+            );
+            for attempt in 1..=3 {
+                match core.store.write.execute(statement.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if attempt < 3 => {
+                        tracing::debug!(error = %e, "cannot pass status changes on; retrying");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "status changes not passed on to other cores; their subscribers may miss them"
+                    ),
+                }
+            }
+        }
+    });
 }
 
 /// On PostgreSQL, starts the task that turns other cores' events into local
@@ -71,6 +180,7 @@ pub fn start_listener(core: &Arc<Core>) {
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
         let url = core.config.database.database_url.clone();
+        let mut first = true;
         while !core.shutdown.is_cancelled() {
             let mut listener = match PgListener::connect(&url).await {
                 Ok(listener) => listener,
@@ -87,13 +197,20 @@ pub fn start_listener(core: &Arc<Core>) {
                 continue;
             }
             core.dispatch.wake_all();
+            if !first {
+                core.live.lost();
+            }
+            first = false;
             loop {
                 tokio::select! {
                     _ = core.shutdown.cancelled() => return,
                     received = listener.try_recv() => match received {
                         Ok(Some(notification)) => apply(&core, notification.payload()),
                         // The connection dropped and came back: anything may be missed.
-                        Ok(None) => core.dispatch.wake_all(),
+                        Ok(None) => {
+                            core.dispatch.wake_all();
+                            core.live.lost();
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "dispatch listener lost its connection");
                             break;
@@ -103,4 +220,42 @@ pub fn start_listener(core: &Arc<Core>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_payloads_fit_pg_notify_and_read_back_in_order() {
+        let statuses = [
+            RequestStatus::Idle,
+            RequestStatus::Executing,
+            RequestStatus::Done,
+            RequestStatus::Failed,
+        ];
+        let changes: Vec<Change> = (0..1000)
+            .map(|i| Change {
+                account: AccountId(i % 3),
+                request: Uuid::now_v7(),
+                status: statuses[i as usize % 4],
+            })
+            .collect();
+        let node = Uuid::new_v4();
+        let payloads = status_payloads(node, &changes);
+        let mut read = Vec::new();
+        for payload in &payloads {
+            assert!(payload.len() < 8000, "{} bytes", payload.len());
+            let mut parts = payload.split(':');
+            assert_eq!(parts.next(), Some(node.to_string().as_str()));
+            assert_eq!(parts.next(), Some("s"));
+            let account = AccountId(parts.next().unwrap().parse().unwrap());
+            read.extend(parse_changes(account, parts.next().unwrap()));
+        }
+        for account in 0..3 {
+            let sent: Vec<_> = changes.iter().filter(|c| c.account.0 == account).collect();
+            let got: Vec<_> = read.iter().filter(|c| c.account.0 == account).collect();
+            assert_eq!(sent, got, "account {account}");
+        }
+    }
 }
