@@ -59,8 +59,10 @@ pub struct EdgeConfig {
     pub http_request_timeout_secs: u64,
 
     /// Open HTTP connections (WebSockets included) at once; further
-    /// connections wait to be accepted until one closes.
-    #[arg(long, env = "CHATRELAY_HTTP_MAX_CONNECTIONS", default_value_t = 10_000,
+    /// connections wait to be accepted until one closes. Each idle extension
+    /// holds one, so the default leaves room for tens of thousands of them
+    /// beside the REST clients.
+    #[arg(long, env = "CHATRELAY_HTTP_MAX_CONNECTIONS", default_value_t = 100_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub http_max_connections: u32,
 
@@ -89,7 +91,7 @@ impl EdgeConfig {
             core_keepalive_secs: 20,
             core_ca_cert: None,
             http_request_timeout_secs: 90,
-            http_max_connections: 10_000,
+            http_max_connections: 100_000,
             metrics_token: None,
             no_docs: false,
         }
