@@ -1,9 +1,9 @@
 //! A key that stops working ends what it opened. Every few seconds the core
-//! reads which keys work for the accounts with sessions on it (one query,
-//! however many sessions) and ends each session opened with a key that no
-//! longer does — rotated out by `chatrelay account rotate-key`, from any
-//! process. Every core runs this over its own sessions, so it holds on
-//! every core sharing a database.
+//! reads which keys work for the accounts with sessions or live-status
+//! streams on it (one query, however many) and ends each session or stream
+//! opened with a key that no longer does — rotated out by `chatrelay
+//! account rotate-key`, from any process. Every core runs this over its
+//! own sessions and streams, so it holds on every core sharing a database.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -24,13 +24,18 @@ pub fn start(core: &Arc<Core>) {
                 _ = core.shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let watched = core.dispatch.accounts_with_sessions();
+            // Extension sessions and live-status streams, in one query.
+            let mut watched = core.dispatch.accounts_with_sessions();
+            watched.extend(core.live.accounts_with_streams());
             if watched.is_empty() {
                 continue;
             }
+            watched.sort_unstable();
+            watched.dedup();
             match accounts::key_hashes_of(&core.store, &watched).await {
                 Ok(valid) => {
                     let valid: HashSet<_> = valid.into_iter().collect();
+                    core.live.revoke_unless(&valid);
                     let ended = core.dispatch.revoke_unless(&valid);
                     if ended > 0 {
                         tracing::info!(

@@ -318,7 +318,6 @@ const SWEEP: Duration = Duration::from_secs(30);
 
 /// Starts the publisher: it turns queued changes into events.
 pub fn start(core: &Arc<Core>) {
-    revocation::start(core);
     let core = core.clone();
     let tracker = core.tasks.clone();
     tracker.spawn(async move {

@@ -1,7 +1,7 @@
 //! A key that stops working ends the streams it opened, as it ends the
-//! extension sessions it opened (`dispatch::revocation`): every few seconds
-//! the core reads which keys work for the accounts with open streams (one
-//! query) and ends each stream whose key no longer does.
+//! extension sessions it opened: the check in `dispatch::revocation` reads
+//! the keys for both (one query every few seconds) and ends each stream
+//! whose key no longer works.
 
 use std::{
     collections::HashSet,
@@ -11,7 +11,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::{lock, Live};
-use crate::{dispatch::revocation::EVERY, model::AccountId, store::accounts, Core};
+use crate::{model::AccountId, Core};
 
 pub(super) struct Watcher {
     account: AccountId,
@@ -55,38 +55,20 @@ impl Live {
     }
 }
 
-/// Starts the task that ends streams whose key stopped working.
-pub(super) fn start(core: &Arc<Core>) {
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        let mut ticks = tokio::time::interval(EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = core.shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            let mut watched: Vec<AccountId> = lock(&core.live.watchers)
-                .values()
-                .map(|w| w.account)
-                .collect();
-            if watched.is_empty() {
-                continue;
-            }
-            watched.sort_unstable();
-            watched.dedup();
-            match accounts::key_hashes_of(&core.store, &watched).await {
-                Ok(valid) => {
-                    let valid: HashSet<(AccountId, String)> = valid.into_iter().collect();
-                    for watcher in lock(&core.live.watchers).values() {
-                        if !valid.contains(&(watcher.account, watcher.key_hash.clone())) {
-                            watcher.revoked.cancel();
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not read API keys to check streams"),
+impl Live {
+    /// The accounts with open streams.
+    pub(crate) fn accounts_with_streams(&self) -> Vec<AccountId> {
+        lock(&self.watchers).values().map(|w| w.account).collect()
+    }
+
+    /// Ends the streams whose key is not among `valid` (account, SHA-256 of
+    /// a key that works); `dispatch::revocation` reads the keys for both
+    /// sessions and streams in one query.
+    pub(crate) fn revoke_unless(&self, valid: &HashSet<(AccountId, String)>) {
+        for watcher in lock(&self.watchers).values() {
+            if !valid.contains(&(watcher.account, watcher.key_hash.clone())) {
+                watcher.revoked.cancel();
             }
         }
-    });
+    }
 }
