@@ -50,8 +50,10 @@ pub(super) fn start_session_writer(core: &Arc<Core>) {
                 .catch_unwind()
                 .await
             {
-                // Claims reach this writer only from a sole writer's
-                // fallback; none waits here: one that found nothing hears so.
+                // `Store::claim` claims directly here, so no claim is queued
+                // on this writer; should one be, it is answered (empty)
+                // rather than left waiting: claims stand only in a sole
+                // writer.
                 Ok(empty) => {
                     for claim in empty {
                         let _ = claim.reply.send(Ok(Vec::new()));
