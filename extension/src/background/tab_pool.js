@@ -4,6 +4,8 @@
 // chrome.storage.session so a restarted worker still knows its tabs.
 const LOAD_TIMEOUT_MS = 60_000;
 const POLL_MS = 200;
+// How long a tab may show no sign of loading before it is sent again.
+const RENAVIGATE_MS = 2_000;
 
 export const CHATGPT_ORIGIN = "https://chatgpt.com";
 
@@ -52,13 +54,22 @@ export class TabPool {
 
   // Loads url in the tab and resolves once a fresh content script answers
   // there (a ping answered by the page being left does not count).
+  //
+  // Chromium sometimes drops the navigation of a tab it has just opened in
+  // the background: the tab stays "unloaded" with no URL. A tab that has not
+  // started towards url after a moment is sent there again.
   async open(tabId, url) {
     const before = await ping(tabId);
     await chrome.tabs.update(tabId, { url });
-    const deadline = Date.now() + LOAD_TIMEOUT_MS;
+    let sent = Date.now();
+    const deadline = sent + LOAD_TIMEOUT_MS;
     while (Date.now() < deadline) {
       const now = await ping(tabId);
       if (now && now.loadId !== before?.loadId) return;
+      if (Date.now() - sent > RENAVIGATE_MS && !(await headingTo(tabId))) {
+        await chrome.tabs.update(tabId, { url });
+        sent = Date.now();
+      }
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
     throw new Error(`ChatGPT did not load in the tab within ${LOAD_TIMEOUT_MS / 1000} s (${url})`);
@@ -77,6 +88,15 @@ async function ping(tabId) {
   } catch {
     return null;
   }
+}
+
+// Whether the tab is loading, or showing a ChatGPT page (the URL of any
+// other page is not visible to the extension).
+async function headingTo(tabId) {
+  const tab = await chrome.tabs.get(tabId).catch(() => null);
+  if (!tab) return true; // closed: the caller's ping loop runs out and says so
+  if (tab.status === "loading") return true;
+  return tab.status !== "unloaded" && Boolean(tab.url?.startsWith(CHATGPT_ORIGIN));
 }
 
 export function chatUrl(chatId) {

@@ -34,6 +34,9 @@ before(async () => {
   await server.start();
   browser = await Browser.launch({ extensionDir: EXTENSION_DIR, standInPort: standIn.port, dir });
   await browser.configure({ serverUrl: server.wsUrl, apiKey: key, maxTabs: 2 });
+  // A request that does not finish says what the extension and its tabs
+  // were doing at the time.
+  server.diagnose = diagnose;
 });
 
 after(async () => {
@@ -43,6 +46,14 @@ after(async () => {
   if (process.env.KEEP_TEST_DIR) console.log(`kept ${dir}`);
   else rmSync(dir, { recursive: true, force: true });
 });
+
+async function diagnose() {
+  const st = await browser.status();
+  st.chromeTabs = await browser.control.evaluate(() =>
+    chrome.tabs.query({}).then((tabs) => tabs.map(({ id, url, status }) => ({ id, url, status }))),
+  );
+  return `extension: ${JSON.stringify(st)}`;
+}
 
 async function screenshot(page, name) {
   const path = SHOTS ? join(SHOTS, name) : join(dir, name);
@@ -139,7 +150,14 @@ test("two tabs run two requests at the same time", async () => {
   }
   // Both messages wait in the stand-in at once: each tab runs one request,
   // so two tabs are working in parallel.
-  await withTimeout("both requests to be running in ChatGPT", Promise.all(gates.map((g) => g.gate.reached)));
+  await withTimeout("both requests to be running in ChatGPT", Promise.all(gates.map((g) => g.gate.reached))).catch(
+    async (e) => {
+      const reached = gates.map((g) => `${g.token}: ${g.gate.isReached ? "reached" : "not reached"}`);
+      const seen = await Promise.all(submitted.map((s) => server.request(key, s.id)));
+      const extension = await diagnose().catch((err) => err.message);
+      throw new Error(`${e.message}\nstand-in: ${reached.join(", ")}\nserver: ${JSON.stringify(seen)}\n${extension}`);
+    },
+  );
   const st = await browser.status();
   assert.equal(st.tabs.filter((t) => t.request_id).length, 2, JSON.stringify(st.tabs));
   const popup = await openPopup();

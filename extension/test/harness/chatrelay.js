@@ -100,7 +100,10 @@ export class Chatrelay {
         return r.status === "done" || r.status === "failed" ? r : { ok: false, status: r.status };
       },
       { timeoutMs, everyMs: 100 },
-    );
+    ).catch(async (e) => {
+      if (this.diagnose) e.message += `\n${await this.diagnose().catch((err) => err.message)}`;
+      throw e;
+    });
   }
 
   status(key, id, wanted, timeoutMs = 30_000) {
