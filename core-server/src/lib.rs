@@ -79,6 +79,7 @@ impl Core {
         // Counts the open requests before anything moves them.
         queue_depth::start(&core).await;
         dispatch::lease::start_keeper(&core);
+        dispatch::registry::start(&core);
         dispatch::revocation::start(&core);
         store::Store::start(&core);
         webhooks::start_worker(&core);

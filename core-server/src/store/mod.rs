@@ -27,6 +27,7 @@ pub(crate) mod outcomes;
 mod postgres;
 pub(crate) mod requests;
 pub mod retention;
+pub(crate) mod sessions;
 mod sqlite;
 pub(crate) mod submits;
 
