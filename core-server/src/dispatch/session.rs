@@ -346,7 +346,15 @@ impl Session {
         for (request_id, id, result) in applied {
             match result {
                 Ok(_) => freed |= self.held.remove(&id),
-                Err(e) => self.refused(request_id, e).await,
+                Err(e) => {
+                    // A request that is finished (cancelled while this
+                    // session held it, say) or gone is no longer this
+                    // session's: its answer frees the slot it kept.
+                    if matches!(e, CoreError::FailedPrecondition(_) | CoreError::NotFound(_)) {
+                        freed |= self.held.remove(&id);
+                    }
+                    self.refused(request_id, e).await
+                }
             }
         }
         freed

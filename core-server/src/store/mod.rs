@@ -15,6 +15,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod batches;
+pub(crate) mod cancel;
 pub mod chats;
 pub mod claim;
 mod config;

@@ -438,7 +438,7 @@ async fn transactions_roll_back_whole() {
             .await
             .expect("insert");
         txn.rollback().await.expect("rollback");
-        let listed = crate::requests::list(&core, account, None, 10, None)
+        let listed = crate::requests::list(&core, account, None, None, 10, None)
             .await
             .expect("list");
         assert!(listed.items.is_empty());

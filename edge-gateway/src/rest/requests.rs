@@ -200,6 +200,9 @@ pub struct ListParams {
     /// Only requests in this status.
     #[param(value_type = Option<RequestStatus>)]
     status: Option<String>,
+    /// Only requests of this chat: its `id` (chatrelay's integer chat id).
+    #[param(value_type = Option<i64>)]
+    chat: Option<String>,
     /// Page size, 1 to 1000; absent, the core's default page (100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
@@ -219,6 +222,18 @@ pub fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
     }
 }
 
+/// A `chat` query parameter: a chat's integer `id`; absent means any chat.
+pub fn parse_chat(chat: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match chat.map(str::trim).filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(raw) => raw.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::bad_request(
+                "chat: must be a whole number, the id of one of the account's chats",
+            )
+        }),
+    }
+}
+
 /// A JSON array, with the next page's cursor in a header when there is one.
 pub fn page<T: serde::Serialize>(items: Vec<T>, next_cursor: String) -> Response {
     let mut response = Json(items).into_response();
@@ -234,7 +249,8 @@ pub fn page<T: serde::Serialize>(items: Vec<T>, next_cursor: String) -> Response
 
 /// List requests
 ///
-/// The account's requests, newest first, a page at a time.
+/// The account's requests, newest first, a page at a time; with `chat`,
+/// those of one of its chats.
 #[utoipa::path(
     get,
     path = "/api/chat/requests/",
@@ -244,8 +260,9 @@ pub fn page<T: serde::Serialize>(items: Vec<T>, next_cursor: String) -> Response
     responses(
         (status = 200, description = "A page of requests.", body = [RequestJson],
             headers(("X-Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
-        (status = 400, description = "Invalid `status`, `limit` or `cursor`.", body = ErrorBody),
+        (status = 400, description = "Invalid `status`, `chat`, `limit` or `cursor`.", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
+        (status = 404, description = "The account has no chat with this `chat` id.", body = ErrorBody),
         (status = 503, description = "The core is unavailable.", body = ErrorBody),
     ),
 )]
@@ -270,9 +287,11 @@ pub async fn list(
             status: status.into(),
             limit: parse_limit(params.limit.as_deref())?,
             cursor: params.cursor.unwrap_or_default(),
+            chat: parse_chat(params.chat.as_deref())?,
         },
     )?;
     let listed = client(&state).list_requests(request).await?.into_inner();
     let items: Vec<RequestJson> = listed.requests.into_iter().map(Into::into).collect();
     Ok(page(items, listed.next_cursor))
 }
+
