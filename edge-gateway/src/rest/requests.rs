@@ -1,4 +1,5 @@
-//! `POST /api/chat/submit/`, `GET /api/chat/requests/`, `GET /api/chat/requests/{id}/`.
+//! `POST /api/chat/submit/`, `GET /api/chat/requests/`, `GET /api/chat/requests/{id}/`,
+//! `POST /api/chat/requests/{id}/cancel/`.
 
 use axum::{
     body::Bytes,
@@ -295,3 +296,33 @@ pub async fn list(
     Ok(page(items, listed.next_cursor))
 }
 
+/// Cancel a request
+///
+/// Cancels an `idle` request — queued, or sent to an extension that has
+/// not reported it `executing`: it becomes `failed` with `error_message`
+/// `"cancelled"`, its webhook and its live event follow, and it is never
+/// delivered again. Answers with the request as it now is. No body is
+/// needed (any is ignored).
+#[utoipa::path(
+    post,
+    path = "/api/chat/requests/{id}/cancel/",
+    tag = "requests",
+    operation_id = "cancel_request",
+    params(("id" = String, Path, format = "uuid", description = "The request's id.")),
+    responses(
+        (status = 200, description = "The request, now `failed` with `error_message` `\"cancelled\"`.", body = RequestJson),
+        (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
+        (status = 404, description = "No request of this account has this id.", body = ErrorBody),
+        (status = 409, description = "The request is `executing` (an extension cannot stop a running answer), `done` or `failed`.", body = ErrorBody),
+        (status = 503, description = "The core is unavailable.", body = ErrorBody),
+    ),
+)]
+pub async fn cancel(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RequestJson>, ApiError> {
+    let request = authed(&headers, pb::CancelRequestRequest { request_id: id })?;
+    let cancelled = client(&state).cancel_request(request).await?;
+    Ok(Json(cancelled.into_inner().into()))
+}
