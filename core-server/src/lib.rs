@@ -76,6 +76,7 @@ impl Core {
             live,
         });
         dispatch::lease::release_orphans(&core).await?;
+        dispatch::registry::forget_orphans(&core).await?;
         // Counts the open requests before anything moves them.
         queue_depth::start(&core).await;
         dispatch::lease::start_keeper(&core);

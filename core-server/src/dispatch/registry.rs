@@ -85,6 +85,16 @@ pub async fn list(core: &Core, account: AccountId) -> CoreResult<Vec<ExtensionSe
     sessions::list(&core.store, account, now_millis() - core.lease_ttl_millis()).await
 }
 
+/// A sole writer owns the database, so session rows found at start-up are
+/// a previous run's: delete them at once. (Where cores share the database,
+/// the rows of a core that is gone lapse, and are swept.)
+pub(crate) async fn forget_orphans(core: &Core) -> CoreResult<()> {
+    if !core.store.sole_writer() {
+        return Ok(());
+    }
+    sessions::forget_all(&core.store).await
+}
+
 /// Deletes the rows of cores that have been gone for a while.
 pub(crate) async fn sweep(core: &Core) -> CoreResult<u64> {
     let before = now_millis() - core.lease_ttl_millis().saturating_mul(SWEEP_AFTER_LEASES);

@@ -112,6 +112,15 @@ pub(crate) async fn forget_node(store: &Store, node: Uuid) -> CoreResult<()> {
     Ok(())
 }
 
+/// Deletes every session row (a sole writer's start-up: they are a
+/// previous run's).
+pub(crate) async fn forget_all(store: &Store) -> CoreResult<()> {
+    extension_session::Entity::delete_many()
+        .exec(&store.write)
+        .await?;
+    Ok(())
+}
+
 /// Deletes the rows not seen since `before_ms` (their core is gone);
 /// returns how many.
 pub(crate) async fn sweep(store: &Store, before_ms: i64) -> CoreResult<u64> {
