@@ -95,6 +95,11 @@ impl Core {
         &self.store
     }
 
+    /// This process's identity: the `node` of its extension sessions.
+    pub fn node_id(&self) -> uuid::Uuid {
+        self.node_id
+    }
+
     /// Cancelled when the core stops (or to make it stop).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()

@@ -97,6 +97,11 @@ impl TestCore {
         chatrelay_edge::app(state)
     }
 
+    /// The core's node id: the `node` of the sessions it holds.
+    pub fn node_id(&self) -> String {
+        self.core.node_id().to_string()
+    }
+
     /// Stops the core's background tasks and waits for them.
     pub async fn stop(&self) {
         self.core.stop().await;
