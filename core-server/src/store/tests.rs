@@ -876,3 +876,49 @@ async fn deliveries_are_listed_and_retried_within_their_account_a_page_at_a_time
     })
     .await;
 }
+
+/// The registry's bookkeeping against the table: rows of sessions that
+/// open and end, and the rewrite when the table lost rows of live sessions
+/// (swept while the core could not reach the database).
+#[tokio::test]
+async fn a_core_rewrites_its_session_rows_when_they_drifted() {
+    use super::sessions;
+    on_each_store(|core, account| async move {
+        let registry = &core.dispatch.registry;
+        // A change queued after another is written after it: once the
+        // later one is answered, the earlier one is done. (Sessions of
+        // another account, so the listing does not show them.)
+        let elsewhere = other_account(&core, "elsewhere", None).await;
+        let barrier = || async {
+            registry.opened(Uuid::now_v7(), elsewhere).await;
+        };
+        let listed = || async {
+            sessions::list(&core.store, account, crate::model::now_millis() - 60_000)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|s| (s.id, s.node))
+                .collect::<Vec<_>>()
+        };
+        let (kept, ended) = (Uuid::now_v7(), Uuid::now_v7());
+        registry.opened(kept, account).await;
+        registry.opened(ended, account).await;
+        assert_eq!(
+            listed().await,
+            [(kept, core.node_id), (ended, core.node_id)]
+        );
+        registry.ended(ended).await;
+        barrier().await;
+        assert_eq!(listed().await, [(kept, core.node_id)]);
+
+        sessions::forget_node(&core.store, core.node_id)
+            .await
+            .expect("lose the rows");
+        assert!(listed().await.is_empty());
+        registry.refresh().await;
+        barrier().await;
+        barrier().await;
+        assert_eq!(listed().await, [(kept, core.node_id)]);
+    })
+    .await;
+}
