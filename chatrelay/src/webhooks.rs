@@ -45,7 +45,7 @@ async fn list(db: &Store, account: Option<&str>, limit: u64) -> anyhow::Result<(
         Some(name) => Some(AccountId(accounts::find_by_name(db, name).await?.id)),
         None => None,
     };
-    let deliveries = webhooks::list(db, account, limit).await?;
+    let deliveries = webhooks::list(db, account, None, limit.clamp(1, webhooks::MAX_LIST)).await?;
     if deliveries.is_empty() {
         println!("no webhook deliveries");
     }
@@ -108,10 +108,12 @@ fn describe(attempt: &webhook_attempt::Model) -> String {
 }
 
 async fn retry(db: &Store, id: uuid::Uuid) -> anyhow::Result<()> {
-    let delivery = webhooks::retry(db, id).await?;
+    let view = webhooks::retry(db, None, id)
+        .await
+        .map_err(|e| anyhow::anyhow!("webhook delivery {id}: {e}"))?;
     println!(
         "webhook delivery {} is pending again; it will be sent now (same webhook-id)",
-        delivery.id
+        view.delivery.id
     );
     Ok(())
 }

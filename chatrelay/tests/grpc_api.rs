@@ -149,6 +149,7 @@ async fn grpc_list_requests_filters_by_status_and_pages() {
         status: status.into(),
         limit,
         cursor,
+        chat: None,
     };
     let first = client
         .list_requests(with_key(

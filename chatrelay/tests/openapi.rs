@@ -15,15 +15,21 @@ use serde_json::Value;
 const CHECKED_IN: &str = include_str!("../../edge-gateway/openapi.json");
 const REGENERATE: &str = "cargo run -p chatrelay -- openapi > edge-gateway/openapi.json";
 
-/// Every REST operation: api-spec.md's four, then the chat lookup and the
-/// live event stream.
-const OPERATIONS: [(&str, &str); 6] = [
+/// Every REST operation: api-spec.md's four, then the chat lookup, the
+/// live event stream, and the console's cancel, counts, sessions and
+/// webhook deliveries.
+const OPERATIONS: [(&str, &str); 11] = [
     ("POST", "/api/chat/submit/"),
     ("GET", "/api/chat/requests/{id}/"),
     ("GET", "/api/chat/requests/"),
     ("GET", "/api/chat/chats/"),
     ("GET", "/api/chat/chats/{chat_id}/"),
     ("GET", "/api/chat/events/"),
+    ("POST", "/api/chat/requests/{id}/cancel/"),
+    ("GET", "/api/chat/counts/"),
+    ("GET", "/api/chat/sessions/"),
+    ("GET", "/api/chat/webhooks/"),
+    ("POST", "/api/chat/webhooks/{id}/retry/"),
 ];
 
 const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";

@@ -1,6 +1,6 @@
 //! What a transaction committed, and the one step that turns it into
 //! effects. Every write of the request lifecycle — submits, results, status
-//! updates, give-backs — returns a [`Committed`] once its transaction has
+//! updates, give-backs, cancels — returns a [`Committed`] once its transaction has
 //! committed; [`after_commit`] then wakes sessions, frees their slots,
 //! wakes the webhook worker, counts metrics and publishes live status.
 //! Callers' replies are the writers' own business; everything else that
@@ -35,6 +35,9 @@ pub enum Cause {
     Finished,
     /// Its session ended or its lease lapsed: back in the queue (`idle`).
     Requeued,
+    /// A client cancelled it while it was idle (`failed`). A session that
+    /// was sent it keeps its slot until the extension answers for it.
+    Cancelled,
 }
 
 /// What one transaction committed.
@@ -90,28 +93,33 @@ pub(crate) fn after_commit(core: &Core, committed: Committed) {
     if committed.is_empty() {
         return;
     }
-    let mut stored = 0;
+    let (mut stored, mut cancelled) = (0, 0);
     let mut finished: BTreeMap<AccountId, Vec<Uuid>> = BTreeMap::new();
     for change in &committed.changes {
         match change.cause {
             Cause::Submitted => stored += 1,
-            Cause::Finished => {
+            Cause::Finished | Cause::Cancelled => {
                 metrics::counter!(
                     "chatrelay_requests_finished_total",
                     "status" => change.status.as_str()
                 )
                 .increment(1);
-                finished
-                    .entry(change.account)
-                    .or_default()
-                    .push(change.request);
+                if change.cause == Cause::Cancelled {
+                    // Its session (if any) frees the slot when it answers.
+                    cancelled += 1;
+                } else {
+                    finished
+                        .entry(change.account)
+                        .or_default()
+                        .push(change.request);
+                }
             }
             Cause::Started | Cause::Requeued => {}
         }
     }
     core.open_requests.stored(stored);
     core.open_requests
-        .finished(finished.values().map(Vec::len).sum());
+        .finished(cancelled + finished.values().map(Vec::len).sum::<usize>());
     // Slots first: a session freed by a result may then take the new work.
     for (account, ids) in finished {
         core.dispatch.finished_local(account, ids.into());

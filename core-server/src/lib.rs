@@ -76,9 +76,11 @@ impl Core {
             live,
         });
         dispatch::lease::release_orphans(&core).await?;
+        dispatch::registry::forget_orphans(&core).await?;
         // Counts the open requests before anything moves them.
         queue_depth::start(&core).await;
         dispatch::lease::start_keeper(&core);
+        dispatch::registry::start(&core);
         dispatch::revocation::start(&core);
         store::Store::start(&core);
         webhooks::start_worker(&core);
@@ -91,6 +93,11 @@ impl Core {
     /// wrote (the core itself changes it only through its own paths).
     pub fn store(&self) -> &store::Store {
         &self.store
+    }
+
+    /// This process's identity: the `node` of its extension sessions.
+    pub fn node_id(&self) -> uuid::Uuid {
+        self.node_id
     }
 
     /// Cancelled when the core stops (or to make it stop).

@@ -118,6 +118,27 @@ pub struct RequestView {
     pub chat: Option<String>,
 }
 
+/// An extension session of an account, open on one of the cores sharing
+/// the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtensionSession {
+    pub id: Uuid,
+    /// The core holding it (that core's `node_id`).
+    pub node: Uuid,
+    pub connected_at: DateTime<Utc>,
+    /// Requests leased to it: delivered and not finished.
+    pub in_flight: u32,
+}
+
+/// How many of an account's requests are in each status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub idle: u64,
+    pub executing: u64,
+    pub done: u64,
+    pub failed: u64,
+}
+
 /// What a client asks for on submit, before validation.
 #[derive(Clone, Debug, Default)]
 pub struct Submission {

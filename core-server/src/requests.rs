@@ -1,13 +1,15 @@
-//! Message requests as clients see them: submit, get, list. Every query is
-//! scoped to the calling account; another account's request is "not found".
+//! Message requests as clients see them: submit, get, list, count, cancel.
+//! Every query is scoped to the calling account; another account's request
+//! (or chat) is "not found".
 
 use uuid::Uuid;
 
 use crate::{
     accounts,
+    committed::after_commit,
     error::{CoreError, CoreResult},
     model::{
-        check_text, AccountId, RequestStatus, RequestView, Submission, Submitted,
+        check_text, AccountId, RequestCounts, RequestStatus, RequestView, Submission, Submitted,
         MAX_CHAT_ID_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
     },
     store, Core,
@@ -120,10 +122,14 @@ fn fast_get(core: &Core, id: Uuid, key_hash: &str) -> Option<RequestView> {
         .flatten()
 }
 
+/// A page of the account's requests, newest first: with `status`, of the
+/// chat (row id) `chat`, if given. A chat that is not the account's is
+/// "not found".
 pub async fn list(
     core: &Core,
     account: AccountId,
     status: Option<RequestStatus>,
+    chat: Option<i64>,
     limit: u32,
     cursor: Option<&str>,
 ) -> CoreResult<Page<RequestView>> {
@@ -134,6 +140,9 @@ pub async fn list(
         }
         None => None,
     };
+    if let Some(chat) = chat {
+        store::chats::check_owned(core, account, chat).await?;
+    }
     // Read in chunks, so a page of long answers never holds more than its
     // text budget (and one chunk) in memory; it always holds one request.
     let mut rows: Vec<RequestView> = Vec::new();
@@ -142,7 +151,8 @@ pub async fn list(
     let mut after = before;
     'pages: loop {
         let wanted = (limit as usize - rows.len()).min(PAGE_CHUNK) as u32 + 1;
-        let chunk = store::requests::list(&core.store, account, status, after, wanted).await?;
+        let chunk =
+            store::requests::list(&core.store, account, status, chat, after, wanted).await?;
         let full = chunk.len() == wanted as usize;
         for view in chunk.into_iter().take(wanted as usize - 1) {
             bytes += text_bytes(&view);
@@ -168,4 +178,28 @@ pub async fn list(
         items: rows,
         next_cursor,
     })
+}
+
+/// The account's requests per status, of the chat (row id) `chat` if
+/// given. A chat that is not the account's is "not found".
+pub async fn counts(
+    core: &Core,
+    account: AccountId,
+    chat: Option<i64>,
+) -> CoreResult<RequestCounts> {
+    if let Some(chat) = chat {
+        store::chats::check_owned(core, account, chat).await?;
+    }
+    store::requests::counts(&core.store, account, chat).await
+}
+
+/// Cancels the account's request `id`, which must be idle: it becomes
+/// `failed` with the error "cancelled", its webhook and live event follow,
+/// and it is never delivered again. A session that was sent it gets an
+/// error frame for whatever it later reports about it.
+pub async fn cancel(core: &Core, account: AccountId, id: &str) -> CoreResult<RequestView> {
+    let id = parse_id(id).ok_or_else(|| CoreError::not_found("request not found"))?;
+    let (view, committed) = store::cancel::cancel(core, account, id).await?;
+    after_commit(core, committed);
+    Ok(view)
 }

@@ -8,6 +8,7 @@ mod m20261124_000002_webhooks;
 mod m20261125_000003_partial_lease_indexes;
 mod m20261201_000004_idempotency_keys;
 mod m20261201_000005_retention_index;
+mod m20261202_000006_extension_sessions;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_partial_lease_indexes::Migration),
             Box::new(m20261201_000004_idempotency_keys::Migration),
             Box::new(m20261201_000005_retention_index::Migration),
+            Box::new(m20261202_000006_extension_sessions::Migration),
         ]
     }
 }

@@ -97,6 +97,11 @@ impl TestCore {
         chatrelay_edge::app(state)
     }
 
+    /// The core's node id: the `node` of the sessions it holds.
+    pub fn node_id(&self) -> String {
+        self.core.node_id().to_string()
+    }
+
     /// Stops the core's background tasks and waits for them.
     pub async fn stop(&self) {
         self.core.stop().await;
@@ -322,16 +327,21 @@ impl TestCore {
 
     /// The account's webhook deliveries, newest first.
     pub async fn deliveries(&self, account: &str) -> Vec<DeliveryView> {
-        webhooks::list(self.core.store(), Some(self.account_id(account).await), 100)
-            .await
-            .expect("list deliveries")
-            .into_iter()
-            .map(DeliveryView::from)
-            .collect()
+        webhooks::list(
+            self.core.store(),
+            Some(self.account_id(account).await),
+            None,
+            100,
+        )
+        .await
+        .expect("list deliveries")
+        .into_iter()
+        .map(DeliveryView::from)
+        .collect()
     }
 
     pub async fn delivery(&self, id: Uuid) -> DeliveryView {
-        webhooks::get(self.core.store(), id)
+        webhooks::get(self.core.store(), None, id)
             .await
             .expect("get")
             .into()
@@ -339,9 +349,9 @@ impl TestCore {
 
     /// Sends a finished delivery again, as `chatrelay webhook retry` does.
     pub async fn retry_delivery(&self, id: Uuid) -> Result<Delivery, CoreError> {
-        webhooks::retry(self.core.store(), id)
+        webhooks::retry(self.core.store(), None, id)
             .await
-            .map(Delivery::from)
+            .map(|view| Delivery::from(view.delivery))
     }
 
     /// Marks a delivery as claimed for attempt `attempts` by a core that

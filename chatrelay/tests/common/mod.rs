@@ -10,7 +10,9 @@
 #![allow(dead_code)]
 
 pub mod core;
+pub mod grpc;
 pub mod process;
+pub mod receiver;
 pub mod rest;
 pub mod sse;
 pub mod ws;
@@ -222,6 +224,19 @@ impl TestApp {
             .expect("metrics text")
     }
 
+    /// A POST without a body (the API's actions: cancel, retry), with the
+    /// API key.
+    pub async fn post(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .expect("POST");
+        json_of(response).await
+    }
+
     /// A GET with the API key.
     pub async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
         let response = self
@@ -242,6 +257,26 @@ pub async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
     let body =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text:?}"));
     (status, body)
+}
+
+/// Calls `check` until it returns `Some` (the state it waits for came
+/// about in the background), within 15 s; panics with `what` otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 impl TestApp {

@@ -37,14 +37,28 @@ impl Extension {
     }
 
     pub async fn connect(app: &TestApp, key: &str) -> Self {
-        Self::try_connect(app, key)
+        Self::connect_to(&app.http, key).await
+    }
+
+    /// Connects to the edge at `http` (`http://HOST:PORT`), e.g. that of a
+    /// `chatrelay serve` process.
+    pub async fn connect_to(http: &str, key: &str) -> Self {
+        Self::try_connect_to(http, key)
             .await
             .unwrap_or_else(|(status, body)| panic!("handshake refused: {status} {body}"))
     }
 
     /// Connects, or returns the HTTP status and body of the refused handshake.
     pub async fn try_connect(app: &TestApp, key: &str) -> Result<Self, (u16, String)> {
-        match tokio_tungstenite::connect_async(Self::url(app, key)).await {
+        Self::try_connect_to(&app.http, key).await
+    }
+
+    async fn try_connect_to(http: &str, key: &str) -> Result<Self, (u16, String)> {
+        let url = format!(
+            "{}/ws/extension/?api_key={key}",
+            http.replacen("http", "ws", 1)
+        );
+        match tokio_tungstenite::connect_async(url).await {
             Ok((socket, _)) => Ok(Self { socket }),
             Err(tungstenite::Error::Http(response)) => Err((
                 response.status().as_u16(),

@@ -90,6 +90,8 @@ pub fn start_keeper(core: &Arc<Core>) {
             if let Err(e) = renew(&core).await {
                 tracing::warn!(error = %e, "could not renew leases");
             }
+            // The sessions' rows are marked as seen on the same beat.
+            core.dispatch.registry.refresh().await;
             release_unreleased(&core).await;
             if let Err(e) = reap_expired(&core).await {
                 tracing::warn!(error = %e, "could not reap lapsed leases");
@@ -97,6 +99,10 @@ pub fn start_keeper(core: &Arc<Core>) {
             // Housekeeping on the same beat: idempotency keys past their day.
             if let Err(e) = idempotency::forget_expired(&core.store).await {
                 tracing::warn!(error = %e, "could not forget expired idempotency keys");
+            }
+            // And the session rows of cores that are gone.
+            if let Err(e) = super::registry::sweep(&core).await {
+                tracing::warn!(error = %e, "could not sweep the session rows of stopped cores");
             }
         }
     });

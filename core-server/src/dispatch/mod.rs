@@ -8,6 +8,7 @@
 //! other cores (see [`crate::store`]). No session ever polls with a sleep.
 
 pub mod lease;
+pub mod registry;
 pub mod revocation;
 pub mod session;
 
@@ -90,6 +91,9 @@ pub struct Dispatch {
     /// Sessions that ended but whose requests could not be given back yet;
     /// the lease keeper tries again (see [`lease`]).
     unreleased: DashSet<Uuid>,
+    /// The rows of this core's sessions in the database, which every core
+    /// lists (see [`registry`]).
+    pub(crate) registry: registry::Registry,
 }
 
 impl Dispatch {

@@ -105,9 +105,13 @@ pub async fn run<S>(
 {
     let hub = core.dispatch.account(account);
     let mut finished = hub.finished.subscribe();
+    // UUIDv7: ordering sessions by id is ordering them by connection.
+    let id = Uuid::now_v7();
+    // Listed (on every core) before it is sent anything.
+    core.dispatch.registry.opened(id, account).await;
     let mut session = Session {
         window: core.config.session_window.max(1) as usize,
-        id: Uuid::new_v4(),
+        id,
         core: core.clone(),
         account,
         hub: hub.clone(),
@@ -191,6 +195,7 @@ pub async fn run<S>(
         }
     };
     core.dispatch.session_ended(session.id, released);
+    core.dispatch.registry.ended(session.id).await;
     metrics::gauge!("chatrelay_extension_sessions").decrement(1.0);
     tracing::debug!(session = %session.id, "extension session ended");
 }
@@ -341,7 +346,15 @@ impl Session {
         for (request_id, id, result) in applied {
             match result {
                 Ok(_) => freed |= self.held.remove(&id),
-                Err(e) => self.refused(request_id, e).await,
+                Err(e) => {
+                    // A request that is finished (cancelled while this
+                    // session held it, say) or gone is no longer this
+                    // session's: its answer frees the slot it kept.
+                    if matches!(e, CoreError::FailedPrecondition(_) | CoreError::NotFound(_)) {
+                        freed |= self.held.remove(&id);
+                    }
+                    self.refused(request_id, e).await
+                }
             }
         }
         freed

@@ -1,5 +1,6 @@
-//! `chatrelay.v1.ChatService`: submit, get (or long-poll) and list requests,
-//! watch their status changes; list and get chats.
+//! `chatrelay.v1.ChatService`: submit, get (or long-poll), list, count and
+//! cancel requests, watch their status changes; list and get chats; list
+//! the account's extension sessions; list and retry its webhook deliveries.
 
 use std::{pin::Pin, sync::Arc};
 
@@ -8,7 +9,10 @@ use futures::{Stream, StreamExt};
 use tonic::{metadata::MetadataValue, Request, Response, Status};
 
 use super::{api_key, caller, convert, IDEMPOTENCY_KEY_METADATA, REPLAYED_METADATA};
-use crate::{error::CoreError, live, model::Submission, requests, store::chats, Core};
+use crate::{
+    dispatch::registry, error::CoreError, live, model::Submission, requests, store::chats,
+    webhooks, Core,
+};
 
 pub struct ChatApi {
     core: Arc<Core>,
@@ -96,8 +100,15 @@ impl ChatService for ChatApi {
         let account = caller(&self.core, request.metadata()).await?;
         let req = request.into_inner();
         let status = convert::status_filter(req.status)?;
-        let page =
-            requests::list(&self.core, account, status, req.limit, Some(&req.cursor)).await?;
+        let page = requests::list(
+            &self.core,
+            account,
+            status,
+            req.chat,
+            req.limit,
+            Some(&req.cursor),
+        )
+        .await?;
         Ok(Response::new(pb::ListRequestsResponse {
             requests: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next_cursor.unwrap_or_default(),
@@ -124,5 +135,59 @@ impl ChatService for ChatApi {
         let account = caller(&self.core, request.metadata()).await?;
         let chat = chats::get(&self.core, account, &request.get_ref().chat_id).await?;
         Ok(Response::new(chat.into()))
+    }
+
+    async fn cancel_request(
+        &self,
+        request: Request<pb::CancelRequestRequest>,
+    ) -> Result<Response<pb::MessageRequest>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let view = requests::cancel(&self.core, account, &request.get_ref().request_id).await?;
+        Ok(Response::new(view.into()))
+    }
+
+    async fn count_requests(
+        &self,
+        request: Request<pb::CountRequestsRequest>,
+    ) -> Result<Response<pb::RequestCounts>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let counts = requests::counts(&self.core, account, request.get_ref().chat).await?;
+        Ok(Response::new(counts.into()))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let sessions = registry::list(&self.core, account).await?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: sessions.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        request: Request<pb::ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let req = request.into_inner();
+        let page =
+            webhooks::deliveries::page(&self.core, account, req.limit, req.cursor.as_deref())
+                .await?;
+        Ok(Response::new(pb::ListWebhookDeliveriesResponse {
+            deliveries: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        }))
+    }
+
+    async fn retry_webhook_delivery(
+        &self,
+        request: Request<pb::RetryWebhookDeliveryRequest>,
+    ) -> Result<Response<pb::WebhookDelivery>, Status> {
+        let account = caller(&self.core, request.metadata()).await?;
+        let view = webhooks::deliveries::retry(&self.core, account, &request.get_ref().delivery_id)
+            .await?;
+        Ok(Response::new(view.into()))
     }
 }

@@ -6,7 +6,12 @@ use chrono::{DateTime, Utc};
 use crate::{
     error::CoreError,
     live,
-    model::{Chat, RequestStatus, RequestView, ResponseType, Submission, ThinkingTime},
+    model::{
+        Chat, ExtensionSession, RequestCounts, RequestStatus, RequestView, ResponseType,
+        Submission, ThinkingTime,
+    },
+    store::entities::{webhook_attempt, webhook_delivery::DeliveryStatus},
+    webhooks::DeliveryView,
 };
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -124,6 +129,72 @@ impl From<Chat> for pb::Chat {
             title: c.title,
             created_at: Some(timestamp(c.created_at)),
             updated_at: Some(timestamp(c.updated_at)),
+        }
+    }
+}
+
+impl From<ExtensionSession> for pb::ExtensionSession {
+    fn from(s: ExtensionSession) -> Self {
+        Self {
+            session_id: s.id.to_string(),
+            connected_at: Some(timestamp(s.connected_at)),
+            in_flight: s.in_flight,
+            node: s.node.to_string(),
+        }
+    }
+}
+
+impl From<RequestCounts> for pb::RequestCounts {
+    fn from(c: RequestCounts) -> Self {
+        Self {
+            idle: c.idle,
+            executing: c.executing,
+            done: c.done,
+            failed: c.failed,
+        }
+    }
+}
+
+impl From<DeliveryStatus> for pb::WebhookDeliveryStatus {
+    fn from(status: DeliveryStatus) -> Self {
+        match status {
+            DeliveryStatus::Pending => Self::Pending,
+            DeliveryStatus::Succeeded => Self::Succeeded,
+            DeliveryStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+impl From<webhook_attempt::Model> for pb::WebhookAttempt {
+    fn from(a: webhook_attempt::Model) -> Self {
+        Self {
+            attempt: u32::try_from(a.attempt).unwrap_or(0),
+            attempted_at: Some(timestamp(a.attempted_at)),
+            duration_ms: u64::try_from(a.duration_ms).unwrap_or(0),
+            status_code: a.status_code.and_then(|code| u32::try_from(code).ok()),
+            error: a.error,
+        }
+    }
+}
+
+impl From<DeliveryView> for pb::WebhookDelivery {
+    fn from(view: DeliveryView) -> Self {
+        let d = view.delivery;
+        // While pending it is when the next attempt is due (or, with an
+        // attempt in flight, when that attempt's claim runs out).
+        let next_attempt_at = (d.status == DeliveryStatus::Pending)
+            .then(|| DateTime::<Utc>::from_timestamp_millis(d.next_attempt_at))
+            .flatten()
+            .map(timestamp);
+        Self {
+            id: d.id.to_string(),
+            request_id: d.request_id.to_string(),
+            url: d.url,
+            status: pb::WebhookDeliveryStatus::from(d.status).into(),
+            attempts: view.attempts.into_iter().map(Into::into).collect(),
+            next_attempt_at,
+            created_at: Some(timestamp(d.created_at)),
+            updated_at: Some(timestamp(d.updated_at)),
         }
     }
 }

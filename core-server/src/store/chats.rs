@@ -55,6 +55,21 @@ pub async fn get(core: &Core, account: AccountId, chatgpt_id: &str) -> CoreResul
         .ok_or_else(|| CoreError::not_found("chat not found"))
 }
 
+/// Checks that the chat with row id `id` is the account's: another
+/// account's chat is "not found", like one that does not exist.
+pub async fn check_owned(core: &Core, account: AccountId, id: i64) -> CoreResult<()> {
+    let found = chat::Entity::find_by_id(id)
+        .select_only()
+        .column(chat::Column::Id)
+        .filter(chat::Column::AccountId.eq(account.0))
+        .into_tuple::<i64>()
+        .one(&core.store.read)
+        .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| CoreError::not_found("chat not found"))
+}
+
 /// A new, unnamed chat row of the account, to insert.
 pub(crate) fn unnamed(account: AccountId) -> chat::ActiveModel {
     let at = now();

@@ -1,5 +1,8 @@
-//! What operators see and do: recent deliveries with their attempts, and
-//! sending a finished delivery again.
+//! What operators and accounts see and do: recent deliveries with their
+//! attempts, a page at a time, and sending a finished delivery again. Each
+//! operation takes the account it is scoped to (an account's API calls) or
+//! `None` (an operator's `chatrelay webhook …`); another account's delivery
+//! is "not found", exactly like one that does not exist.
 
 use std::collections::HashMap;
 
@@ -19,7 +22,7 @@ use crate::{
     },
 };
 
-/// Most deliveries one listing returns.
+/// Most deliveries an operator's listing shows.
 pub const MAX_LIST: u64 = 1000;
 
 /// A delivery, its account's name and its attempts (oldest first).
@@ -30,32 +33,40 @@ pub struct DeliveryView {
     pub attempts: Vec<webhook_attempt::Model>,
 }
 
-/// The most recent deliveries, newest first, of one account or all.
+fn not_found() -> CoreError {
+    CoreError::not_found("webhook delivery not found")
+}
+
+/// Up to `limit` of the most recent deliveries, newest first, of one
+/// account or all; those older than the delivery `before` (ids are UUIDv7)
+/// if given.
 pub async fn list(
     db: &Store,
     account: Option<AccountId>,
+    before: Option<Uuid>,
     limit: u64,
 ) -> CoreResult<Vec<DeliveryView>> {
     let mut query = webhook_delivery::Entity::find()
         .order_by_desc(webhook_delivery::Column::Id)
-        .limit(limit.clamp(1, MAX_LIST));
+        .limit(limit.max(1));
     if let Some(account) = account {
         query = query.filter(webhook_delivery::Column::AccountId.eq(account.0));
+    }
+    if let Some(before) = before {
+        query = query.filter(webhook_delivery::Column::Id.lt(before));
     }
     let deliveries = query.all(&db.read).await?;
     views(db, deliveries).await
 }
 
-/// One delivery with its attempts.
-pub async fn get(db: &Store, id: Uuid) -> CoreResult<DeliveryView> {
-    let delivery = webhook_delivery::Entity::find_by_id(id)
-        .one(&db.read)
-        .await?
-        .ok_or_else(|| CoreError::not_found(format!("no webhook delivery {id}")))?;
-    let mut views = views(db, vec![delivery]).await?;
-    views
-        .pop()
-        .ok_or_else(|| CoreError::not_found(format!("no webhook delivery {id}")))
+/// One delivery (of `account`, if given) with its attempts.
+pub async fn get(db: &Store, account: Option<AccountId>, id: Uuid) -> CoreResult<DeliveryView> {
+    let mut query = webhook_delivery::Entity::find_by_id(id);
+    if let Some(account) = account {
+        query = query.filter(webhook_delivery::Column::AccountId.eq(account.0));
+    }
+    let delivery = query.one(&db.read).await?.ok_or_else(not_found)?;
+    views(db, vec![delivery]).await?.pop().ok_or_else(not_found)
 }
 
 async fn views(
@@ -99,11 +110,12 @@ async fn views(
         .collect())
 }
 
-/// Sends a finished (usually failed) delivery again: it becomes pending, due
-/// now, with a fresh retry schedule. Its `webhook-id` stays the same.
-pub async fn retry(db: &Store, id: Uuid) -> CoreResult<webhook_delivery::Model> {
+/// Sends a finished (usually failed) delivery (of `account`, if given)
+/// again: it becomes pending, due now, with a fresh retry schedule. Its
+/// `webhook-id` stays the same. Returns it as it now is.
+pub async fn retry(db: &Store, account: Option<AccountId>, id: Uuid) -> CoreResult<DeliveryView> {
     let at = now();
-    let updated = webhook_delivery::Entity::update_many()
+    let mut update = webhook_delivery::Entity::update_many()
         .col_expr(
             webhook_delivery::Column::Status,
             Expr::value(DeliveryStatus::Pending),
@@ -122,17 +134,20 @@ pub async fn retry(db: &Store, id: Uuid) -> CoreResult<webhook_delivery::Model> 
         )
         .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(at))
         .filter(webhook_delivery::Column::Id.eq(id))
-        .filter(webhook_delivery::Column::Status.ne(DeliveryStatus::Pending))
-        .exec(&db.write)
-        .await?;
-    let delivery = webhook_delivery::Entity::find_by_id(id)
-        .one(&db.write)
-        .await?
-        .ok_or_else(|| CoreError::not_found(format!("no webhook delivery {id}")))?;
-    if updated.rows_affected == 0 {
-        return Err(CoreError::FailedPrecondition(format!(
-            "webhook delivery {id} is already pending; it will be sent when due"
-        )));
+        .filter(webhook_delivery::Column::Status.ne(DeliveryStatus::Pending));
+    if let Some(account) = account {
+        update = update.filter(webhook_delivery::Column::AccountId.eq(account.0));
     }
-    Ok(delivery)
+    let updated = update.exec(&db.write).await?;
+    let mut found = webhook_delivery::Entity::find_by_id(id);
+    if let Some(account) = account {
+        found = found.filter(webhook_delivery::Column::AccountId.eq(account.0));
+    }
+    let delivery = found.one(&db.write).await?.ok_or_else(not_found)?;
+    if updated.rows_affected == 0 {
+        return Err(CoreError::FailedPrecondition(
+            "delivery is pending; it will be attempted again by itself".into(),
+        ));
+    }
+    views(db, vec![delivery]).await?.pop().ok_or_else(not_found)
 }

@@ -15,6 +15,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod batches;
+pub(crate) mod cancel;
 pub mod chats;
 pub mod claim;
 mod config;
@@ -27,6 +28,7 @@ pub(crate) mod outcomes;
 mod postgres;
 pub(crate) mod requests;
 pub mod retention;
+pub(crate) mod sessions;
 mod sqlite;
 pub(crate) mod submits;
 

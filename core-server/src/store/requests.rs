@@ -1,5 +1,6 @@
 //! Reading requests: by id for the holder of a key, the account's pages,
-//! counts by status, and what a session holds.
+//! counts by status (of every account, or of one account or chat), and
+//! what a session holds.
 
 use sea_orm::{
     sea_query::{Asterisk, Expr, Query},
@@ -13,7 +14,7 @@ use super::{
 };
 use crate::{
     error::CoreResult,
-    model::{AccountId, RequestStatus, RequestView},
+    model::{AccountId, RequestCounts, RequestStatus, RequestView},
 };
 
 /// The request `id`, if it belongs to the account of the key whose SHA-256
@@ -40,16 +41,21 @@ pub(crate) async fn get_for_key(
 }
 
 /// Up to `limit` of the account's requests, newest first, with `status`
-/// if given, older than `before` if given.
+/// if given, of the chat (row id) `chat` if given, older than `before` if
+/// given.
 pub(crate) async fn list(
     store: &Store,
     account: AccountId,
     status: Option<RequestStatus>,
+    chat: Option<i64>,
     before: Option<Uuid>,
     limit: u32,
 ) -> CoreResult<Vec<RequestView>> {
     let mut query =
         message_request::Entity::find().filter(message_request::Column::AccountId.eq(account.0));
+    if let Some(chat) = chat {
+        query = query.filter(message_request::Column::ChatId.eq(chat));
+    }
     if let Some(status) = status {
         query = query.filter(message_request::Column::Status.eq(status));
     }
@@ -79,6 +85,40 @@ pub(crate) async fn count(store: &Store, statuses: &[RequestStatus]) -> Result<i
         .one(&store.read)
         .await?;
     Ok(counted.unwrap_or(0))
+}
+
+/// The account's requests per status, of the chat (row id) `chat` if
+/// given: one grouped query, which the account's (or chat's) status index
+/// answers alone.
+pub(crate) async fn counts(
+    store: &Store,
+    account: AccountId,
+    chat: Option<i64>,
+) -> CoreResult<RequestCounts> {
+    let mut query = message_request::Entity::find()
+        .select_only()
+        .column(message_request::Column::Status)
+        .column_as(Expr::col(Asterisk).count(), "n")
+        .filter(message_request::Column::AccountId.eq(account.0));
+    if let Some(chat) = chat {
+        query = query.filter(message_request::Column::ChatId.eq(chat));
+    }
+    let mut counts = RequestCounts::default();
+    for (status, n) in query
+        .group_by(message_request::Column::Status)
+        .into_tuple::<(RequestStatus, i64)>()
+        .all(&store.read)
+        .await?
+    {
+        let n = u64::try_from(n).unwrap_or(0);
+        match status {
+            RequestStatus::Idle => counts.idle = n,
+            RequestStatus::Executing => counts.executing = n,
+            RequestStatus::Done => counts.done = n,
+            RequestStatus::Failed => counts.failed = n,
+        }
+    }
+    Ok(counts)
 }
 
 /// The open requests leased to `session`.

@@ -438,7 +438,7 @@ async fn transactions_roll_back_whole() {
             .await
             .expect("insert");
         txn.rollback().await.expect("rollback");
-        let listed = crate::requests::list(&core, account, None, 10, None)
+        let listed = crate::requests::list(&core, account, None, None, 10, None)
             .await
             .expect("list");
         assert!(listed.items.is_empty());
@@ -455,6 +455,470 @@ async fn transactions_roll_back_whole() {
             .try_get::<i64>("", "n")
             .expect("n");
         assert_eq!(count, 0);
+    })
+    .await;
+}
+
+// ---- cancelling, counting, sessions, deliveries -----------------------------
+
+/// A second account, with a webhook URL if given.
+async fn other_account(core: &Core, name: &str, webhook_url: Option<&str>) -> AccountId {
+    AccountId(
+        accounts::create(core.store(), name, webhook_url, Destinations::Any)
+            .await
+            .expect("account")
+            .account
+            .id,
+    )
+}
+
+async fn read_row(core: &Core, id: Uuid) -> super::entities::message_request::Model {
+    use sea_orm::EntityTrait;
+    super::entities::message_request::Entity::find_by_id(id)
+        .one(&core.store.read)
+        .await
+        .expect("read")
+        .expect("request exists")
+}
+
+#[tokio::test]
+async fn a_cancel_fails_an_idle_request_ends_its_lease_and_enqueues_its_webhook() {
+    on_each_store(|core, _| async move {
+        let account = other_account(&core, "hooked", Some("http://127.0.0.1:9/hook")).await;
+        let (views, _) = store(
+            &core,
+            account,
+            &[submission("queued", None), submission("sent", None)],
+        )
+        .await;
+        let (queued, sent) = (views[0].request.id, views[1].request.id);
+        let session = Uuid::new_v4();
+        assert_eq!(claim(&core, account, session, 1).await[0].id, queued);
+
+        for id in [queued, sent] {
+            let (view, committed) = super::cancel::cancel(&core, account, id)
+                .await
+                .expect("cancel");
+            assert_eq!(view.request.status, RequestStatus::Failed);
+            assert_eq!(view.request.error_message.as_deref(), Some("cancelled"));
+            assert!(view.request.completed_at.is_some());
+            let changes: Vec<_> = committed
+                .changes
+                .iter()
+                .map(|c| (c.request, c.status, c.cause))
+                .collect();
+            assert_eq!(changes, [(id, RequestStatus::Failed, Cause::Cancelled)]);
+            assert_eq!(
+                committed.returned.iter().copied().collect::<Vec<_>>(),
+                [account]
+            );
+            assert!(committed.webhooks);
+            let row = read_row(&core, id).await;
+            assert_eq!(
+                (row.lease_session, row.lease_node, row.lease_expires_at),
+                (None, None, None)
+            );
+            let delivery = crate::webhooks::list(core.store(), Some(account), None, 10)
+                .await
+                .expect("deliveries")
+                .into_iter()
+                .find(|d| d.delivery.request_id == id)
+                .expect("a delivery for the cancelled request");
+            let payload: serde_json::Value =
+                serde_json::from_str(&delivery.delivery.payload).expect("JSON payload");
+            assert_eq!(payload["status"], "failed");
+            assert_eq!(payload["error"], "cancelled");
+        }
+        // Never delivered again: not claimed, not given back by its session.
+        assert!(claim(&core, account, Uuid::new_v4(), 10).await.is_empty());
+        let given_back = leases::give_back(&core, leases::Which::Session(session), "test")
+            .await
+            .expect("give back");
+        assert!(given_back.is_empty());
+        // A later answer for it is refused and changes nothing.
+        let late = settle(&core, &[(account, queued, &done("conv"))]).await;
+        assert!(
+            matches!(late[0], Err(CoreError::FailedPrecondition(_))),
+            "{late:?}"
+        );
+        assert_eq!(read_row(&core, queued).await.status, RequestStatus::Failed);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_an_idle_request_of_the_account_can_be_cancelled() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(
+            &core,
+            account,
+            &[
+                submission("running", None),
+                submission("answered", None),
+                submission("broken", None),
+            ],
+        )
+        .await;
+        let ids: Vec<Uuid> = views.iter().map(|v| v.request.id).collect();
+        outcomes::mark_executing(&core, account, ids[0], Uuid::new_v4())
+            .await
+            .expect("executing");
+        let failure = Outcome::Failed {
+            error: "boom".into(),
+        };
+        settle(
+            &core,
+            &[(account, ids[1], &done("c")), (account, ids[2], &failure)],
+        )
+        .await;
+        let refusal = |id| {
+            let core = core.clone();
+            async move {
+                match super::cancel::cancel(&core, account, id).await {
+                    Err(CoreError::FailedPrecondition(why)) => why,
+                    other => panic!("cancel of {id}: {other:?}"),
+                }
+            }
+        };
+        assert_eq!(
+            refusal(ids[0]).await,
+            "request is executing; only an idle request can be cancelled"
+        );
+        assert_eq!(refusal(ids[1]).await, "request is already done");
+        assert_eq!(refusal(ids[2]).await, "request is already failed");
+        assert_eq!(
+            read_row(&core, ids[0]).await.status,
+            RequestStatus::Executing
+        );
+
+        let other = other_account(&core, "other", None).await;
+        let (theirs, _) = store(&core, other, &[submission("theirs", None)]).await;
+        for id in [theirs[0].request.id, Uuid::now_v7()] {
+            let refused = super::cancel::cancel(&core, account, id).await;
+            assert!(
+                matches!(&refused, Err(CoreError::NotFound(why)) if why == "request not found"),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(
+            read_row(&core, theirs[0].request.id).await.status,
+            RequestStatus::Idle
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn counts_group_the_account_s_requests_by_status_and_chat() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(
+            &core,
+            account,
+            &[
+                submission("a", Some("conv")),
+                submission("b", Some("conv")),
+                submission("c", None),
+                submission("d", None),
+            ],
+        )
+        .await;
+        let other = other_account(&core, "other", None).await;
+        store(&core, other, &[submission("theirs", Some("conv"))]).await;
+        settle(&core, &[(account, views[0].request.id, &done("conv"))]).await;
+        outcomes::mark_executing(&core, account, views[2].request.id, Uuid::new_v4())
+            .await
+            .expect("executing");
+        super::cancel::cancel(&core, account, views[3].request.id)
+            .await
+            .expect("cancel");
+
+        let all = super::requests::counts(&core.store, account, None)
+            .await
+            .expect("counts");
+        assert_eq!(
+            (all.idle, all.executing, all.done, all.failed),
+            (1, 1, 1, 1)
+        );
+        let chat = views[0].request.chat_id;
+        let of_chat = super::requests::counts(&core.store, account, Some(chat))
+            .await
+            .expect("counts");
+        assert_eq!(
+            (
+                of_chat.idle,
+                of_chat.executing,
+                of_chat.done,
+                of_chat.failed
+            ),
+            (1, 0, 1, 0)
+        );
+        let listed = super::requests::list(&core.store, account, None, Some(chat), None, 10)
+            .await
+            .expect("list");
+        assert_eq!(
+            listed.iter().map(|v| v.request.id).collect::<Vec<_>>(),
+            [views[1].request.id, views[0].request.id]
+        );
+        let idle_of_chat = super::requests::list(
+            &core.store,
+            account,
+            Some(RequestStatus::Idle),
+            Some(chat),
+            None,
+            10,
+        )
+        .await
+        .expect("list");
+        assert_eq!(idle_of_chat.len(), 1);
+        // The chat check: another account's chat is not found.
+        assert!(chats::check_owned(&core, account, chat).await.is_ok());
+        assert!(matches!(
+            chats::check_owned(&core, other, chat).await,
+            Err(CoreError::NotFound(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn session_rows_are_listed_with_their_leases_until_they_lapse() {
+    use super::sessions::{self, SessionRow};
+    on_each_store(|core, account| async move {
+        let (node, other_node) = (Uuid::new_v4(), Uuid::new_v4());
+        let row = |id, account| SessionRow {
+            id,
+            account,
+            connected_at: crate::model::now(),
+        };
+        let (first, second, gone) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let other = other_account(&core, "other", None).await;
+        sessions::record(&core.store, node, &[row(first, account)], &[])
+            .await
+            .expect("record");
+        sessions::record(
+            &core.store,
+            other_node,
+            &[
+                row(second, account),
+                row(gone, account),
+                row(Uuid::now_v7(), other),
+            ],
+            &[],
+        )
+        .await
+        .expect("record");
+        sessions::record(&core.store, other_node, &[], &[gone])
+            .await
+            .expect("record");
+        // Recording a row twice is harmless.
+        sessions::record(&core.store, node, &[row(first, account)], &[])
+            .await
+            .expect("record again");
+        store(
+            &core,
+            account,
+            &[
+                submission("x", None),
+                submission("y", None),
+                submission("z", None),
+            ],
+        )
+        .await;
+        assert_eq!(claim(&core, account, second, 2).await.len(), 2);
+
+        let since = crate::model::now_millis() - 60_000;
+        let listed = sessions::list(&core.store, account, since)
+            .await
+            .expect("list");
+        let seen: Vec<(Uuid, Uuid, u32)> =
+            listed.iter().map(|s| (s.id, s.node, s.in_flight)).collect();
+        assert_eq!(seen, [(first, node, 0), (second, other_node, 2)]);
+
+        // Rows not refreshed since `since` are not listed; a refresh counts
+        // the node's rows and brings them back.
+        let later = crate::model::now_millis() + 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(sessions::list(&core.store, account, later)
+            .await
+            .expect("list")
+            .is_empty());
+        assert_eq!(
+            sessions::refresh(&core.store, node).await.expect("refresh"),
+            1
+        );
+        let listed = sessions::list(&core.store, account, later)
+            .await
+            .expect("list");
+        assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), [first]);
+
+        // Replacing makes the node's rows exactly those given.
+        let third = Uuid::now_v7();
+        sessions::replace(&core.store, node, &[row(third, account)])
+            .await
+            .expect("replace");
+        let listed = sessions::list(&core.store, account, later)
+            .await
+            .expect("list");
+        assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), [third]);
+
+        // The sweep deletes what was not seen since its cutoff (the other
+        // node's rows here); forgetting a node deletes its rows.
+        assert_eq!(sessions::sweep(&core.store, later).await.expect("sweep"), 2);
+        sessions::forget_node(&core.store, node)
+            .await
+            .expect("forget");
+        assert!(sessions::list(&core.store, account, since)
+            .await
+            .expect("list")
+            .is_empty());
+    })
+    .await;
+}
+
+/// A delivery row for `request` of `account`, as the worker leaves one.
+async fn delivery_row(
+    core: &Core,
+    account: AccountId,
+    request: Uuid,
+    status: super::entities::webhook_delivery::DeliveryStatus,
+) -> Uuid {
+    use super::entities::webhook_delivery;
+    use sea_orm::{ActiveModelTrait, Set};
+    let at = crate::model::now();
+    let id = Uuid::now_v7();
+    webhook_delivery::ActiveModel {
+        id: Set(id),
+        account_id: Set(account.0),
+        request_id: Set(request),
+        url: Set("https://hooks.example/x".into()),
+        payload: Set("{}".into()),
+        status: Set(status),
+        attempts: Set(1),
+        retry_from: Set(0),
+        // Far in the future: the worker leaves a pending one alone.
+        next_attempt_at: Set(crate::model::now_millis() + 3_600_000),
+        claimed_by: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        last_attempt_at: Set(Some(at)),
+    }
+    .insert(&core.store.write)
+    .await
+    .expect("insert delivery");
+    id
+}
+
+#[tokio::test]
+async fn deliveries_are_listed_and_retried_within_their_account_a_page_at_a_time() {
+    use super::{deliveries, entities::webhook_delivery::DeliveryStatus};
+    use crate::error::CoreResult;
+    on_each_store(|core, account| async move {
+        let other = other_account(&core, "other", None).await;
+        let (mine, _) = store(
+            &core,
+            account,
+            &[submission("a", None), submission("b", None), submission("c", None)],
+        )
+        .await;
+        let (theirs, _) = store(&core, other, &[submission("t", None)]).await;
+        let failed = delivery_row(&core, account, mine[0].request.id, DeliveryStatus::Failed).await;
+        let succeeded =
+            delivery_row(&core, account, mine[1].request.id, DeliveryStatus::Succeeded).await;
+        let pending =
+            delivery_row(&core, account, mine[2].request.id, DeliveryStatus::Pending).await;
+        let foreign =
+            delivery_row(&core, other, theirs[0].request.id, DeliveryStatus::Failed).await;
+
+        let ids = |views: Vec<deliveries::DeliveryView>| {
+            views.into_iter().map(|v| v.delivery.id).collect::<Vec<_>>()
+        };
+        let first = deliveries::list(&core.store, Some(account), None, 2)
+            .await
+            .expect("list");
+        assert_eq!(ids(first), [pending, succeeded]);
+        let next = deliveries::list(&core.store, Some(account), Some(succeeded), 2)
+            .await
+            .expect("list");
+        assert_eq!(ids(next), [failed]);
+        let everyone = deliveries::list(&core.store, None, None, 10)
+            .await
+            .expect("list");
+        assert_eq!(ids(everyone), [foreign, pending, succeeded, failed]);
+
+        let not_found = |result: CoreResult<deliveries::DeliveryView>| {
+            assert!(
+                matches!(&result, Err(CoreError::NotFound(why)) if why == "webhook delivery not found"),
+                "{result:?}"
+            );
+        };
+        not_found(deliveries::get(&core.store, Some(account), foreign).await);
+        not_found(deliveries::retry(&core.store, Some(account), foreign).await);
+        not_found(deliveries::retry(&core.store, Some(account), Uuid::now_v7()).await);
+        let refused = deliveries::retry(&core.store, Some(account), pending).await;
+        assert!(
+            matches!(&refused, Err(CoreError::FailedPrecondition(why))
+                if why == "delivery is pending; it will be attempted again by itself"),
+            "{refused:?}"
+        );
+        for id in [failed, succeeded] {
+            let retried = deliveries::retry(&core.store, Some(account), id)
+                .await
+                .expect("retry");
+            assert_eq!(retried.delivery.status, DeliveryStatus::Pending);
+            assert!(retried.delivery.next_attempt_at <= crate::model::now_millis());
+            assert_eq!(retried.delivery.retry_from, 1);
+        }
+        // The operator's retry reaches every account's.
+        let operator = deliveries::retry(&core.store, None, foreign)
+            .await
+            .expect("retry");
+        assert_eq!(operator.delivery.status, DeliveryStatus::Pending);
+    })
+    .await;
+}
+
+/// The registry's bookkeeping against the table: rows of sessions that
+/// open and end, and the rewrite when the table lost rows of live sessions
+/// (swept while the core could not reach the database).
+#[tokio::test]
+async fn a_core_rewrites_its_session_rows_when_they_drifted() {
+    use super::sessions;
+    on_each_store(|core, account| async move {
+        let registry = &core.dispatch.registry;
+        // A change queued after another is written after it: once the
+        // later one is answered, the earlier one is done. (Sessions of
+        // another account, so the listing does not show them.)
+        let elsewhere = other_account(&core, "elsewhere", None).await;
+        let barrier = || async {
+            registry.opened(Uuid::now_v7(), elsewhere).await;
+        };
+        let listed = || async {
+            sessions::list(&core.store, account, crate::model::now_millis() - 60_000)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|s| (s.id, s.node))
+                .collect::<Vec<_>>()
+        };
+        let (kept, ended) = (Uuid::now_v7(), Uuid::now_v7());
+        registry.opened(kept, account).await;
+        registry.opened(ended, account).await;
+        assert_eq!(
+            listed().await,
+            [(kept, core.node_id), (ended, core.node_id)]
+        );
+        registry.ended(ended).await;
+        barrier().await;
+        assert_eq!(listed().await, [(kept, core.node_id)]);
+
+        sessions::forget_node(&core.store, core.node_id)
+            .await
+            .expect("lose the rows");
+        assert!(listed().await.is_empty());
+        registry.refresh().await;
+        barrier().await;
+        barrier().await;
+        assert_eq!(listed().await, [(kept, core.node_id)]);
     })
     .await;
 }

@@ -11,8 +11,10 @@
 //! - `store::outbox`: enqueue, claim and settle — the table's rules.
 //! - `worker`: the delivery loop and the HTTP attempt.
 //! - `store::deliveries`: what operators list and retry.
+//! - `deliveries`: an account's own list and retry, for its API calls.
 
 mod config;
+pub mod deliveries;
 pub mod destination;
 pub(crate) mod payload;
 mod signature;

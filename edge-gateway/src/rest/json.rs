@@ -287,6 +287,148 @@ impl From<pb::Chat> for ChatJson {
     }
 }
 
+/// An extension session of the account, open on one of the cores.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ExtensionSession)]
+pub struct SessionJson {
+    #[schema(format = "uuid")]
+    pub session_id: String,
+    /// When the extension connected.
+    #[schema(required = true, format = DateTime, example = "2026-12-01T17:00:00.123456Z")]
+    pub connected_at: Option<String>,
+    /// Requests delivered to the session and not finished yet.
+    pub in_flight: u32,
+    /// The id of the core process holding the session.
+    #[schema(format = "uuid")]
+    pub node: String,
+}
+
+impl From<pb::ExtensionSession> for SessionJson {
+    fn from(s: pb::ExtensionSession) -> Self {
+        Self {
+            session_id: s.session_id,
+            connected_at: timestamp(s.connected_at),
+            in_flight: s.in_flight,
+            node: s.node,
+        }
+    }
+}
+
+/// How many of the account's requests (or of one chat's) are in each
+/// status. Every key is always present.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RequestCounts)]
+pub struct CountsJson {
+    pub idle: u64,
+    pub executing: u64,
+    pub done: u64,
+    pub failed: u64,
+}
+
+impl From<pb::RequestCounts> for CountsJson {
+    fn from(c: pb::RequestCounts) -> Self {
+        Self {
+            idle: c.idle,
+            executing: c.executing,
+            done: c.done,
+            failed: c.failed,
+        }
+    }
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = WebhookDeliveryStatus)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt (or in flight).
+    Pending,
+    /// The receiver answered 2xx.
+    Succeeded,
+    /// Every attempt of the retry schedule failed.
+    Failed,
+}
+
+impl From<pb::WebhookDeliveryStatus> for DeliveryStatus {
+    fn from(status: pb::WebhookDeliveryStatus) -> Self {
+        match status {
+            pb::WebhookDeliveryStatus::Unspecified | pb::WebhookDeliveryStatus::Pending => {
+                Self::Pending
+            }
+            pb::WebhookDeliveryStatus::Succeeded => Self::Succeeded,
+            pb::WebhookDeliveryStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+/// One attempt to send a webhook delivery.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WebhookAttempt)]
+pub struct AttemptJson {
+    /// 1 for the first attempt, then 2, 3, …
+    pub attempt: u32,
+    #[schema(required = true, format = DateTime)]
+    pub attempted_at: Option<String>,
+    pub duration_ms: u64,
+    /// The receiver's HTTP status, `null` if it did not answer.
+    #[schema(required = true, example = 500)]
+    pub status_code: Option<u32>,
+    /// Why the attempt failed, `null` if it succeeded.
+    #[schema(required = true, example = "HTTP 500 Internal Server Error")]
+    pub error: Option<String>,
+}
+
+impl From<pb::WebhookAttempt> for AttemptJson {
+    fn from(a: pb::WebhookAttempt) -> Self {
+        Self {
+            attempt: a.attempt,
+            attempted_at: timestamp(a.attempted_at),
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            error: a.error,
+        }
+    }
+}
+
+/// The webhook of one finished request, with its attempts, oldest first.
+/// Every key is always present.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WebhookDelivery)]
+pub struct DeliveryJson {
+    /// Also the `webhook-id` header of every attempt.
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(format = "uuid")]
+    pub request_id: String,
+    /// Where the latest attempt went, without userinfo, query or fragment.
+    #[schema(example = "https://hooks.example/x")]
+    pub url: String,
+    pub status: DeliveryStatus,
+    pub attempts: Vec<AttemptJson>,
+    /// When the next attempt is due, while `pending`; `null` otherwise.
+    #[schema(required = true, format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    pub created_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    pub updated_at: Option<String>,
+}
+
+impl From<pb::WebhookDelivery> for DeliveryJson {
+    fn from(d: pb::WebhookDelivery) -> Self {
+        Self {
+            status: d.status().into(),
+            id: d.id,
+            request_id: d.request_id,
+            url: d.url,
+            attempts: d.attempts.into_iter().map(Into::into).collect(),
+            next_attempt_at: timestamp(d.next_attempt_at),
+            created_at: timestamp(d.created_at),
+            updated_at: timestamp(d.updated_at),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,17 @@
-//! The REST API of api-spec.md. Every route answers with and without its
-//! trailing slash; every error is `{"detail": "..."}`.
+//! The REST API of api-spec.md, and the account-scoped endpoints the web
+//! console uses beside it (cancel, counts, sessions, webhook deliveries).
+//! Every route answers with and without its trailing slash; every error is
+//! `{"detail": "..."}`.
 
 mod body;
 mod chats;
+mod counts;
 pub mod events;
 pub mod json;
 pub mod openapi;
 mod requests;
+mod sessions;
+mod webhooks;
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
@@ -26,12 +31,17 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 
 pub fn router(state: EdgeState) -> Router {
     let limit = state.config.max_body_bytes;
-    let routes: [(&str, MethodRouter<EdgeState>); 5] = [
+    let routes: [(&str, MethodRouter<EdgeState>); 10] = [
         ("/api/chat/submit", post(requests::submit)),
         ("/api/chat/requests", get(requests::list)),
         ("/api/chat/requests/{id}", get(requests::get)),
+        ("/api/chat/requests/{id}/cancel", post(requests::cancel)),
+        ("/api/chat/counts", get(counts::counts)),
         ("/api/chat/chats", get(chats::list)),
         ("/api/chat/chats/{chat_id}", get(chats::get)),
+        ("/api/chat/sessions", get(sessions::list)),
+        ("/api/chat/webhooks", get(webhooks::list)),
+        ("/api/chat/webhooks/{id}/retry", post(webhooks::retry)),
     ];
     let mut router = Router::new();
     for (path, handler) in routes {

@@ -59,9 +59,14 @@ are documented in the README.";
         super::requests::submit,
         super::requests::get,
         super::requests::list,
+        super::requests::cancel,
+        super::counts::counts,
         super::events::stream,
         super::chats::list,
         super::chats::get,
+        super::sessions::list,
+        super::webhooks::list,
+        super::webhooks::retry,
         crate::health::alive,
         crate::health::ready,
     ),
@@ -70,6 +75,8 @@ are documented in the README.";
     tags(
         (name = "requests", description = "Message requests: submit one, follow it, list them."),
         (name = "chats", description = "The ChatGPT conversations requests run in."),
+        (name = "sessions", description = "The browser-extension sessions that run the requests."),
+        (name = "webhooks", description = "The webhooks sent for finished requests: see them, send one again."),
         (name = "health", description = "Liveness and readiness probes; no API key."),
     ),
 )]

@@ -1,4 +1,5 @@
-//! `POST /api/chat/submit/`, `GET /api/chat/requests/`, `GET /api/chat/requests/{id}/`.
+//! `POST /api/chat/submit/`, `GET /api/chat/requests/`, `GET /api/chat/requests/{id}/`,
+//! `POST /api/chat/requests/{id}/cancel/`.
 
 use axum::{
     body::Bytes,
@@ -200,6 +201,9 @@ pub struct ListParams {
     /// Only requests in this status.
     #[param(value_type = Option<RequestStatus>)]
     status: Option<String>,
+    /// Only requests of this chat: its `id` (chatrelay's integer chat id).
+    #[param(value_type = Option<i64>)]
+    chat: Option<String>,
     /// Page size, 1 to 1000; absent, the core's default page (100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
@@ -219,6 +223,18 @@ pub fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
     }
 }
 
+/// A `chat` query parameter: a chat's integer `id`; absent means any chat.
+pub fn parse_chat(chat: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match chat.map(str::trim).filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(raw) => raw.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::bad_request(
+                "chat: must be a whole number, the id of one of the account's chats",
+            )
+        }),
+    }
+}
+
 /// A JSON array, with the next page's cursor in a header when there is one.
 pub fn page<T: serde::Serialize>(items: Vec<T>, next_cursor: String) -> Response {
     let mut response = Json(items).into_response();
@@ -234,7 +250,8 @@ pub fn page<T: serde::Serialize>(items: Vec<T>, next_cursor: String) -> Response
 
 /// List requests
 ///
-/// The account's requests, newest first, a page at a time.
+/// The account's requests, newest first, a page at a time; with `chat`,
+/// those of one of its chats.
 #[utoipa::path(
     get,
     path = "/api/chat/requests/",
@@ -244,8 +261,9 @@ pub fn page<T: serde::Serialize>(items: Vec<T>, next_cursor: String) -> Response
     responses(
         (status = 200, description = "A page of requests.", body = [RequestJson],
             headers(("X-Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
-        (status = 400, description = "Invalid `status`, `limit` or `cursor`.", body = ErrorBody),
+        (status = 400, description = "Invalid `status`, `chat`, `limit` or `cursor`.", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
+        (status = 404, description = "The account has no chat with this `chat` id.", body = ErrorBody),
         (status = 503, description = "The core is unavailable.", body = ErrorBody),
     ),
 )]
@@ -270,9 +288,41 @@ pub async fn list(
             status: status.into(),
             limit: parse_limit(params.limit.as_deref())?,
             cursor: params.cursor.unwrap_or_default(),
+            chat: parse_chat(params.chat.as_deref())?,
         },
     )?;
     let listed = client(&state).list_requests(request).await?.into_inner();
     let items: Vec<RequestJson> = listed.requests.into_iter().map(Into::into).collect();
     Ok(page(items, listed.next_cursor))
+}
+
+/// Cancel a request
+///
+/// Cancels an `idle` request — queued, or sent to an extension that has
+/// not reported it `executing`: it becomes `failed` with `error_message`
+/// `"cancelled"`, its webhook and its live event follow, and it is never
+/// delivered again. Answers with the request as it now is. No body is
+/// needed (any is ignored).
+#[utoipa::path(
+    post,
+    path = "/api/chat/requests/{id}/cancel/",
+    tag = "requests",
+    operation_id = "cancel_request",
+    params(("id" = String, Path, format = "uuid", description = "The request's id.")),
+    responses(
+        (status = 200, description = "The request, now `failed` with `error_message` `\"cancelled\"`.", body = RequestJson),
+        (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
+        (status = 404, description = "No request of this account has this id.", body = ErrorBody),
+        (status = 409, description = "The request is `executing` (an extension cannot stop a running answer), `done` or `failed`.", body = ErrorBody),
+        (status = 503, description = "The core is unavailable.", body = ErrorBody),
+    ),
+)]
+pub async fn cancel(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RequestJson>, ApiError> {
+    let request = authed(&headers, pb::CancelRequestRequest { request_id: id })?;
+    let cancelled = client(&state).cancel_request(request).await?;
+    Ok(Json(cancelled.into_inner().into()))
 }
