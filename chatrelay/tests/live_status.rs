@@ -611,16 +611,18 @@ async fn watch_command_prints_events_as_they_come() {
         .as_str()
         .unwrap()
         .to_string();
-    ext.executing(&id).await;
-    ext.respond(&id, "watched", "c1", None).await;
-    let mut statuses = Vec::new();
-    while statuses.len() < 2 {
+    // One step at a time: an event's data is read after its change commits,
+    // so an answer sent at once could already show in the `executing` event.
+    let mut next_of_request = async || loop {
         let event = next_event().await;
         if event["id"] == id.as_str() {
-            statuses.push(event["status"].as_str().unwrap().to_string());
+            break event["status"].as_str().unwrap().to_string();
         }
-    }
-    assert_eq!(statuses, ["executing", "done"]);
+    };
+    ext.executing(&id).await;
+    assert_eq!(next_of_request().await, "executing");
+    ext.respond(&id, "watched", "c1", None).await;
+    assert_eq!(next_of_request().await, "done");
     watch.kill().await.ok();
 
     let refused = common::process::chatrelay(&db)
