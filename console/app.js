@@ -41,7 +41,6 @@ class App {
       request: (request) => this.applyRequest(request),
       reset: () => this.refreshAll(),
       up: ({ resumed }) => {
-        say($("#stream-banner-text"), "");
         $("#stream-banner").hidden = true;
         // Without a Last-Event-ID, events before this stream are unknown.
         if (!resumed) this.refreshAll();

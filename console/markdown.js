@@ -123,12 +123,17 @@ function listAt(lines, start) {
   const ordered = /\d/.test(first[2]);
   const list = h(ordered ? "ol" : "ul");
   if (ordered && parseInt(first[2], 10) !== 1) list.setAttribute("start", String(parseInt(first[2], 10)));
+  // Another item of this list (same indent, same kind of marker).
+  const sibling = (line) => {
+    const m = ITEM.exec(line);
+    return Boolean(m) && m[1].length === base && /\d/.test(m[2]) === ordered;
+  };
   let i = start;
   let loose = false;
   const items = [];
   while (i < lines.length) {
+    if (!sibling(lines[i])) break;
     const m = ITEM.exec(lines[i]);
-    if (!m || m[1].length !== base || /\d/.test(m[2]) !== ordered) break;
     const contentIndent = base + m[2].length + 1;
     const body = [m[3] || ""];
     i += 1;
@@ -137,13 +142,13 @@ function listAt(lines, start) {
         // A blank line continues the item only if indented content follows.
         let j = i;
         while (j < lines.length && blank(lines[j])) j += 1;
-        if (j < lines.length && indentOf(lines[j]) > base && !(ITEM.test(lines[j]) && indentOf(lines[j]) === base)) {
+        if (j < lines.length && indentOf(lines[j]) > base) {
           body.push(...lines.slice(i, j).map(() => ""));
           loose = true;
           i = j;
           continue;
         }
-        if (j < lines.length && ITEM.test(lines[j]) && indentOf(lines[j]) === base) loose = true;
+        if (j < lines.length && sibling(lines[j])) loose = true;
         i = j;
         break;
       }

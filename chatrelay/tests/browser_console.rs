@@ -9,10 +9,18 @@ mod node_suite;
 
 /// Sign-in, submit, live updates, the request detail and its Markdown (with
 /// HTML in the answer shown, never run), chats, the stream-down banner,
-/// paging, keyboard use, and the README's screenshots.
+/// paging, keyboard use, and the README's screenshots; the Markdown renderer
+/// and the event-stream parser on their own.
 #[test]
 fn console_runs_the_whole_loop_in_chromium() {
-    node_suite::run("console/test", &["e2e/console.test.js"]);
+    node_suite::run(
+        "console/test",
+        &[
+            "e2e/console.test.js",
+            "e2e/markdown.test.js",
+            "e2e/stream.test.js",
+        ],
+    );
 }
 
 /// Cancel, the extensions panel, the webhooks panel with Retry, and the live

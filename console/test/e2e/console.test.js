@@ -208,7 +208,7 @@ test("while the server is down a banner says so; the console reconnects by itsel
   assert.equal(await banner.isVisible(), false);
   await server.stop();
   await banner.waitFor({ state: "visible" });
-  assert.match(await banner.textContent(), /Live updates are down/);
+  assert.match(await banner.innerText(), /^Live updates are down \(.+\); reconnecting in .+\. What you see may be out of date\./);
   await server.start();
   await banner.waitFor({ state: "hidden", timeout: 30_000 });
   // Events flow again: a request submitted elsewhere appears and is answered.
