@@ -20,6 +20,12 @@ export class Chats {
     this.looking = new Set();
     this.listShown = false;
     this.open = null; // { chat, table }
+    // Each listed chat's counts per status, asked for once and again only
+    // when one of its requests changes.
+    this.counts = new Map();
+    this.stale = new Set();
+    this.queue = [];
+    this.running = 0;
   }
 
   remember(chats) {
@@ -44,16 +50,22 @@ export class Chats {
     }
   }
 
-  // A request changed: a finished one may have named its chat.
+  // A request changed: its chat's counts did, and a finished one may have
+  // named its chat.
   apply(request) {
     this.open?.table.apply(request);
-    if (request.status === "done" || request.status === "failed") {
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => {
-        this.refresh();
-        if (this.open) this.renderOpenCounts();
-      }, 400);
-    }
+    const chat = request.chat && this.byChatgptId.get(request.chat);
+    if (chat) this.stale.add(chat.id);
+    const finished = request.status === "done" || request.status === "failed";
+    if (!chat && !finished) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (finished) this.refresh();
+      for (const id of this.stale) this.counts.delete(id);
+      if (this.listShown) for (const id of this.stale) this.recount(id);
+      this.stale.clear();
+      if (this.open) this.renderOpenCounts();
+    }, 400);
   }
 
   // A request's chat (its ChatGPT id) as a link to the chat, named by its
@@ -93,8 +105,8 @@ export class Chats {
       return;
     }
     const rows = this.items.map((chat) => {
-      const count = h("span", { class: "muted" }, "…");
-      this.countInto(chat.id, count);
+      const count = h("span", { class: "muted", "data-count-of": chat.id }, "…");
+      this.showCount(chat.id, count);
       return h(
         "tr",
         { dataset: { chatId: chat.id } },
@@ -137,29 +149,35 @@ export class Chats {
     }
   }
 
-  // Fills `el` with the chat's request count, a few calls at a time.
-  countInto(chatId, el) {
-    const run = async () => {
-      try {
-        const counts = await this.app.api.get("/api/chat/counts/", { chat: chatId });
-        const total = STATUSES.reduce((sum, s) => sum + (counts[s] || 0), 0);
-        const parts = STATUSES.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`);
-        fill(el, String(total));
-        el.className = "count";
-        el.title = parts.join(", ") || "none";
-      } catch (e) {
-        fill(el, "—");
-        el.title = `unavailable: ${e.detail || e.message}`;
-      }
-    };
-    this.queue = (this.queue || []).concat(run);
+  // Shows the chat's request count in `el`: known, or asked for (a few
+  // calls at a time: the API counts one chat per call).
+  showCount(chatId, el) {
+    const known = this.counts.get(chatId);
+    if (known) return fillCount(el, known);
+    if (this.queue.some((q) => q.chatId === chatId)) return;
+    this.queue.push({
+      chatId,
+      run: async () => {
+        try {
+          this.counts.set(chatId, await this.app.api.get("/api/chat/counts/", { chat: chatId }));
+        } catch (e) {
+          this.counts.set(chatId, { error: e.detail || e.message });
+        }
+        const shown = this.root.querySelector(`[data-count-of="${chatId}"]`);
+        if (shown) fillCount(shown, this.counts.get(chatId));
+      },
+    });
     this.pump();
   }
 
+  recount(chatId) {
+    const el = this.root.querySelector(`[data-count-of="${chatId}"]`);
+    if (el) this.showCount(chatId, el);
+  }
+
   pump() {
-    this.running = this.running || 0;
     while (this.running < COUNTS_AT_ONCE && this.queue.length) {
-      const run = this.queue.shift();
+      const { run } = this.queue.shift();
       this.running += 1;
       run().finally(() => {
         this.running -= 1;
@@ -218,4 +236,17 @@ export class Chats {
   hideChat() {
     this.open = null;
   }
+}
+
+// A chat's total number of requests, with the split by status in its title.
+function fillCount(el, counts) {
+  if (counts.error) {
+    fill(el, "—");
+    el.title = `unavailable: ${counts.error}`;
+    return;
+  }
+  const total = STATUSES.reduce((sum, s) => sum + (counts[s] || 0), 0);
+  fill(el, String(total));
+  el.className = "count";
+  el.title = STATUSES.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(", ") || "none";
 }
