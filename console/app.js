@@ -127,14 +127,24 @@ class App {
     if (name === "request") this.detail.show(decodeURIComponent(id));
     else this.detail.hide();
     if (name === "chats") this.chats.showList();
+    else this.chats.hideList();
     if (name === "chat") this.chats.showChat(Number(id));
     else this.chats.hideChat();
     if (name === "extensions") this.sessions.refresh();
-    if (focus) {
-      const heading = document.querySelector(`#${shown[name]} h2`);
-      heading?.setAttribute("tabindex", "-1");
-      heading?.focus();
-    }
+    // After a link is followed, the new view's heading takes the focus (for
+    // a request or a chat, once it has loaded: see `headingShown`).
+    this.pendingFocus = focus ? shown[name] : null;
+    if (focus && name !== "request" && name !== "chat") this.headingShown();
+  }
+
+  // A view drew its heading: focus it if the user just navigated there.
+  headingShown() {
+    const view = this.pendingFocus && document.getElementById(this.pendingFocus);
+    const heading = view && (view.querySelector("[data-view-heading]") || view.querySelector("h2"));
+    if (!heading) return;
+    this.pendingFocus = null;
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
   }
 
   signOut(note) {

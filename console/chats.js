@@ -99,6 +99,10 @@ export class Chats {
     this.refresh();
   }
 
+  hideList() {
+    this.listShown = false;
+  }
+
   renderList() {
     if (!this.items.length) {
       fill(this.root, h("p", { class: "empty" }, "No chats yet: each submit without a chat starts one."));
@@ -187,7 +191,6 @@ export class Chats {
   }
 
   async showChat(id) {
-    this.listShown = false;
     if (this.open?.chat.id === id) return;
     const head = document.getElementById("chat-head");
     const root = document.getElementById("chat-requests");
@@ -212,6 +215,7 @@ export class Chats {
       ),
       h("h3", {}, "Its requests, newest first"),
     );
+    this.app.headingShown();
     this.renderOpenCounts();
     this.open.table.load();
   }

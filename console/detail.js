@@ -42,6 +42,7 @@ export class Detail {
         h("h2", { id: "detail-title", tabindex: "-1" }, "Request"),
         h("p", { class: "error", role: "alert" }, e.status === 404 ? `No such request: ${e.detail}.` : `Could not load the request: ${e.detail || e.message}.`),
       );
+      this.app.headingShown();
     }
   }
 
@@ -129,6 +130,7 @@ export class Detail {
           ],
     );
     if (hadFocus) document.getElementById(hadFocus)?.focus();
+    this.app.headingShown();
   }
 }
 

@@ -302,6 +302,13 @@ test("keyboard: every control is reachable with Tab, and Sign out forgets the ke
     assert.ok(reached.includes(control), `${control} not reached by Tab: ${reached.join(", ")}`);
   }
   assert.ok(reached.some((r) => r.startsWith("a:") && r.includes("Explain qubits")), "a request's row links to its detail");
+  // Following a link moves the focus to the new view's heading.
+  await page.locator("#requests a.message").first().focus();
+  await page.keyboard.press("Enter");
+  await page.locator("#detail-title:focus").waitFor();
+  await page.locator("#view-request").getByRole("link", { name: "← Requests" }).focus();
+  await page.keyboard.press("Enter");
+  await page.locator("#requests-title:focus").waitFor();
 
   await page.getByRole("button", { name: "Sign out" }).focus();
   await page.keyboard.press("Enter");
