@@ -145,6 +145,10 @@ test("HTML in an answer is text, wherever it is", async () => {
     ["div", { class: "table-wrap" }, ["table", {}, ["thead", {}, ["tr", {}, ["th", {}, "<i>h</i>"]]], ["tbody", {}, ["tr", {}, ["td", {}, "<svg onload=alert(3)>"]]]]],
     ["h4", {}, "<em>title</em>"],
   ]);
+});
+
+test("nothing was loaded from elsewhere, nothing broke the policy, no script error", () => {
+  assert.deepEqual(seen.foreign, []);
   assert.deepEqual(seen.violations, []);
   assert.deepEqual(seen.errors, []);
 });
