@@ -174,7 +174,17 @@ async fn router_answers_404_json_for_unknown_routes() {
     let edge = Edge::start().await;
     let key = edge.key.clone();
 
-    for path in ["/", "/api/chat/", "/api/chat/submit/more/"] {
+    // `/` is the web console's page (console.rs checks it in full).
+    let root = edge
+        .router
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).expect("request"))
+        .await
+        .expect("the router never fails");
+    assert_eq!(root.status(), StatusCode::OK);
+    assert_eq!(root.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+
+    for path in ["/api/chat/", "/api/chat/submit/more/"] {
         for key in [None, Some(key.as_str())] {
             assert_eq!(
                 edge.get(path, key).await,

@@ -143,8 +143,8 @@ async fn unknown_routes_answer_404_json() {
     let (app, key) = TestApp::with_account().await;
     let created = app.submit_message(&key, "m").await;
 
+    // `/` is the web console (console.rs); every other unknown path is JSON.
     for path in [
-        "/".to_string(),
         "/api/".to_string(),
         "/api/chat/".to_string(),
         "/api/chat/nothing/".to_string(),

@@ -4,6 +4,7 @@
 //! no database handle, so any number of edges can front any number of cores.
 
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod listener;
@@ -139,6 +140,7 @@ pub fn app(state: EdgeState) -> axum::Router {
         .merge(ws::router(state.clone()))
         .merge(health::router(state))
         .merge(rest::openapi::router(docs))
+        .merge(console::router())
         .merge(metrics);
     let app = match cors {
         Some(cors) => app.layer(cors),

@@ -1,6 +1,7 @@
 // The real `chatrelay serve` as a child process on loopback, over a SQLite
 // file in the test's temporary directory, plus the REST calls the tests make.
 // A restart reuses the same port (the extension's settings name it) and file.
+// The web console's suite (console/test/) uses it too.
 import { spawn, execFile } from "node:child_process";
 import { createServer } from "node:net";
 import { once } from "node:events";
@@ -11,15 +12,19 @@ import { waitUntil, withTimeout } from "./wait.js";
 const LISTENING = /chatrelay listening: REST and WebSocket on (http:\/\/[\d.]+:(\d+))/;
 
 export class Chatrelay {
-  constructor({ bin, dir }) {
+  // `env`: more settings (CHATRELAY_… variables) for `serve` and `account`.
+  constructor({ bin, dir, env = {} }) {
     this.bin = bin;
+    this.env = env;
     this.databaseUrl = `sqlite://${join(dir, "chatrelay.db")}?mode=rwc`;
     this.logs = [];
     this.port = 0;
   }
 
-  async createAccount(name) {
-    const { stdout } = await promisify(execFile)(this.bin, ["account", "--database-url", this.databaseUrl, "create", "--name", name]);
+  // `options`: more flags of `account create` (e.g. --webhook-url URL).
+  async createAccount(name, options = []) {
+    const args = ["account", "--database-url", this.databaseUrl, "create", "--name", name, ...options];
+    const { stdout } = await promisify(execFile)(this.bin, args, { env: { ...process.env, ...this.env } });
     return stdout.trim().split("\n").pop().trim();
   }
 
@@ -33,6 +38,7 @@ export class Chatrelay {
         CHATRELAY_HTTP_ADDR: `127.0.0.1:${this.port}`,
         CHATRELAY_GRPC_ADDR: "127.0.0.1:0",
         RUST_LOG: process.env.RUST_LOG || "warn",
+        ...this.env,
       },
       stdio: ["ignore", "pipe", "pipe"],
     });
