@@ -7,27 +7,13 @@ use axum::{
     Json,
 };
 use chatrelay_proto::v1 as pb;
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use super::{
     authed, client,
     json::ChatJson,
-    requests::{page, parse_limit},
+    requests::{page, parse_limit, PageParams},
 };
 use crate::{error::ErrorBody, ApiError, EdgeState};
-
-/// Query parameters of `GET /api/chat/chats/`, checked by hand like the
-/// requests list's.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size, 1 to 1000; absent, the core's default page (100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-    /// Where the page starts: the `X-Next-Cursor` of the previous page.
-    cursor: Option<String>,
-}
 
 /// List chats
 ///
@@ -39,7 +25,7 @@ pub struct ListParams {
     path = "/api/chat/chats/",
     tag = "chats",
     operation_id = "list_chats",
-    params(ListParams),
+    params(PageParams),
     responses(
         (status = 200, description = "A page of chats.", body = [ChatJson],
             headers(("X-Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
@@ -51,7 +37,7 @@ pub struct ListParams {
 pub async fn list(
     State(state): State<EdgeState>,
     headers: HeaderMap,
-    params: Result<Query<ListParams>, QueryRejection>,
+    params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) =
         params.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;

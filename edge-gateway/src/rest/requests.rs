@@ -211,6 +211,19 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
+/// The query parameters of a plain list (chats, webhook deliveries): a page
+/// size and where to start. Read as text and checked by hand, like
+/// [`ListParams`].
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1 to 1000; absent, the core's default page (100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// Where the page starts: the `X-Next-Cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 /// A `limit` query parameter: 1 to 1000; absent means the default page.
 pub fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
     match limit.filter(|l| !l.is_empty()) {

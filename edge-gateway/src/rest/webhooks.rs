@@ -7,27 +7,13 @@ use axum::{
     Json,
 };
 use chatrelay_proto::v1 as pb;
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use super::{
     authed, client,
     json::DeliveryJson,
-    requests::{page, parse_limit},
+    requests::{page, parse_limit, PageParams},
 };
 use crate::{error::ErrorBody, ApiError, EdgeState};
-
-/// Query parameters of `GET /api/chat/webhooks/`, checked by hand like the
-/// other lists'.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size, 1 to 1000; absent, 100.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-    /// Where the page starts: the `X-Next-Cursor` of the previous page.
-    cursor: Option<String>,
-}
 
 /// List webhook deliveries
 ///
@@ -38,7 +24,7 @@ pub struct ListParams {
     path = "/api/chat/webhooks/",
     tag = "webhooks",
     operation_id = "list_webhook_deliveries",
-    params(ListParams),
+    params(PageParams),
     responses(
         (status = 200, description = "A page of deliveries.", body = [DeliveryJson],
             headers(("X-Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
@@ -50,7 +36,7 @@ pub struct ListParams {
 pub async fn list(
     State(state): State<EdgeState>,
     headers: HeaderMap,
-    params: Result<Query<ListParams>, QueryRejection>,
+    params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) =
         params.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
