@@ -7,19 +7,45 @@ mod writers;
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr, SqlxPostgresConnector};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    ConnectOptions, Connection,
+};
 
 pub use notify::{publish_finished, publish_work};
 
 use crate::{config::DatabaseConfig, Core};
 
+/// A pooled connection idle for longer than this is pinged before it is
+/// used again, so one the server or a proxy closed meanwhile is replaced
+/// instead of failing a query.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 pub(super) async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(config.database_url.as_str());
-    options
+    let options: PgConnectOptions = config
+        .database_url
+        .parse()
+        .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?;
+    let pool = PgPoolOptions::new()
         .max_connections(config.db_max_connections.max(2))
         .acquire_timeout(Duration::from_secs(30))
-        .sqlx_logging(false);
-    Database::connect(options).await
+        // sqlx's default pings every connection before every use: a round
+        // trip to the server per query or transaction, as many as the work
+        // itself. A busy pool's connections were in use a moment ago.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_with(options.disable_statement_logging())
+        .await
+        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
 }
 
 /// Starts the two writers, the listener for other cores' events and the
