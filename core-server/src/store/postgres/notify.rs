@@ -11,7 +11,10 @@
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
-use sqlx::postgres::PgListener;
+use sqlx::{
+    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
+    ConnectOptions,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -136,8 +139,36 @@ fn status_payloads(node: Uuid, changes: &[Change]) -> Vec<String> {
 
 /// Starts the task that passes this core's status changes on to the other
 /// cores, after their commit, a batch per round trip.
+///
+/// It sends them on a connection of its own whose commits do not wait for
+/// the WAL to reach the disk. Each notification needs a transaction, and
+/// PostgreSQL serialises the commits of every transaction that notifies:
+/// on the shared pool each batch would be one more synchronous commit in
+/// line with the writers' own. A notification is not durable anyway (a
+/// listener hears it only while connected), so nothing is lost that a
+/// crash would not lose: after one every core's listener reconnects and
+/// tells its subscribers to re-list.
 pub fn start_status_publisher(core: &Arc<Core>) {
     core.live.send_to_other_cores();
+    let options = match core
+        .config
+        .database
+        .database_url
+        .parse::<PgConnectOptions>()
+    {
+        Ok(options) => options
+            .options([("synchronous_commit", "off")])
+            .disable_statement_logging(),
+        Err(e) => {
+            tracing::error!(error = %e, "status changes cannot be passed on to other cores");
+            return;
+        }
+    };
+    // One connection, made again by the pool if it drops.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options);
     let core = core.clone();
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
@@ -150,13 +181,13 @@ pub fn start_status_publisher(core: &Arc<Core>) {
             if dropped {
                 payloads.push(format!("{}:r:0", core.node_id));
             }
-            let statement = Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
-                [CHANNEL.into(), payloads.into()],
-            );
             for attempt in 1..=3 {
-                match core.store.write.execute(statement.clone()).await {
+                let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+                    .bind(CHANNEL)
+                    .bind(&payloads)
+                    .execute(&pool)
+                    .await;
+                match sent {
                     Ok(_) => break,
                     Err(e) if attempt < 3 => {
                         tracing::debug!(error = %e, "cannot pass status changes on; retrying");
