@@ -1,5 +1,5 @@
 //! PostgreSQL: one pool shared by reads and writes, written side by side by
-//! the submit writer and the session writer ([`writers`]); several cores
+//! the submit writers and the session writer ([`writers`]); several cores
 //! share the database and hear of each other's events through [`notify`].
 
 mod notify;
@@ -48,7 +48,7 @@ pub(super) async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnectio
     Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
 }
 
-/// Starts the two writers, the listener for other cores' events and the
+/// Starts the writers, the listener for other cores' events and the
 /// publisher of this core's status changes to them.
 pub(super) fn start(core: &Arc<Core>) {
     writers::start_submit_writer(core);

@@ -1,38 +1,64 @@
-//! PostgreSQL's two writers: one takes batches of submits, the other
-//! batches of the sessions' results, and each writes its batch in one
-//! transaction on the shared pool, side by side with the other (and with
-//! other cores). At shutdown each stops taking new work, writes what is
-//! already queued, and ends.
+//! PostgreSQL's writers: submit writers take batches of submits, the
+//! session writer batches of the sessions' results, and each writes its
+//! batch in one transaction on the shared pool, side by side with the
+//! others (and with other cores). At shutdown each stops taking new work,
+//! writes what is already queued, and ends.
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use futures::FutureExt;
+use tokio::sync::Mutex;
 
 use crate::{intake, results, store::batches, Core};
 
-/// Starts the writer. At shutdown it stops taking new submissions, stores
-/// the ones already queued, and ends.
+/// Submit batches written at once. A commit waits for its WAL to reach the
+/// disk, and PostgreSQL flushes the WAL of concurrent commits together: while
+/// one batch waits for its flush, the next is already being written.
+const SUBMIT_WRITERS: usize = 2;
+
+/// Starts the submit writers. They take batches from the one queue in turn;
+/// the rate limits are checked as a batch is taken, so every writer applies
+/// the same limits. At shutdown they stop taking new submissions, store the
+/// ones already queued, and end.
 pub(super) fn start_submit_writer(core: &Arc<Core>) {
-    let Some(mut rx) = core.intake.take_receiver() else {
+    let Some(rx) = core.intake.take_receiver() else {
         return;
     };
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        let mut limits = intake::RateLimits::new(&core);
-        while let Some(batch) = rx.next(&core.shutdown, intake::MAX_BATCH).await {
-            // A bug in one batch must not stop every later submit: its callers
-            // get an error (their reply senders are dropped) and the writer goes on.
-            let stored = AssertUnwindSafe(async {
-                let accepted = intake::accept(&core, &mut limits, batch).await;
-                batches::store_submits(&core, accepted).await
-            })
-            .catch_unwind();
-            if stored.await.is_err() {
-                tracing::error!("submit batch panicked; its callers were answered with an error");
+    let queue = Arc::new(Mutex::new((rx, intake::RateLimits::new(core))));
+    for _ in 0..SUBMIT_WRITERS {
+        let (core, queue) = (core.clone(), queue.clone());
+        let tracker = core.tasks.clone();
+        tracker.spawn(async move {
+            loop {
+                // A bug in one batch must not stop every later submit: its
+                // callers get an error (their reply senders are dropped) and
+                // the writer goes on.
+                let accepted = {
+                    let mut queue = queue.lock().await;
+                    let (rx, limits) = &mut *queue;
+                    let Some(batch) = rx.next(&core.shutdown, intake::MAX_BATCH).await else {
+                        return;
+                    };
+                    AssertUnwindSafe(intake::accept(&core, limits, batch))
+                        .catch_unwind()
+                        .await
+                };
+                let stored = match accepted {
+                    Ok(accepted) => {
+                        AssertUnwindSafe(batches::store_submits(&core, accepted))
+                            .catch_unwind()
+                            .await
+                    }
+                    Err(panic) => Err(panic),
+                };
+                if stored.is_err() {
+                    tracing::error!(
+                        "submit batch panicked; its callers were answered with an error"
+                    );
+                }
             }
-        }
-    });
+        });
+    }
 }
 
 /// Starts the writer. At shutdown it stops taking results, applies the ones
