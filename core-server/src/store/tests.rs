@@ -492,6 +492,34 @@ async fn a_request_is_read_by_id_only_with_a_key_of_its_account() {
     .await;
 }
 
+#[tokio::test]
+async fn batches_of_any_size_store_every_submission_with_its_chat() {
+    on_each_store(|core, account| async move {
+        for size in [1, 3, 40] {
+            let items: Vec<Submission> = (0..size)
+                .map(|i| {
+                    let chat = (i % 2 == 1).then(|| format!("conv-{size}-{i}"));
+                    submission(&format!("m{i}"), chat.as_deref())
+                })
+                .collect();
+            let (views, committed) = store(&core, account, &items).await;
+            assert_eq!(views.len(), size);
+            assert_eq!(committed.changes.len(), size);
+            for (i, view) in views.iter().enumerate() {
+                assert_eq!(view.request.message, format!("m{i}"));
+                assert_eq!(view.chat, items[i].chat_id);
+                let row = read_row(&core, view.request.id).await;
+                assert_eq!(MessageRequest::from(row.clone()), view.request);
+                assert_eq!(row.status, RequestStatus::Idle);
+            }
+            let chats: std::collections::HashSet<i64> =
+                views.iter().map(|v| v.request.chat_id).collect();
+            assert_eq!(chats.len(), size, "one new chat per submission");
+        }
+    })
+    .await;
+}
+
 // ---- cancelling, counting, sessions, deliveries -----------------------------
 
 /// A second account, with a webhook URL if given.
