@@ -19,11 +19,16 @@ struct Cli {
 enum Command {
     /// Run the whole suite and print the table (what `bash bench/run` does).
     Run(suite::RunOptions),
-    /// The physical reference: a bare axum handler that parses and returns the
-    /// submit JSON body. The suite starts it as a process of its own.
+    /// The references: a bare axum handler that parses and returns the
+    /// submit JSON body, and with --database-url one that reads a request as
+    /// chatrelay's GET does, with plain sqlx. The suite starts it as a
+    /// process of its own.
     ReferenceServer {
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
+        /// A PostgreSQL database with chatrelay's tables.
+        #[arg(long)]
+        database_url: Option<String>,
     },
 }
 
@@ -31,6 +36,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(options) => suite::run(options).await,
-        Command::ReferenceServer { addr } => reference::serve(addr).await,
+        Command::ReferenceServer { addr, database_url } => {
+            reference::serve(addr, database_url.as_deref()).await
+        }
     }
 }

@@ -1,18 +1,33 @@
-//! The physical reference: a bare axum handler that parses the submit JSON
-//! body and returns it, with no database and no gRPC hop. It runs as a
-//! process of its own (`chatrelay-bench reference-server`) so it does not
-//! share a runtime with the load generator, and wrk measures it with the
-//! same script and settings as chatrelay's REST submit.
+//! The references chatrelay is measured against, served by a process of
+//! their own (`chatrelay-bench reference-server`) so they do not share a
+//! runtime with the load generator:
+//!
+//! - the physical reference: a bare axum handler that parses the submit
+//!   JSON body and returns it, with no database and no gRPC hop, driven by
+//!   the same wrk script and settings as chatrelay's REST submit;
+//! - the database reference (`ref-db`, PostgreSQL): a bare axum handler
+//!   that does what chatrelay's `GET /api/chat/requests/{id}/` asks of the
+//!   database, with plain sqlx, driven like chatrelay's GET. It tells how
+//!   close that GET is to what the database itself allows.
 
 use std::{net::SocketAddr, path::Path, process::Stdio, time::Duration};
 
 use anyhow::Context;
-use axum::{http::StatusCode, routing::post, Json, Router};
+use axum::{
+    extract::{Path as UrlPath, State},
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
+    Json, Router,
+};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{postgres::PgPoolOptions, PgPool};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
 };
+use uuid::Uuid;
 
 /// api-spec.md's submit body.
 #[derive(Deserialize, Serialize)]
@@ -30,11 +45,112 @@ async fn submit(Json(body): Json<SubmitBody>) -> (StatusCode, Json<SubmitBody>) 
     (StatusCode::CREATED, Json(body))
 }
 
-/// Serves `POST /api/chat/submit/` until killed; prints its address first.
-pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
+/// The lookup of chatrelay's GET: the request and its chat's ChatGPT id,
+/// by id, if the request is of the account of the key with this SHA-256
+/// (one query through the primary key and the key-hash index).
+const REQUEST_BY_ID: &str = "\
+    SELECT r.id, r.message, r.response_type, r.thinking_time, r.status, r.response, \
+           r.error_message, c.chatgpt_id, r.queued_at, r.started_at, r.completed_at \
+    FROM message_requests r LEFT JOIN chats c ON c.id = r.chat_id \
+    WHERE r.id = $1 \
+      AND r.account_id IN (SELECT account_id FROM api_keys WHERE key_hash = $2)";
+
+type RequestRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+/// The fields of chatrelay's answer to a GET.
+#[derive(Serialize)]
+struct RequestBody {
+    id: Uuid,
+    message: String,
+    response_type: String,
+    thinking_time: String,
+    status: String,
+    response: Option<String>,
+    error_message: Option<String>,
+    chat: Option<String>,
+    queued_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+async fn get_request(
+    State(pool): State<PgPool>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Json<RequestBody>, StatusCode> {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|key| key.to_str().ok())
+        .ok_or(StatusCode::UNAUTHORIZED)?;
+    let id = Uuid::parse_str(&id).map_err(|_| StatusCode::NOT_FOUND)?;
+    let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
+    let row: Option<RequestRow> = sqlx::query_as(REQUEST_BY_ID)
+        .bind(id)
+        .bind(key_hash)
+        .fetch_optional(&pool)
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    let (
+        id,
+        message,
+        response_type,
+        thinking_time,
+        status,
+        response,
+        error_message,
+        chat,
+        queued_at,
+        started_at,
+        completed_at,
+    ) = row.ok_or(StatusCode::NOT_FOUND)?;
+    Ok(Json(RequestBody {
+        id,
+        message,
+        response_type,
+        thinking_time,
+        status,
+        response,
+        error_message,
+        chat,
+        queued_at,
+        started_at,
+        completed_at,
+    }))
+}
+
+/// Serves `POST /api/chat/submit/` until killed, and with `database_url`
+/// (PostgreSQL) also `GET /api/chat/requests/{id}/`; prints its address
+/// first. The pool is sized and set up as chatrelay's is by default (16
+/// connections, no ping before each use).
+pub async fn serve(addr: SocketAddr, database_url: Option<&str>) -> anyhow::Result<()> {
+    let mut app = Router::new().route("/api/chat/submit/", post(submit));
+    if let Some(url) = database_url {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
+        app = app.merge(
+            Router::new()
+                .route("/api/chat/requests/{id}/", get(get_request))
+                .with_state(pool),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("reference listening on http://{}", listener.local_addr()?);
-    let app = Router::new().route("/api/chat/submit/", post(submit));
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -46,10 +162,15 @@ pub struct ReferenceServer {
 }
 
 impl ReferenceServer {
-    /// Starts `<this binary> reference-server` on an ephemeral port.
-    pub async fn start(bench_binary: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(bench_binary)
-            .arg("reference-server")
+    /// Starts `<this binary> reference-server` on an ephemeral port, with
+    /// the database reference if given a PostgreSQL URL.
+    pub async fn start(bench_binary: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
+        let mut command = Command::new(bench_binary);
+        command.arg("reference-server");
+        if let Some(url) = database_url {
+            command.arg("--database-url").arg(url);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .kill_on_drop(true)

@@ -237,6 +237,7 @@ async fn run_on(
     ));
     let mut suite = Suite {
         options,
+        database_url: &database.url,
         server: &server,
         observer: Observer::new(server.pid, options.perf.clone(), options.postgres.is_some()),
         wrk: Wrk {
@@ -260,6 +261,8 @@ async fn run_on(
 
 struct Suite<'a> {
     options: &'a RunOptions,
+    /// chatrelay's `DATABASE_URL`.
+    database_url: &'a str,
     server: &'a Chatrelay,
     observer: Observer,
     wrk: Wrk,

@@ -31,7 +31,10 @@ impl Suite<'_> {
             self.grpc_submit(keys, rest_rps).await?;
         }
         if self.runs(Scenario::Get) {
-            self.rest_get(keys).await?;
+            let (id, get_rps) = self.rest_get(keys).await?;
+            if self.options.postgres.is_some() {
+                self.reference_db(keys, &id, get_rps).await?;
+            }
         }
         if self.runs(Scenario::Lifecycle) {
             self.lifecycles(keys).await?;
@@ -51,7 +54,7 @@ impl Suite<'_> {
 
     /// The physical reference, with the same wrk settings as the REST scenarios.
     async fn reference(&mut self) -> anyhow::Result<()> {
-        let reference = ReferenceServer::start(&std::env::current_exe()?).await?;
+        let reference = ReferenceServer::start(&std::env::current_exe()?, None).await?;
         let url = format!("http://{}/api/chat/submit/", reference.addr);
         let measured = self.wrk_measured(None, &url, &self.submit_script, "").await;
         reference.stop().await;
@@ -148,8 +151,9 @@ impl Suite<'_> {
         Ok(())
     }
 
-    /// (3) REST GET of one request, with wrk.
-    async fn rest_get(&mut self, keys: &Keys) -> anyhow::Result<()> {
+    /// (3) REST GET of one request, with wrk; returns the request's id and
+    /// the GETs/s.
+    async fn rest_get(&mut self, keys: &Keys) -> anyhow::Result<(String, f64)> {
         let id = RestClient::new(self.server.http, &keys.get)?
             .submit()
             .await?;
@@ -163,6 +167,31 @@ impl Suite<'_> {
         );
         let met = report.requests_per_sec / self.reference_rps >= 0.25;
         self.add_wrk_row(scenario, &report, cpu, "≥ 25% of reference", Some(met));
+        Ok((id, report.requests_per_sec))
+    }
+
+    /// (ref-db) The same GET, of the same request with the same key, from
+    /// the database reference: plain sqlx on chatrelay's database, no gRPC
+    /// hop. What chatrelay's GET (3) is of it is the target column.
+    async fn reference_db(&mut self, keys: &Keys, id: &str, get_rps: f64) -> anyhow::Result<()> {
+        let reference =
+            ReferenceServer::start(&std::env::current_exe()?, Some(self.database_url)).await?;
+        let url = format!("http://{}/api/chat/requests/{id}/", reference.addr);
+        let measured = self
+            .wrk_measured(None, &url, &self.get_script, &keys.get)
+            .await;
+        reference.stop().await;
+        let (report, _) = measured?;
+        self.add_wrk_row(
+            format!(
+                "ref-db: bare axum + plain sqlx, the lookup of 3 on the same database (wrk, {} conns)",
+                self.conns()
+            ),
+            &report,
+            None,
+            &format!("3 is {} of this", percent(get_rps / report.requests_per_sec)),
+            None,
+        );
         Ok(())
     }
 

@@ -134,7 +134,8 @@ pub(crate) async fn add_key(
 }
 
 /// The accounts of the keys whose SHA-256 are `hashes`: by point reads
-/// where the store has them, else (or if those fail) in one query. A hash
+/// where the store has them (SQLite's or PostgreSQL's), else (or if those
+/// fail) in one query. A hash
 /// of no key is absent from the answer.
 pub(crate) async fn of_key_hashes(
     store: &Store,
@@ -151,6 +152,18 @@ pub(crate) async fn of_key_hashes(
             .into_iter()
             .filter_map(|(hash, account)| Some((hash.to_string(), AccountId(account?))))
             .collect());
+    }
+    if let Some(reads) = store.postgres_point_reads() {
+        let hashes: Vec<&str> = hashes.iter().copied().collect();
+        match reads.accounts_of_keys(&hashes).await {
+            Ok(found) => {
+                return Ok(found
+                    .into_iter()
+                    .map(|(hash, account)| (hash, AccountId(account)))
+                    .collect())
+            }
+            Err(e) => tracing::debug!(error = %e, "point read failed; asking sea-orm"),
+        }
     }
     Ok(api_key::Entity::find()
         .filter(api_key::Column::KeyHash.is_in(hashes.iter().copied()))

@@ -5,13 +5,15 @@
 //!   commit of submits, results and standing claims), WAL checkpoints beside
 //!   it, and point reads on rusqlite connections.
 //! - `postgres/`: a shared pool, a group-commit writer each for submits and
-//!   for sessions, `FOR UPDATE SKIP LOCKED` claims, and `LISTEN/NOTIFY`
-//!   wake-ups between cores.
+//!   for sessions (results and claims), `FOR UPDATE SKIP LOCKED` claims,
+//!   point reads on connections of their own, and `LISTEN/NOTIFY` wake-ups
+//!   between cores.
 //! - `entities/`: one sea-orm entity per table; `claim`: the dispatch claim.
 //!
 //! The rest of the core sees a [`Store`]: its connections for the
 //! statements both back ends share, and the capabilities that differ
-//! ([`Store::sole_writer`], [`Store::point_read`], [`publish_work`], …).
+//! ([`Store::sole_writer`], [`Store::point_read`], [`Store::postgres_point_reads`],
+//! [`publish_work`], …).
 
 pub(crate) mod accounts;
 pub(crate) mod batches;
@@ -40,9 +42,8 @@ pub use postgres::{publish_finished, publish_work};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, StatementBuilder};
 pub use sqlite::point_reads::{PointReadError, PointReads};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{error::CoreResult, model::AccountId, results::Claimed, Core};
@@ -61,7 +62,7 @@ pub struct Store {
 #[derive(Clone, Debug)]
 enum Parts {
     Sqlite(sqlite::Parts),
-    Postgres,
+    Postgres(postgres::Parts),
 }
 
 impl Store {
@@ -82,11 +83,11 @@ impl Store {
                 parts: Parts::Sqlite(parts),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let conn = postgres::connect(config).await?;
+            let (conn, parts) = postgres::connect(config).await?;
             Ok(Self {
                 read: conn.clone(),
                 write: conn,
-                parts: Parts::Postgres,
+                parts: Parts::Postgres(parts),
             })
         } else {
             Err(DbErr::Custom(
@@ -100,7 +101,7 @@ impl Store {
     pub(crate) fn start(core: &Arc<Core>) {
         match &core.store.parts {
             Parts::Sqlite(_) => sqlite::start(core),
-            Parts::Postgres => postgres::start(core),
+            Parts::Postgres(_) => postgres::start(core),
         }
     }
 
@@ -115,7 +116,7 @@ impl Store {
     pub fn file(&self) -> Option<PathBuf> {
         match &self.parts {
             Parts::Sqlite(parts) => parts.file.clone(),
-            Parts::Postgres => None,
+            Parts::Postgres(_) => None,
         }
     }
 
@@ -123,7 +124,7 @@ impl Store {
     pub fn point_reads(&self) -> Option<Arc<PointReads>> {
         match &self.parts {
             Parts::Sqlite(parts) => parts.point_reads.clone(),
-            Parts::Postgres => None,
+            Parts::Postgres(_) => None,
         }
     }
 
@@ -145,30 +146,32 @@ impl Store {
         }
     }
 
+    /// PostgreSQL's point reads, where the store has them: lookups by key
+    /// on connections kept off the pool. Their callers fall back to sea-orm
+    /// when one fails.
+    pub(crate) fn postgres_point_reads(&self) -> Option<&postgres::PointReads> {
+        match &self.parts {
+            Parts::Postgres(parts) => Some(&parts.point_reads),
+            Parts::Sqlite(_) => None,
+        }
+    }
+
     /// Leases up to `room` of the account's claimable requests to
     /// `session`, oldest first; the answer comes through the returned
-    /// [`Claimed`]. A sole writer's claim goes to its writer and, if it
-    /// finds nothing, stands there until a write gives the account work (it
-    /// is then answered only with requests). Where cores share the database
-    /// the claim runs at once, side by side with other sessions', and may be
-    /// answered empty: the session then waits for a wake-up.
+    /// [`Claimed`]. Claims go to the session writer and run in its
+    /// transaction, after the results gathered with them, one core's claims
+    /// one after another (so a core's sessions never contend for the same
+    /// rows). A sole writer's claim that finds nothing stands there until a
+    /// write gives the account work (it is then answered only with
+    /// requests). Where cores share the database it is answered empty, and
+    /// the session waits for a wake-up.
     pub(crate) async fn claim(
         core: &Core,
         account: AccountId,
         session: Uuid,
         room: Arc<AtomicUsize>,
     ) -> CoreResult<Claimed> {
-        match &core.store.parts {
-            Parts::Sqlite(_) => core.results.claim(account, session, room).await,
-            Parts::Postgres => {
-                let wanted = room.load(Ordering::Acquire);
-                let claimed =
-                    claim::claim_in(core, &core.store.write, account, session, wanted).await;
-                let (answer, claimed_rx) = oneshot::channel();
-                let _ = answer.send(claimed);
-                Ok(claimed_rx)
-            }
-        }
+        core.results.claim(account, session, room).await
     }
 
     /// The back end's form of a sea-query statement (a lock clause only
@@ -183,8 +186,11 @@ impl Store {
 
     pub async fn close(self) {
         let _ = self.read.close().await;
-        if let Parts::Sqlite(_) = self.parts {
-            let _ = self.write.close().await;
+        match self.parts {
+            Parts::Sqlite(_) => {
+                let _ = self.write.close().await;
+            }
+            Parts::Postgres(parts) => parts.point_reads.close().await,
         }
     }
 }

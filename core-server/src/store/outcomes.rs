@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::{
     sea_query::{Expr, Func, Query, SimpleExpr},
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    IdenStatic, Iterable, QueryFilter, Set, Statement, Value,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
+    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, Set, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -144,11 +144,44 @@ async fn settle_chat(
     Ok(target.id)
 }
 
-/// `WITH v(columns) AS (VALUES (…), (…)) ` for `rows` of parameters,
-/// numbered from `$1` (SQLite and PostgreSQL both read `$n`), and the
-/// parameters in order.
-fn values_table(columns: &str, rows: Vec<Vec<Value>>) -> (String, Vec<Value>) {
-    let mut sql = format!("WITH v({columns}) AS (VALUES ");
+/// `WITH v(columns) AS (…) ` for `rows` of parameters (in `columns`'
+/// order, each column named with its PostgreSQL type), and the parameters
+/// in order, numbered from `$1`. SQLite reads a `VALUES` list with a
+/// parameter per cell. PostgreSQL reads one JSON parameter through
+/// `json_to_recordset`: the SQL text is then the same for every batch size,
+/// so each connection prepares the statement once rather than once per
+/// batch size (a round trip and a plan each time).
+fn values_table(
+    backend: DatabaseBackend,
+    columns: &[(&str, &str)],
+    rows: Vec<Vec<Value>>,
+) -> (String, Vec<Value>) {
+    let names = columns
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if backend == DatabaseBackend::Postgres {
+        let typed = columns
+            .iter()
+            .map(|(name, ty)| format!("{name} {ty}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let json: Vec<serde_json::Value> = rows
+            .into_iter()
+            .map(|row| {
+                columns
+                    .iter()
+                    .zip(row)
+                    .map(|((name, _), value)| (name.to_string(), json_of(value)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            })
+            .collect();
+        let sql = format!("WITH v AS (SELECT * FROM json_to_recordset($1::json) AS v({typed})) ");
+        return (sql, vec![serde_json::Value::Array(json).to_string().into()]);
+    }
+    let mut sql = format!("WITH v({names}) AS (VALUES ");
     let mut params = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
         sql.push_str(if i == 0 { "(" } else { ", (" });
@@ -161,6 +194,17 @@ fn values_table(columns: &str, rows: Vec<Vec<Value>>) -> (String, Vec<Value>) {
     }
     sql.push_str(") ");
     (sql, params)
+}
+
+/// A parameter of [`values_table`] as JSON: the kinds its callers pass.
+fn json_of(value: Value) -> serde_json::Value {
+    match value {
+        Value::BigInt(Some(n)) => n.into(),
+        Value::String(Some(text)) => (*text).into(),
+        Value::Uuid(Some(id)) => id.to_string().into(),
+        Value::BigInt(None) | Value::String(None) | Value::Uuid(None) => serde_json::Value::Null,
+        other => unreachable!("values_table has no JSON form for {other:?}"),
+    }
 }
 
 /// Writes the terminal statuses of `outcomes` (distinct requests) in one
@@ -190,7 +234,18 @@ async fn finish_all(
             ]
         })
         .collect();
-    let (values, mut params) = values_table("v_id, v_account, v_status, v_response, v_error", rows);
+    let backend = txn.get_database_backend();
+    let (values, mut params) = values_table(
+        backend,
+        &[
+            ("v_id", "uuid"),
+            ("v_account", "bigint"),
+            ("v_status", "text"),
+            ("v_response", "text"),
+            ("v_error", "text"),
+        ],
+        rows,
+    );
     params.push(now().into());
     let open = RequestStatus::OPEN
         .map(|s| format!("'{}'", s.as_str()))
@@ -209,7 +264,6 @@ async fn finish_all(
          RETURNING {returning}",
         params.len()
     );
-    let backend = txn.get_database_backend();
     let finished = message_request::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(backend, sql, params))
         .all(txn)
@@ -238,7 +292,16 @@ async fn name_chats(
             ]
         })
         .collect();
-    let (values, mut params) = values_table("v_chat, v_name, v_title", rows);
+    let backend = txn.get_database_backend();
+    let (values, mut params) = values_table(
+        backend,
+        &[
+            ("v_chat", "bigint"),
+            ("v_name", "text"),
+            ("v_title", "text"),
+        ],
+        rows,
+    );
     params.push(now().into());
     let sql = format!(
         "{values}UPDATE chats \
@@ -252,7 +315,6 @@ async fn name_chats(
          RETURNING id",
         params.len()
     );
-    let backend = txn.get_database_backend();
     let rows = txn
         .query_all(Statement::from_sql_and_values(backend, sql, params))
         .await?;
@@ -358,9 +420,11 @@ pub(crate) async fn apply_all_in(
     let finished_now: Vec<&MessageRequest> =
         applied.iter().filter_map(|r| r.as_ref().ok()).collect();
     webhooks::enqueue(txn, &finished_now).await?;
-    for request in finished_now {
-        publish_finished(txn, core, AccountId(request.account_id), request.id).await?;
-    }
+    let finished: Vec<_> = finished_now
+        .iter()
+        .map(|request| (AccountId(request.account_id), request.id))
+        .collect();
+    publish_finished(txn, core, &finished).await?;
     Ok(applied)
 }
 

@@ -24,6 +24,12 @@ pub(crate) async fn get_for_key(
     id: Uuid,
     key_hash: &str,
 ) -> CoreResult<Option<RequestView>> {
+    if let Some(reads) = store.postgres_point_reads() {
+        match reads.request(id, key_hash).await {
+            Ok(found) => return Ok(found),
+            Err(e) => tracing::debug!(error = %e, "point read failed; asking sea-orm"),
+        }
+    }
     Ok(message_request::Entity::find_by_id(id)
         .filter(
             message_request::Column::AccountId.in_subquery(

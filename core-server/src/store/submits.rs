@@ -1,9 +1,13 @@
 //! Storing submissions inside the writer's transaction: their idempotency
-//! keys, their new chats in one insert, the requests in another.
+//! keys, their new chats in one insert, the requests in another (on
+//! PostgreSQL with the same SQL text whatever the batch size).
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait,
+    IdenStatic, Iterable, QueryFilter, Statement,
+};
 use uuid::Uuid;
 
 use super::{
@@ -68,16 +72,7 @@ pub(crate) async fn insert_submissions(
             }
         })
         .collect();
-    if !requests.is_empty() {
-        message_request::Entity::insert_many(
-            requests
-                .iter()
-                .cloned()
-                .map(message_request::ActiveModel::from),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    }
+    insert_requests(txn, &requests).await?;
     let mut committed = Committed::default();
     for request in &requests {
         let account = AccountId(request.account_id);
@@ -161,27 +156,113 @@ async fn views_of(
         .collect())
 }
 
+/// Inserts `requests` in one statement. PostgreSQL takes them as one JSON
+/// parameter, so the statement's text (and each connection's prepared
+/// statement) is the same for every batch size; SQLite takes a multi-row
+/// insert.
+async fn insert_requests(
+    txn: &DatabaseTransaction,
+    requests: &[message_request::Model],
+) -> CoreResult<()> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    if txn.get_database_backend() != DatabaseBackend::Postgres {
+        message_request::Entity::insert_many(
+            requests
+                .iter()
+                .cloned()
+                .map(message_request::ActiveModel::from),
+        )
+        .exec_without_returning(txn)
+        .await?;
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "account_id": r.account_id,
+                "chat_id": r.chat_id,
+                "message": r.message,
+                "response_type": r.response_type.to_value(),
+                "thinking_time": r.thinking_time.to_value(),
+                "status": r.status.to_value(),
+                "response": r.response,
+                "error_message": r.error_message,
+                "queued_at": r.queued_at,
+                "started_at": r.started_at,
+                "completed_at": r.completed_at,
+                "attempts": r.attempts,
+                "lease_session": r.lease_session,
+                "lease_node": r.lease_node,
+                "lease_expires_at": r.lease_expires_at,
+            })
+        })
+        .collect();
+    let columns = message_request::Column::iter()
+        .map(|c| c.as_str().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO message_requests ({columns}) \
+         SELECT {columns} FROM json_populate_recordset(NULL::message_requests, $1::json)"
+    );
+    txn.execute(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        sql,
+        [serde_json::Value::Array(rows).to_string().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// New, unnamed chats of `accounts`, in one insert; their ids are assigned
+/// in order. On PostgreSQL the accounts go as one array, so the statement's
+/// text is the same for every batch size.
+async fn insert_unnamed_chats(
+    txn: &DatabaseTransaction,
+    accounts: Vec<AccountId>,
+) -> CoreResult<Vec<chat::Model>> {
+    if accounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut chats = if txn.get_database_backend() == DatabaseBackend::Postgres {
+        let accounts: Vec<i64> = accounts.iter().map(|a| a.0).collect();
+        let statement = Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "INSERT INTO chats (account_id, created_at, updated_at) \
+             SELECT a, $2, $2 FROM unnest($1::bigint[]) WITH ORDINALITY AS u(a, n) ORDER BY n \
+             RETURNING id, account_id, chatgpt_id, title, created_at, updated_at",
+            [accounts.into(), now().into()],
+        );
+        chat::Entity::find()
+            .from_raw_sql(statement)
+            .all(txn)
+            .await?
+    } else {
+        chat::Entity::insert_many(accounts.into_iter().map(chats::unnamed))
+            .exec_with_returning_many(txn)
+            .await?
+    };
+    // Ids are assigned in row order; RETURNING's order is not promised.
+    chats.sort_by_key(|c| c.id);
+    Ok(chats)
+}
+
 /// The chat of each submission, in order: new chats are created with one
 /// multi-row insert, named chats found or created one by one.
 async fn chats_for(
     txn: &DatabaseTransaction,
     items: &[(AccountId, &Submission)],
 ) -> CoreResult<Vec<chat::Model>> {
-    let fresh: Vec<chat::ActiveModel> = items
+    let fresh: Vec<AccountId> = items
         .iter()
         .filter(|(_, s)| s.chat_id.is_none())
-        .map(|(account, _)| chats::unnamed(*account))
+        .map(|(account, _)| *account)
         .collect();
-    let mut fresh = if fresh.is_empty() {
-        Vec::new()
-    } else {
-        chat::Entity::insert_many(fresh)
-            .exec_with_returning_many(txn)
-            .await?
-    };
-    // Ids are assigned in VALUES order; RETURNING's order is not promised.
-    fresh.sort_by_key(|c| c.id);
-    let mut fresh = fresh.into_iter();
+    let mut fresh = insert_unnamed_chats(txn, fresh).await?.into_iter();
     let mut chats = Vec::with_capacity(items.len());
     for (account, submission) in items {
         let chat = match submission.chat_id.as_deref() {

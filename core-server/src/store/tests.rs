@@ -459,6 +459,67 @@ async fn transactions_roll_back_whole() {
     .await;
 }
 
+#[tokio::test]
+async fn a_request_is_read_by_id_only_with_a_key_of_its_account() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(&core, account, &[submission("one", None)]).await;
+        let id = views[0].request.id;
+        let session = Uuid::new_v4();
+        assert_eq!(claim(&core, account, session, 1).await.len(), 1);
+        settle(&core, &[(account, id, &done("conv"))]).await;
+        let key = key_of(&core, account).await;
+        let read = crate::requests::get(&core, Some(&key), &id.to_string())
+            .await
+            .expect("read");
+        let listed = crate::requests::list(&core, account, None, None, 10, None)
+            .await
+            .expect("list");
+        assert_eq!(read, listed.items[0]);
+        assert_eq!(read.request.status, RequestStatus::Done);
+        assert_eq!(read.chat.as_deref(), Some("conv"));
+
+        let other = other_account(&core, "other", None).await;
+        let other_key = key_of(&core, other).await;
+        let err = crate::requests::get(&core, Some(&other_key), &id.to_string())
+            .await
+            .expect_err("another account's request");
+        assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
+        let err = crate::requests::get(&core, Some("cr_not_a_key"), &id.to_string())
+            .await
+            .expect_err("no such key");
+        assert!(matches!(err, CoreError::Unauthenticated(_)), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batches_of_any_size_store_every_submission_with_its_chat() {
+    on_each_store(|core, account| async move {
+        for size in [1, 3, 40] {
+            let items: Vec<Submission> = (0..size)
+                .map(|i| {
+                    let chat = (i % 2 == 1).then(|| format!("conv-{size}-{i}"));
+                    submission(&format!("m{i}"), chat.as_deref())
+                })
+                .collect();
+            let (views, committed) = store(&core, account, &items).await;
+            assert_eq!(views.len(), size);
+            assert_eq!(committed.changes.len(), size);
+            for (i, view) in views.iter().enumerate() {
+                assert_eq!(view.request.message, format!("m{i}"));
+                assert_eq!(view.chat, items[i].chat_id);
+                let row = read_row(&core, view.request.id).await;
+                assert_eq!(MessageRequest::from(row.clone()), view.request);
+                assert_eq!(row.status, RequestStatus::Idle);
+            }
+            let chats: std::collections::HashSet<i64> =
+                views.iter().map(|v| v.request.chat_id).collect();
+            assert_eq!(chats.len(), size, "one new chat per submission");
+        }
+    })
+    .await;
+}
+
 // ---- cancelling, counting, sessions, deliveries -----------------------------
 
 /// A second account, with a webhook URL if given.

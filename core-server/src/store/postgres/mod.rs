@@ -3,6 +3,7 @@
 //! share the database and hear of each other's events through [`notify`].
 
 mod notify;
+mod point_reads;
 mod writers;
 
 use std::{sync::Arc, time::Duration};
@@ -14,6 +15,7 @@ use sqlx::{
 };
 
 pub use notify::{publish_finished, publish_work};
+pub use point_reads::PointReads;
 
 use crate::{config::DatabaseConfig, Core};
 
@@ -22,7 +24,14 @@ use crate::{config::DatabaseConfig, Core};
 /// instead of failing a query.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
-pub(super) async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
+/// The PostgreSQL parts of a store.
+#[derive(Clone, Debug)]
+pub(super) struct Parts {
+    pub(super) point_reads: Arc<PointReads>,
+}
+
+/// Opens the pool and sets up the point reads.
+pub(super) async fn connect(config: &DatabaseConfig) -> Result<(DatabaseConnection, Parts), DbErr> {
     let options: PgConnectOptions = config
         .database_url
         .parse()
@@ -42,10 +51,13 @@ pub(super) async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnectio
                 Ok(true)
             })
         })
-        .connect_with(options.disable_statement_logging())
+        .connect_with(options.clone().disable_statement_logging())
         .await
         .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
-    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+    let parts = Parts {
+        point_reads: Arc::new(PointReads::new(options.disable_statement_logging())),
+    };
+    Ok((SqlxPostgresConnector::from_sqlx_postgres_pool(pool), parts))
 }
 
 /// Starts the writers, the listener for other cores' events and the

@@ -26,17 +26,36 @@ use crate::{
 
 const CHANNEL: &str = "chatrelay_dispatch";
 
-async fn publish(conn: &impl ConnectionTrait, core: &Core, payload: String) -> CoreResult<()> {
+/// Sends `payloads` in one statement (one round trip however many).
+async fn publish(
+    conn: &impl ConnectionTrait,
+    core: &Core,
+    payloads: impl IntoIterator<Item = String>,
+) -> CoreResult<()> {
     if conn.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(());
     }
-    conn.execute(Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [CHANNEL.into(), format!("{}:{payload}", core.node_id).into()],
-    ))
-    .await?;
+    let payloads: Vec<String> = payloads
+        .into_iter()
+        .map(|payload| format!("{}:{payload}", core.node_id))
+        .collect();
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    conn.execute(notify_all(payloads)).await?;
     Ok(())
+}
+
+/// `pg_notify` of each payload of `$2` on channel `$1`: the same SQL text for
+/// any number of them.
+const NOTIFY_ALL: &str = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p";
+
+fn notify_all(payloads: Vec<String>) -> Statement {
+    Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        NOTIFY_ALL,
+        [CHANNEL.into(), payloads.into()],
+    )
 }
 
 /// Tells the other cores that the account has claimable work.
@@ -45,17 +64,19 @@ pub async fn publish_work(
     core: &Core,
     account: AccountId,
 ) -> CoreResult<()> {
-    publish(conn, core, format!("w:{}", account.0)).await
+    publish(conn, core, [format!("w:{}", account.0)]).await
 }
 
-/// Tells the other cores that a request of the account finished.
+/// Tells the other cores that these requests of their accounts finished.
 pub async fn publish_finished(
     conn: &impl ConnectionTrait,
     core: &Core,
-    account: AccountId,
-    request: Uuid,
+    finished: &[(AccountId, Uuid)],
 ) -> CoreResult<()> {
-    publish(conn, core, format!("f:{}:{request}", account.0)).await
+    let payloads = finished
+        .iter()
+        .map(|(account, request)| format!("f:{}:{request}", account.0));
+    publish(conn, core, payloads).await
 }
 
 fn apply(core: &Core, payload: &str) {
@@ -182,7 +203,7 @@ pub fn start_status_publisher(core: &Arc<Core>) {
                 payloads.push(format!("{}:r:0", core.node_id));
             }
             for attempt in 1..=3 {
-                let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+                let sent = sqlx::query(NOTIFY_ALL)
                     .bind(CHANNEL)
                     .bind(&payloads)
                     .execute(&pool)

@@ -33,7 +33,7 @@ pub(super) struct Parts {
 pub(super) fn parts(core: &Core) -> &Parts {
     match &core.store.parts {
         StoreParts::Sqlite(parts) => parts,
-        StoreParts::Postgres => unreachable!("SQLite tasks run on SQLite stores only"),
+        StoreParts::Postgres(_) => unreachable!("SQLite tasks run on SQLite stores only"),
     }
 }
 
