@@ -619,8 +619,9 @@ async fn lapsed_lease_of_a_dead_core_is_given_back() {
 }
 
 /// The socket's and the call's buffers start small and grow with the frame:
-/// the longest message reaches the extension whole, and a response frame
-/// just under the WebSocket size limit (default 4 MiB) is applied.
+/// the longest message reaches the extension whole, and the longest
+/// response (1,000,000 characters, here 4 bytes each: a frame just under the
+/// default 4 MiB WebSocket limit) is applied.
 #[tokio::test]
 async fn the_largest_allowed_frames_pass_both_ways() {
     let (app, key) = TestApp::with_account().await;
@@ -635,7 +636,7 @@ async fn the_largest_allowed_frames_pass_both_ways() {
     assert_eq!(frame["request_id"], id.as_str());
     assert_eq!(frame["message"], message.as_str());
 
-    let response = "r".repeat(4 * 1024 * 1024 - 1024);
+    let response = "\u{1F600}".repeat(1_000_000);
     ext.respond(&id, &response, "c-large", None).await;
     let done = app.wait_for_status(&key, &id, "done").await;
     assert_eq!(done["response"], response.as_str());
