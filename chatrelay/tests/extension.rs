@@ -617,3 +617,29 @@ async fn lapsed_lease_of_a_dead_core_is_given_back() {
     app.wait_for_status(&key, &id, "done").await;
     app.stop().await;
 }
+
+/// The socket's and the call's buffers start small and grow with the frame:
+/// the longest message reaches the extension whole, and the longest
+/// response (1,000,000 characters, here 4 bytes each: a frame just under the
+/// default 4 MiB WebSocket limit) is applied.
+#[tokio::test]
+async fn the_largest_allowed_frames_pass_both_ways() {
+    let (app, key) = TestApp::with_account().await;
+    // The longest accepted message (100,000 characters), 4 bytes each.
+    let message = "\u{1F600}".repeat(100_000);
+    let id = app.submit_message(&key, &message).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ext = Extension::connect(&app, &key).await;
+    let frame = ext.recv_request().await;
+    assert_eq!(frame["request_id"], id.as_str());
+    assert_eq!(frame["message"], message.as_str());
+
+    let response = "\u{1F600}".repeat(1_000_000);
+    ext.respond(&id, &response, "c-large", None).await;
+    let done = app.wait_for_status(&key, &id, "done").await;
+    assert_eq!(done["response"], response.as_str());
+    assert_eq!(done["chat"], "c-large");
+    app.stop().await;
+}

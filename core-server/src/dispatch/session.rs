@@ -61,7 +61,9 @@ pub struct Delivery {
 /// A frame to the extension.
 #[derive(Debug)]
 pub enum ServerFrame {
-    NewRequest(Delivery),
+    /// Boxed: a session's channel allocates room for 32 frames when it is
+    /// made, and a delivery is several times the size of the other frames.
+    NewRequest(Box<Delivery>),
     Error {
         request_id: Option<String>,
         error: String,
@@ -125,7 +127,10 @@ pub async fn run<S>(
     let revoked = core.dispatch.session_started(session.id, account, key_hash);
     tracing::debug!(session = %session.id, account = account.0, "extension session started");
     metrics::gauge!("chatrelay_extension_sessions").increment(1.0);
-    session.fill().await;
+    // What the session does once woken is boxed (`Box::pin`), database
+    // calls included: the task then keeps only what it waits with, not room
+    // for its largest call, while it sits idle.
+    Box::pin(session.fill()).await;
     while !session.closed {
         // A session whose claim waits in the writer needs no wake-up.
         let wake = session.held.len() < session.window && session.claim.is_none();
@@ -148,11 +153,11 @@ pub async fn run<S>(
                             _ => break,
                         }
                     }
-                    session.handle_all(frames).await
+                    Box::pin(session.handle_all(frames)).await
                 }
                 None => break,
             },
-            _ = hub.work.notified(), if wake => session.fill().await,
+            _ = hub.work.notified(), if wake => Box::pin(session.fill()).await,
             claimed = async { session.claim.as_mut().expect("guarded").await }, if session.claim.is_some() => {
                 session.claim = None;
                 match claimed {
@@ -162,8 +167,7 @@ pub async fn run<S>(
                             // pass the wake-up on to another.
                             session.hub.work.notify_one();
                         }
-                        session.deliver(claimed).await;
-                        session.fill().await;
+                        Box::pin(session.deliver_and_refill(claimed)).await;
                     }
                     // Nothing, or the claim failed: a wake-up claims again.
                     Ok(Ok(_)) => {}
@@ -175,10 +179,10 @@ pub async fn run<S>(
                 Ok(ids) => {
                     let freed = ids.iter().filter(|id| session.held.remove(id)).count();
                     if freed > 0 {
-                        session.fill().await;
+                        Box::pin(session.fill()).await;
                     }
                 }
-                Err(RecvError::Lagged(_)) => session.resync().await,
+                Err(RecvError::Lagged(_)) => Box::pin(session.resync()).await,
                 Err(RecvError::Closed) => break,
             },
         }
@@ -186,7 +190,7 @@ pub async fn run<S>(
     // First let go of the claim, so the writer leases nothing more to this
     // session: what it leased before is given back here.
     session.claim = None;
-    let released = match lease::release_session(&core, session.id).await {
+    let released = match Box::pin(lease::release_session(&core, session.id)).await {
         Ok(()) => true,
         Err(e) => {
             // The lease keeper tries again (and no core renews the leases).
@@ -252,13 +256,19 @@ impl Session {
                 metrics::histogram!("chatrelay_dispatch_latency_seconds")
                     .record(waited.as_secs_f64());
             }
-            self.send(ServerFrame::NewRequest(Delivery {
+            self.send(ServerFrame::NewRequest(Box::new(Delivery {
                 request,
                 chatgpt_id,
-            }))
+            })))
             .await;
         }
         self.held_changed();
+    }
+
+    /// Delivers a claim's requests, then claims again if room is left.
+    async fn deliver_and_refill(&mut self, claimed: Vec<MessageRequest>) {
+        self.deliver(claimed).await;
+        self.fill().await;
     }
 
     /// The ChatGPT id of each chat, in order: by point reads where the store has them,

@@ -75,13 +75,16 @@ impl From<pb::ExtensionFrame> for ClientFrame {
 fn to_wire(frame: ServerFrame) -> Result<pb::ServerFrame, Status> {
     let frame = match frame {
         ServerFrame::NewRequest(delivery) => {
-            let r = delivery.request;
+            let session::Delivery {
+                request: r,
+                chatgpt_id,
+            } = *delivery;
             server_frame::Frame::NewRequest(pb::NewRequest {
                 request_id: r.id.to_string(),
                 message: r.message,
                 response_type: pb::ResponseType::from(r.response_type).into(),
                 thinking_time: pb::ThinkingTime::from(r.thinking_time).into(),
-                chat_id: delivery.chatgpt_id,
+                chat_id: chatgpt_id,
                 chat_db_id: r.chat_id,
             })
         }

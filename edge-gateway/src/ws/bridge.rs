@@ -34,7 +34,7 @@ const INTERNAL_ERROR: u16 = 1011;
 
 pub async fn run(
     socket: WebSocket,
-    to_core: mpsc::Sender<pb::ExtensionFrame>,
+    to_core: mpsc::Sender<Box<pb::ExtensionFrame>>,
     mut from_core: Streaming<pb::ServerFrame>,
     config: Arc<EdgeConfig>,
     stopping: tokio_util::sync::CancellationToken,
@@ -66,9 +66,9 @@ pub async fn run(
         while let Some(Ok(message)) = stream.next().await {
             last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
             if !std::mem::replace(&mut heard, true) {
-                let ready = pb::ExtensionFrame {
+                let ready = Box::new(pb::ExtensionFrame {
                     frame: Some(pb::extension_frame::Frame::Ready(pb::Ready {})),
-                };
+                });
                 if to_core.send(ready).await.is_err() {
                     break;
                 }
@@ -88,7 +88,7 @@ pub async fn run(
             };
             match frames::decode(&text) {
                 Ok(frame) => {
-                    if to_core.send(frame).await.is_err() {
+                    if to_core.send(Box::new(frame)).await.is_err() {
                         break;
                     }
                 }

@@ -18,7 +18,7 @@ use axum::{
 use chatrelay_proto::v1 as pb;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::metadata::MetadataValue;
 
 use crate::{rest::API_KEY_HEADER, ApiError, EdgeState};
@@ -26,8 +26,11 @@ use crate::{rest::API_KEY_HEADER, ApiError, EdgeState};
 /// The core's metadata entry for a session that waits for `Ready`.
 const DELIVER_AFTER_READY: &str = "deliver-after-ready";
 
-/// Initial read and write buffer of each socket.
-const SOCKET_BUFFER: usize = 4 * 1024;
+/// Initial read buffer of each socket, and the bytes gathered before a write
+/// (each message is flushed anyway). The read buffer grows to the frame
+/// being read, so this limits no frame size; it is what an idle socket holds
+/// for pongs and short frames.
+const SOCKET_BUFFER: usize = 1024;
 
 /// Frames from the extension queued towards the core before reading pauses.
 const INBOUND_FRAMES: usize = 32;
@@ -81,8 +84,10 @@ pub async fn connect(
             .into_response()
         }
     };
-    let (to_core, rx) = mpsc::channel::<pb::ExtensionFrame>(INBOUND_FRAMES);
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    // Boxed frames: the channel allocates its first 32 slots when it is
+    // made, and an idle session should not hold 32 frames' worth of them.
+    let (to_core, rx) = mpsc::channel::<Box<pb::ExtensionFrame>>(INBOUND_FRAMES);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx).map(|frame| *frame));
     request.metadata_mut().insert(API_KEY_HEADER, key);
     // Nothing is delivered until the extension is heard from on its open
     // socket (the bridge then says Ready), so a client gone before the
