@@ -106,3 +106,18 @@ impl AsyncWrite for Capped {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_do_not_delay_small_writes() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = tcp.local_addr().expect("address");
+        let mut listener = CappedListener::new(tcp, 1);
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = axum::serve::Listener::accept(&mut listener).await;
+        assert!(accepted.io.nodelay().expect("TCP_NODELAY"));
+    }
+}
