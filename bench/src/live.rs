@@ -3,7 +3,9 @@
 //! fixed rate; for each request a long-poll (`?wait=60`) is open, and one
 //! Server-Sent Events stream follows the account. Measures, per request,
 //! the extension's `response` frame → the SSE `done` event, and → the
-//! long-poll's answer (all clocks in this one process).
+//! long-poll's answer (all clocks in this one process). The stream and the
+//! long-polls may be on another core than the extensions and submits, to
+//! measure the hop between cores.
 
 use std::{
     collections::HashMap,
@@ -50,22 +52,26 @@ type Times = Arc<Mutex<HashMap<String, Duration>>>;
 const DRAIN: Duration = Duration::from_secs(3);
 
 impl LiveLoad {
+    /// Extensions and submits go to `http`, the SSE stream and the
+    /// long-polls to `watched` (the same core, or another on its database).
     pub async fn run(
         &self,
         http: SocketAddr,
+        watched: SocketAddr,
         api_key: &str,
         start: Instant,
     ) -> anyhow::Result<LiveReport> {
         let epoch = start;
         let events: Times = Arc::default();
         let follow = tokio::spawn(follow_events(
-            http,
+            watched,
             api_key.to_string(),
             epoch,
             events.clone(),
         ));
         let extensions = Extensions::start(http, api_key, self.extensions, epoch).await?;
         let client = RestClient::new(http, api_key)?;
+        let watcher = RestClient::new(watched, api_key)?;
         let polls: Times = Arc::default();
         let errors = Arc::new(AtomicU64::new(0));
         let next = Arc::new(AtomicU64::new(0));
@@ -73,8 +79,9 @@ impl LiveLoad {
         let end = measure_from + self.duration;
         let mut submitters = tokio::task::JoinSet::new();
         for _ in 0..self.submitters {
-            let (client, polls, errors, next, pace) = (
+            let (client, watcher, polls, errors, next, pace) = (
                 client.clone(),
+                watcher.clone(),
                 polls.clone(),
                 errors.clone(),
                 next.clone(),
@@ -94,7 +101,7 @@ impl LiveLoad {
                         errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    match client.long_poll(&id, 60).await {
+                    match watcher.long_poll(&id, 60).await {
                         Ok(status) if status == "done" => {
                             polls.lock().unwrap().insert(id.clone(), epoch.elapsed());
                         }

@@ -197,7 +197,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (bridges, stopping) = (state.bridges.clone(), state.stopping.clone());
     let listener = listener::CappedListener::new(listener, state.config.http_max_connections);
-    axum::serve(listener, app(state))
+    // Served as a `Router`, axum would clone the route table with every
+    // layer of every route for each connection (~44 KiB each); made into a
+    // service once, a connection shares it.
+    let app = app(state).with_state(()).into_make_service();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.cancelled().await;
             stopping.cancel();

@@ -90,6 +90,13 @@ pub struct RunOptions {
     #[arg(long, default_value_t = 1_000)]
     pub live_held: usize,
 
+    /// With --postgres: start a second `chatrelay serve` on the same
+    /// database and measure live status (7a, 7b) across the two — the SSE
+    /// stream and the long-polls on the second core, the extensions and
+    /// submits on the first.
+    #[arg(long, requires = "postgres")]
+    pub second_core: bool,
+
     /// Requests completed in the webhook scenario.
     #[arg(long, default_value_t = 5_000)]
     pub webhook_requests: usize,
@@ -235,10 +242,22 @@ async fn run_on(
         "chatrelay (pid {}) serving REST on {}, gRPC on {}",
         server.pid, server.http, server.grpc
     ));
+    let second = if options.second_core {
+        let second =
+            Chatrelay::start(binary, &database.url, &database.path("chatrelay-2.log")).await?;
+        progress(&format!(
+            "second core (pid {}) serving REST on {}",
+            second.pid, second.http
+        ));
+        Some(second)
+    } else {
+        None
+    };
     let mut suite = Suite {
         options,
         database_url: &database.url,
         server: &server,
+        second: second.as_ref(),
         observer: Observer::new(server.pid, options.perf.clone(), options.postgres.is_some()),
         wrk: Wrk {
             threads: options.wrk_threads,
@@ -254,8 +273,13 @@ async fn run_on(
     let found = std::mem::take(&mut suite.found);
     receiver.stop();
     let stopped = server.stop().await;
+    let second_stopped = match second {
+        Some(second) => second.stop().await,
+        None => Ok(()),
+    };
     outcome?;
     stopped?;
+    second_stopped?;
     Ok(found)
 }
 
@@ -264,6 +288,8 @@ struct Suite<'a> {
     /// chatrelay's `DATABASE_URL`.
     database_url: &'a str,
     server: &'a Chatrelay,
+    /// The second core of `--second-core`, where live status is followed.
+    second: Option<&'a Chatrelay>,
     observer: Observer,
     wrk: Wrk,
     submit_script: PathBuf,

@@ -341,18 +341,24 @@ impl Suite<'_> {
             warmup: self.warmup(),
             duration: self.duration(),
         };
+        let watched = self.second.unwrap_or(self.server).http;
         let start = Instant::now();
         let from = start + load.warmup;
         let (report, cpu) = tokio::join!(
-            load.run(self.server.http, &keys.live, start),
+            load.run(self.server.http, watched, &keys.live, start),
             self.observer.window("7-live", from, from + load.duration)
         );
         let mut report = report?;
         let limit = if self.options.postgres.is_some() {
-            // The PostgreSQL figure is across two cores; this is one.
+            // The PostgreSQL figure is across two cores.
             Duration::from_millis(50)
         } else {
             Duration::from_millis(10)
+        };
+        let across = if self.second.is_some() {
+            ", followed on a second core"
+        } else {
+            ""
         };
         for (label, what, latencies) in [
             ("7a", "SSE `done` event", &mut report.to_event),
@@ -371,7 +377,7 @@ impl Suite<'_> {
                 ms(p99)
             ));
             let scenario = format!(
-                "{label}. live status paced at {} ({} submitted), one SSE stream and a long-poll per request; p50/p99 = extension's `response` frame → {what}",
+                "{label}. live status paced at {} ({} submitted), one SSE stream and a long-poll per request{across}; p50/p99 = extension's `response` frame → {what}",
                 rate(pace),
                 rate(report.submitted_per_sec)
             );
