@@ -300,7 +300,44 @@ struct Suite<'a> {
     found: Findings,
 }
 
+/// The performance targets (issue 18), which differ by back end.
+struct Targets {
+    /// REST submit, as a share of the reference.
+    submit: f64,
+    /// REST GET by id, as a share of the reference.
+    get: f64,
+    /// Lifecycles/s with 8 extensions (4a).
+    lifecycles: f64,
+    /// Dispatch p99 at half of 4a's rate (4b).
+    dispatch_p99: Duration,
+}
+
+const SQLITE_TARGETS: Targets = Targets {
+    submit: 0.30,
+    get: 0.50,
+    lifecycles: 12_000.0,
+    dispatch_p99: Duration::from_millis(5),
+};
+
+const POSTGRES_TARGETS: Targets = Targets {
+    submit: 0.15,
+    get: 0.20,
+    lifecycles: 6_000.0,
+    dispatch_p99: Duration::from_millis(10),
+};
+
+/// Idle extension sessions that must fit in 1 GiB of chatrelay's memory.
+const IDLE_SESSIONS_PER_GIB: u64 = 20_000;
+
 impl Suite<'_> {
+    fn targets(&self) -> &'static Targets {
+        if self.options.postgres.is_some() {
+            &POSTGRES_TARGETS
+        } else {
+            &SQLITE_TARGETS
+        }
+    }
+
     fn warmup(&self) -> Duration {
         Duration::from_secs(self.options.warmup)
     }
