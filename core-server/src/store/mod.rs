@@ -5,9 +5,8 @@
 //!   commit of submits, results and standing claims), WAL checkpoints beside
 //!   it, and point reads on rusqlite connections.
 //! - `postgres/`: a shared pool, a group-commit writer each for submits and
-//!   for sessions (results and claims), `FOR UPDATE SKIP LOCKED` claims,
-//!   point reads on connections of their own, and `LISTEN/NOTIFY` wake-ups
-//!   between cores.
+//!   for sessions, `FOR UPDATE SKIP LOCKED` claims, point reads on
+//!   connections of their own, and `LISTEN/NOTIFY` wake-ups between cores.
 //! - `entities/`: one sea-orm entity per table; `claim`: the dispatch claim.
 //!
 //! The rest of the core sees a [`Store`]: its connections for the
@@ -42,8 +41,9 @@ pub use postgres::{publish_finished, publish_work};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, StatementBuilder};
 pub use sqlite::point_reads::{PointReadError, PointReads};
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{error::CoreResult, model::AccountId, results::Claimed, Core};
@@ -158,20 +158,28 @@ impl Store {
 
     /// Leases up to `room` of the account's claimable requests to
     /// `session`, oldest first; the answer comes through the returned
-    /// [`Claimed`]. Claims go to the session writer and run in its
-    /// transaction, after the results gathered with them, one core's claims
-    /// one after another (so a core's sessions never contend for the same
-    /// rows). A sole writer's claim that finds nothing stands there until a
-    /// write gives the account work (it is then answered only with
-    /// requests). Where cores share the database it is answered empty, and
-    /// the session waits for a wake-up.
+    /// [`Claimed`]. A sole writer's claim goes to its writer and, if it
+    /// finds nothing, stands there until a write gives the account work (it
+    /// is then answered only with requests). Where cores share the database
+    /// the claim runs at once, side by side with other sessions', and may be
+    /// answered empty: the session then waits for a wake-up.
     pub(crate) async fn claim(
         core: &Core,
         account: AccountId,
         session: Uuid,
         room: Arc<AtomicUsize>,
     ) -> CoreResult<Claimed> {
-        core.results.claim(account, session, room).await
+        match &core.store.parts {
+            Parts::Sqlite(_) => core.results.claim(account, session, room).await,
+            Parts::Postgres(_) => {
+                let wanted = room.load(Ordering::Acquire);
+                let claimed =
+                    claim::claim_in(core, &core.store.write, account, session, wanted).await;
+                let (answer, claimed_rx) = oneshot::channel();
+                let _ = answer.send(claimed);
+                Ok(claimed_rx)
+            }
+        }
     }
 
     /// The back end's form of a sea-query statement (a lock clause only

@@ -1,8 +1,8 @@
 //! PostgreSQL's writers: submit writers take batches of submits, the
-//! session writer batches of the sessions' results and claims, and each
-//! writes its batch in one transaction on the shared pool, side by side
-//! with the others (and with other cores). At shutdown each stops taking
-//! new work, writes what is already queued, and ends.
+//! session writer batches of the sessions' results, and each writes its
+//! batch in one transaction on the shared pool, side by side with the
+//! others (and with other cores). At shutdown each stops taking new work,
+//! writes what is already queued, and ends.
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
 
@@ -76,9 +76,10 @@ pub(super) fn start_session_writer(core: &Arc<Core>) {
                 .catch_unwind()
                 .await
             {
-                // A claim that found nothing is answered empty rather than
-                // left waiting: claims stand only in a sole writer, and here
-                // other cores' writes wake the session instead.
+                // `Store::claim` claims directly here, so no claim is queued
+                // on this writer; should one be, it is answered (empty)
+                // rather than left waiting: claims stand only in a sole
+                // writer.
                 Ok(empty) => {
                     for claim in empty {
                         let _ = claim.reply.send(Ok(Vec::new()));
