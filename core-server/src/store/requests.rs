@@ -17,6 +17,20 @@ use crate::{
     model::{AccountId, RequestCounts, RequestStatus, RequestView},
 };
 
+/// The point reads' GET on both back ends: the columns of
+/// `message_request::Model` in declaration order, then the chat's ChatGPT
+/// id (what `find_also_related(chat)` reads), of request `$1` if it belongs
+/// to the account of the key whose SHA-256 is `$2`. SQLite reads `$1` and
+/// `$2` as its first and second parameters.
+pub(super) const REQUEST_BY_ID: &str = "\
+    SELECT r.id, r.account_id, r.chat_id, r.message, r.response_type, \
+           r.thinking_time, r.status, r.response, r.error_message, r.queued_at, \
+           r.started_at, r.completed_at, r.attempts, r.lease_session, \
+           r.lease_node, r.lease_expires_at, c.chatgpt_id \
+    FROM message_requests r LEFT JOIN chats c ON c.id = r.chat_id \
+    WHERE r.id = $1 \
+      AND r.account_id IN (SELECT account_id FROM api_keys WHERE key_hash = $2)";
+
 /// The request `id`, if it belongs to the account of the key whose SHA-256
 /// is `key_hash` (one query checks both).
 pub(crate) async fn get_for_key(

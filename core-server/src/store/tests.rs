@@ -478,6 +478,18 @@ async fn a_request_is_read_by_id_only_with_a_key_of_its_account() {
         assert_eq!(read.request.status, RequestStatus::Done);
         assert_eq!(read.chat.as_deref(), Some("conv"));
 
+        // The point reads themselves answer, not the sea-orm query they
+        // fall back to.
+        let hash = crate::accounts::hash_api_key(&key);
+        let point = match core.store.postgres_point_reads() {
+            Some(reads) => reads.request(id, &hash).await.expect("point read"),
+            None => core
+                .store
+                .point_read(|reads| reads.request(id, &hash))
+                .expect("point read"),
+        };
+        assert_eq!(point.as_ref(), Some(&read));
+
         let other = other_account(&core, "other", None).await;
         let other_key = key_of(&core, other).await;
         let err = crate::requests::get(&core, Some(&other_key), &id.to_string())

@@ -23,21 +23,14 @@ use sqlx::{
 use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
-use crate::{model::RequestView, store::entities::message_request};
+use crate::{
+    model::RequestView,
+    store::{entities::message_request, requests::REQUEST_BY_ID},
+};
 
 /// Connections, at most; more lookups at once wait for one. Each is a
 /// server process, so they are few; a lookup holds one for one round trip.
 const CONNECTIONS: usize = 8;
-
-/// The columns of `message_request::Model`, then the chat's ChatGPT id.
-const REQUEST_BY_ID: &str = "\
-    SELECT r.id, r.account_id, r.chat_id, r.message, r.response_type, \
-           r.thinking_time, r.status, r.response, r.error_message, r.queued_at, \
-           r.started_at, r.completed_at, r.attempts, r.lease_session, \
-           r.lease_node, r.lease_expires_at, c.chatgpt_id \
-    FROM message_requests r LEFT JOIN chats c ON c.id = r.chat_id \
-    WHERE r.id = $1 \
-      AND r.account_id IN (SELECT account_id FROM api_keys WHERE key_hash = $2)";
 
 /// Why a lookup did not answer; the caller then asks sea-orm instead.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use sea_orm::ActiveEnum;
 use uuid::Uuid;
 
-use crate::{model::RequestView, store::entities::message_request};
+use crate::{
+    model::RequestView,
+    store::{entities::message_request, requests::REQUEST_BY_ID},
+};
 
 /// Connections kept for reuse: one per thread that reads at once is enough.
 const IDLE: usize = 8;
@@ -126,17 +129,6 @@ impl PointReads {
         })
     }
 }
-
-/// The columns of `message_request::Model` in declaration order, then the
-/// chat's ChatGPT id: what `find_also_related(chat)` reads for a GET.
-const REQUEST_BY_ID: &str = "\
-    SELECT r.id, r.account_id, r.chat_id, r.message, r.response_type, \
-           r.thinking_time, r.status, r.response, r.error_message, r.queued_at, \
-           r.started_at, r.completed_at, r.attempts, r.lease_session, \
-           r.lease_node, r.lease_expires_at, c.chatgpt_id \
-    FROM message_requests r LEFT JOIN chats c ON c.id = r.chat_id \
-    WHERE r.id = ?1 \
-      AND r.account_id IN (SELECT account_id FROM api_keys WHERE key_hash = ?2)";
 
 fn request_view(row: &Row<'_>) -> Result<RequestView> {
     let request = message_request::Model {
