@@ -264,6 +264,42 @@ async fn events_show_failed() {
     app.stop().await;
 }
 
+/// The events of submits and answers show the request as the transaction
+/// left it (not read back), so they must be what `GET` returns even where
+/// the chat changed under the request.
+#[tokio::test]
+async fn events_match_get_when_an_answer_joins_a_conversation_another_chat_has() {
+    let (app, key) = TestApp::with_account().await;
+    let mut events = EventStream::of(&app, &key).await;
+    let mut ext = Extension::connect(&app, &key).await;
+    // Two new chats whose answers name one ChatGPT conversation: the second
+    // request moves into the first one's chat, with its title.
+    for (message, title) in [("one", Some("Shared")), ("two", None)] {
+        let created = app.submit_message(&key, message).await;
+        let id = id_of(&created).to_string();
+        assert_eq!(events.next_request().await, created);
+        ext.recv_request().await;
+        ext.respond(&id, "answered", "shared-chat", title).await;
+        let done = events.next_request().await;
+        assert_eq!(done["status"], "done");
+        assert_eq!(done["chat"], "shared-chat");
+        assert_eq!(done, app.get(&key, &request_path(&id)).await.1);
+    }
+    // A follow-up in that conversation: its idle event names the chat.
+    let (status, created) = app
+        .submit(
+            &key,
+            serde_json::json!({"message": "three", "chat_id": "shared-chat"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let idle = events.next_request().await;
+    assert_eq!(idle, created);
+    assert_eq!(idle["chat"], "shared-chat");
+    ext.close().await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn redelivered_request_is_idle_again_in_the_events() {
     let (app, key) = TestApp::with_account().await;

@@ -6,22 +6,29 @@
 //! Callers' replies are the writers' own business; everything else that
 //! follows a commit is here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use uuid::Uuid;
 
 use crate::{
-    model::{AccountId, RequestStatus},
+    model::{AccountId, RequestStatus, RequestView},
     webhooks, Core,
 };
 
 /// One request's new status, as a transaction left it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StatusChange {
     pub account: AccountId,
     pub request: Uuid,
     pub status: RequestStatus,
     pub cause: Cause,
+    /// The request as a `GetRequest` returns it right after the commit,
+    /// where the transaction had it whole (submits, and answers with their
+    /// chat): live status then shows it without reading it back.
+    pub view: Option<Arc<RequestView>>,
 }
 
 /// What moved a request.
@@ -69,6 +76,19 @@ impl Committed {
             request,
             status,
             cause,
+            view: None,
+        });
+    }
+
+    /// Records a status change with the request as the transaction left it.
+    pub fn changed_to(&mut self, view: RequestView, cause: Cause) {
+        let request = &view.request;
+        self.changes.push(StatusChange {
+            account: AccountId(request.account_id),
+            request: request.id,
+            status: request.status,
+            cause,
+            view: Some(Arc::new(view)),
         });
     }
 

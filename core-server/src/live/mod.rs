@@ -6,10 +6,12 @@
 //! committed [`StatusChange`] to [`Live::committed`]. That call is cheap when
 //! nobody listens: long-polls are woken through a map of the request ids
 //! being waited on, and a change is queued for the event feeds only if its
-//! account has a [`Feed`]. One publisher task per core reads each queued
-//! request once (the JSON a `GetRequest` would return now), numbers the
-//! event and appends it to its account's feed, which every subscriber of the
-//! account reads.
+//! account has a [`Feed`]. One publisher task per core turns each queued
+//! change into the JSON a `GetRequest` returns — the request as the
+//! committing transaction left it where that transaction had it whole
+//! (submits and answers, so the hot path reads nothing back), read once
+//! otherwise — numbers the event and appends it to its account's feed,
+//! which every subscriber of the account reads.
 //!
 //! Where cores share a database, each core also passes every change on to
 //! the others (ids and statuses only, through the store's notifications),
@@ -43,7 +45,7 @@ use feed::{Feed, Subscription};
 
 use crate::{
     committed::StatusChange,
-    model::{AccountId, RequestStatus},
+    model::{AccountId, RequestStatus, RequestView},
     Core,
 };
 
@@ -61,11 +63,24 @@ const MAX_QUEUED: usize = 100_000;
 
 /// One request's new status, as the live side carries it: committed here,
 /// or by another core.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub account: AccountId,
     pub request: Uuid,
     pub status: RequestStatus,
+    /// The request as the change left it, if the committing transaction had
+    /// it (never for another core's changes): the publisher reads the rest.
+    pub view: Option<Arc<RequestView>>,
+}
+
+impl Change {
+    /// The change without its view, as other cores are told of it.
+    fn ids(&self) -> Self {
+        Self {
+            view: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl From<&StatusChange> for Change {
@@ -74,6 +89,7 @@ impl From<&StatusChange> for Change {
             account: change.account,
             request: change.request,
             status: change.status,
+            view: change.view.clone(),
         }
     }
 }
@@ -155,7 +171,7 @@ impl Live {
             return;
         }
         if self.outbound_on.load(Ordering::Relaxed) {
-            lock(&self.outbound).push(changes.iter().map(Change::from));
+            lock(&self.outbound).push(changes.iter().map(|c| Change::from(c).ids()));
             self.outbound_ready.notify_one();
         }
         self.arrived(changes.iter().map(Change::from));
@@ -342,8 +358,9 @@ pub fn start(core: &Arc<Core>) {
     });
 }
 
-/// Reads the changed requests, account by account, and appends one event
-/// per change to the account's feed, in commit order.
+/// Appends one event per change to its account's feed, in commit order,
+/// reading (account by account, in one query each) the changed requests
+/// that came without their view.
 async fn publish(core: &Core, changes: Vec<Change>) {
     let mut by_account: Vec<(AccountId, VecDeque<Change>)> = Vec::new();
     for change in changes {
@@ -356,25 +373,41 @@ async fn publish(core: &Core, changes: Vec<Change>) {
         let Some(feed) = core.live.feed(account) else {
             continue;
         };
-        let ids: Vec<Uuid> = changes.iter().map(|c| c.request).collect();
-        let views = match crate::store::requests::views_of(&core.store, account, &ids).await {
-            Ok(views) => views,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read changed requests; resetting their subscribers");
-                feed.reset("the server could not read a changed request; list the requests again");
-                continue;
+        // Only the changes that came without the request are read.
+        let ids: Vec<Uuid> = changes
+            .iter()
+            .filter(|c| c.view.is_none())
+            .map(|c| c.request)
+            .collect();
+        let read = if ids.is_empty() {
+            Default::default()
+        } else {
+            match crate::store::requests::views_of(&core.store, account, &ids).await {
+                Ok(views) => views,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read changed requests; resetting their subscribers");
+                    feed.reset(
+                        "the server could not read a changed request; list the requests again",
+                    );
+                    continue;
+                }
             }
         };
         for change in changes {
             // Gone only if deleted since; there is nothing to show.
-            if let Some(view) = views.get(&change.request) {
-                let seq = core.live.seq.fetch_add(1, Ordering::Relaxed) + 1;
-                feed.push(Event {
-                    seq,
-                    id: core.live.event_id(seq),
-                    view: view.clone(),
-                });
-            }
+            let view = match change.view {
+                Some(view) => Arc::unwrap_or_clone(view),
+                None => match read.get(&change.request) {
+                    Some(view) => view.clone(),
+                    None => continue,
+                },
+            };
+            let seq = core.live.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            feed.push(Event {
+                seq,
+                id: core.live.event_id(seq),
+                view,
+            });
         }
     }
 }

@@ -139,9 +139,15 @@ pub(crate) async fn write_session_writes_in(
         .collect();
     let settled = outcomes::apply_all_in(core, txn, &outcomes).await?;
     let mut committed = Committed::default();
-    for request in settled.iter().flatten() {
-        let account = AccountId(request.account_id);
-        committed.changed(account, request.id, request.status, Cause::Finished);
+    for (settle, request) in settles.iter().zip(&settled) {
+        let Ok(request) = request else { continue };
+        match outcomes::view_after(request, &settle.outcome) {
+            Some(view) => committed.changed_to(view, Cause::Finished),
+            None => {
+                let account = AccountId(request.account_id);
+                committed.changed(account, request.id, request.status, Cause::Finished);
+            }
+        }
         committed.webhooks = true;
     }
     let mut claimed = Vec::with_capacity(claims.len());

@@ -21,7 +21,7 @@ use crate::{
     committed::{Cause, Committed},
     error::{CoreError, CoreResult},
     lifecycle::Outcome,
-    model::{now, now_millis, AccountId, MessageRequest, RequestStatus},
+    model::{now, now_millis, AccountId, MessageRequest, RequestStatus, RequestView},
     webhooks, Core,
 };
 
@@ -426,6 +426,20 @@ pub(crate) async fn apply_all_in(
         .collect();
     publish_finished(txn, core, &finished).await?;
     Ok(applied)
+}
+
+/// The request as [`apply_all_in`] left it finished by `outcome`, as a
+/// `GetRequest` returns it, where that is known without reading it back: an
+/// answer leaves the request in the chat that its ChatGPT id names. (A
+/// failure leaves the chat as it was, which the request does not carry.)
+pub(crate) fn view_after(request: &MessageRequest, outcome: &Outcome) -> Option<RequestView> {
+    match outcome {
+        Outcome::Done { chatgpt_id, .. } => Some(RequestView {
+            request: request.clone(),
+            chat: Some(chatgpt_id.clone()),
+        }),
+        Outcome::Failed { .. } => None,
+    }
 }
 
 /// [`apply_all_in`] for one outcome.

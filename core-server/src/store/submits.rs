@@ -74,19 +74,16 @@ pub(crate) async fn insert_submissions(
         .collect();
     insert_requests(txn, &requests).await?;
     let mut committed = Committed::default();
-    for request in &requests {
-        let account = AccountId(request.account_id);
-        committed.changed(account, request.id, RequestStatus::Idle, Cause::Submitted);
-        committed.work.insert(account);
+    let mut created = HashMap::with_capacity(requests.len());
+    for (request, chat) in requests.into_iter().zip(chats) {
+        let view = message_request::view(request, Some(chat));
+        committed.work.insert(AccountId(view.request.account_id));
+        committed.changed_to(view.clone(), Cause::Submitted);
+        created.insert(view.request.id, view);
     }
     for account in &committed.work {
         publish_work(txn, core, *account).await?;
     }
-    let created: HashMap<Uuid, RequestView> = requests
-        .into_iter()
-        .zip(chats)
-        .map(|(request, chat)| (request.id, message_request::view(request, Some(chat))))
-        .collect();
     let earlier: Vec<Uuid> = keyed
         .iter()
         .filter_map(|k| match k {

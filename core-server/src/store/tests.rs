@@ -342,7 +342,7 @@ async fn a_request_past_its_attempts_fails_when_given_back() {
             let committed = leases::give_back(&core, leases::Which::Session(session), "gone")
                 .await
                 .expect("give back");
-            let change = committed.changes[0];
+            let change = &committed.changes[0];
             assert_eq!(change.request, views[0].request.id);
             if attempt < max {
                 assert_eq!(

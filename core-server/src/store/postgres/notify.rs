@@ -123,6 +123,7 @@ fn parse_changes(account: AccountId, list: &str) -> Vec<Change> {
                 account,
                 request: Uuid::parse_str(entry.get(1..)?).ok()?,
                 status,
+                view: None,
             })
         })
         .collect()
@@ -291,6 +292,7 @@ mod tests {
                 account: AccountId(i % 3),
                 request: Uuid::now_v7(),
                 status: statuses[i as usize % 4],
+                view: None,
             })
             .collect();
         let node = Uuid::new_v4();
