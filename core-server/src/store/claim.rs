@@ -21,6 +21,7 @@ fn claim_sql(backend: DatabaseBackend) -> String {
         DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
         _ => "",
     };
+    let per_row = super::plans::per_row(backend);
     let (idle, executing) = (
         RequestStatus::Idle.as_str(),
         RequestStatus::Executing.as_str(),
@@ -34,9 +35,9 @@ WHERE id IN (
   WHERE r.account_id = $4 AND r.status = '{idle}' AND r.lease_session IS NULL
     AND NOT EXISTS (SELECT 1 FROM message_requests o
                     WHERE o.chat_id = r.chat_id
-                      AND (o.lease_session IS NOT NULL OR o.status = '{executing}'))
+                      AND (o.lease_session IS NOT NULL OR o.status = '{executing}'){per_row})
     AND NOT EXISTS (SELECT 1 FROM message_requests o
-                    WHERE o.chat_id = r.chat_id AND o.status = '{idle}' AND o.id < r.id)
+                    WHERE o.chat_id = r.chat_id AND o.status = '{idle}' AND o.id < r.id{per_row})
   ORDER BY r.id
   LIMIT $5
   {lock})

@@ -6,8 +6,11 @@
 //!   it, and point reads on rusqlite connections.
 //! - `postgres/`: a shared pool, a group-commit writer each for submits and
 //!   for sessions, `FOR UPDATE SKIP LOCKED` claims, point reads on
-//!   connections of their own, and `LISTEN/NOTIFY` wake-ups between cores.
-//! - `entities/`: one sea-orm entity per table; `claim`: the dispatch claim.
+//!   connections of their own, `LISTEN/NOTIFY` wake-ups between cores, and
+//!   planner statistics kept current while the hot tables grow.
+//! - `entities/`: one sea-orm entity per table; `claim`: the dispatch claim;
+//!   `plans`: the SQL fragments that keep PostgreSQL's plans to lookups by
+//!   key whatever its statistics say.
 //!
 //! The rest of the core sees a [`Store`]: its connections for the
 //! statements both back ends share, and the capabilities that differ
@@ -26,6 +29,7 @@ pub(crate) mod idempotency;
 pub(crate) mod leases;
 pub(crate) mod outbox;
 pub(crate) mod outcomes;
+mod plans;
 mod postgres;
 pub(crate) mod requests;
 pub mod retention;

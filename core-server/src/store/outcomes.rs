@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{
     chats,
     entities::{chat, message_request},
-    publish_finished,
+    plans, publish_finished,
 };
 use crate::{
     committed::{Cause, Committed},
@@ -247,6 +247,15 @@ async fn finish_all(
         rows,
     );
     params.push(now().into());
+    let completed_at = params.len();
+    let ids: Vec<Uuid> = outcomes.iter().map(|(_, id, _)| *id).collect();
+    let by_id = plans::by_keys(
+        backend,
+        "message_requests.id",
+        "uuid",
+        || ids.into(),
+        &mut params,
+    );
     let open = RequestStatus::OPEN
         .map(|s| format!("'{}'", s.as_str()))
         .join(", ");
@@ -257,12 +266,12 @@ async fn finish_all(
     let sql = format!(
         "{values}UPDATE message_requests \
          SET status = v.v_status, response = v.v_response, error_message = v.v_error, \
-             completed_at = ${}, lease_session = NULL, lease_node = NULL, lease_expires_at = NULL \
+             completed_at = ${completed_at}, lease_session = NULL, lease_node = NULL, \
+             lease_expires_at = NULL \
          FROM v \
          WHERE message_requests.id = v.v_id AND message_requests.account_id = v.v_account \
-           AND message_requests.status IN ({open}) \
-         RETURNING {returning}",
-        params.len()
+           AND message_requests.status IN ({open}){by_id} \
+         RETURNING {returning}"
     );
     let finished = message_request::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(backend, sql, params))
@@ -303,17 +312,30 @@ async fn name_chats(
         rows,
     );
     params.push(now().into());
+    let updated_at = params.len();
+    let chat_ids: Vec<i64> = named
+        .iter()
+        .map(|(request, _, _)| request.chat_id)
+        .collect();
+    let by_id = plans::by_keys(
+        backend,
+        "chats.id",
+        "bigint",
+        || chat_ids.into(),
+        &mut params,
+    );
+    let per_row = plans::per_row(backend);
     let sql = format!(
         "{values}UPDATE chats \
-         SET chatgpt_id = v.v_name, title = COALESCE(v.v_title, chats.title), updated_at = ${} \
+         SET chatgpt_id = v.v_name, title = COALESCE(v.v_title, chats.title), \
+             updated_at = ${updated_at} \
          FROM v \
-         WHERE chats.id = v.v_chat \
+         WHERE chats.id = v.v_chat{by_id} \
            AND (chats.chatgpt_id = v.v_name OR chats.chatgpt_id IS NULL) \
            AND NOT EXISTS (SELECT 1 FROM chats o \
                            WHERE o.account_id = chats.account_id AND o.chatgpt_id = v.v_name \
-                             AND o.id <> chats.id) \
-         RETURNING id",
-        params.len()
+                             AND o.id <> chats.id{per_row}) \
+         RETURNING id"
     );
     let rows = txn
         .query_all(Statement::from_sql_and_values(backend, sql, params))

@@ -995,3 +995,63 @@ async fn a_core_rewrites_its_session_rows_when_they_drifted() {
     })
     .await;
 }
+
+/// PostgreSQL: a hot table that grew past its statistics is analyzed, and
+/// one that did not is left alone, so no connection keeps planning its
+/// statements for the empty table it first saw.
+#[tokio::test]
+async fn postgres_analyzes_hot_tables_as_they_grow() {
+    on_each_store(|core, account| async move {
+        if core.store.postgres_point_reads().is_none() {
+            return; // SQLite plans each statement as it prepares it.
+        }
+        let reltuples = || async {
+            let row = core
+                .store
+                .read
+                .query_one(sea_orm::Statement::from_string(
+                    sea_orm::DatabaseBackend::Postgres,
+                    "SELECT reltuples::float8 FROM pg_class WHERE relname = 'message_requests'",
+                ))
+                .await
+                .expect("pg_class")
+                .expect("message_requests");
+            row.try_get_by_index::<f64>(0).expect("reltuples")
+        };
+        assert_eq!(reltuples().await, -1.0, "a new table has no statistics");
+        let grown = super::postgres::statistics::analyze_grown(&core)
+            .await
+            .expect("look");
+        assert!(grown.is_empty(), "{grown:?}");
+
+        let items: Vec<Submission> = (0..1_200)
+            .map(|i| submission(&format!("q{i}"), None))
+            .collect();
+        for chunk in items.chunks(300) {
+            store(&core, account, chunk).await;
+        }
+        // A connection reports its changes to the statistics at most once a
+        // second, so the growth shows within a few seconds (here, or in the
+        // core's own task).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            super::postgres::statistics::analyze_grown(&core)
+                .await
+                .expect("analyze");
+            if reltuples().await >= 0.0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message_requests was never analyzed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(reltuples().await, 1_200.0);
+        let again = super::postgres::statistics::analyze_grown(&core)
+            .await
+            .expect("look again");
+        assert!(!again.iter().any(|t| t == "message_requests"), "{again:?}");
+    })
+    .await;
+}

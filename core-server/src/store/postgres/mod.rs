@@ -4,6 +4,7 @@
 
 mod notify;
 mod point_reads;
+pub(crate) mod statistics;
 mod writers;
 
 use std::{sync::Arc, time::Duration};
@@ -60,11 +61,13 @@ pub(super) async fn connect(config: &DatabaseConfig) -> Result<(DatabaseConnecti
     Ok((SqlxPostgresConnector::from_sqlx_postgres_pool(pool), parts))
 }
 
-/// Starts the writers, the listener for other cores' events and the
-/// publisher of this core's status changes to them.
+/// Starts the writers, the listener for other cores' events, the
+/// publisher of this core's status changes to them, and the upkeep of the
+/// planner's statistics.
 pub(super) fn start(core: &Arc<Core>) {
     writers::start_submit_writer(core);
     writers::start_session_writer(core);
     notify::start_listener(core);
     notify::start_status_publisher(core);
+    statistics::start(core);
 }
