@@ -22,7 +22,7 @@ pub mod store;
 pub mod telemetry;
 pub mod webhooks;
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -107,6 +107,28 @@ impl Core {
 
     pub(crate) fn lease_ttl_millis(&self) -> i64 {
         i64::try_from(self.config.lease_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
+    }
+
+    /// Runs `beat` at once and then every `period` until the core stops, as
+    /// one of its background tasks; a beat that overruns delays the next
+    /// rather than bunching them up.
+    pub(crate) fn every<F, Fut>(self: &Arc<Self>, period: Duration, mut beat: F)
+    where
+        F: FnMut(Arc<Self>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let core = self.clone();
+        self.tasks.spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = core.shutdown.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                beat(core.clone()).await;
+            }
+        });
     }
 
     /// Stops the background tasks and waits for them.

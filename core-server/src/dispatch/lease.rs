@@ -76,34 +76,24 @@ async fn release_unreleased(core: &Core) {
 /// Starts the task that renews this core's leases and reaps lapsed ones,
 /// three times per lease lifetime.
 pub fn start_keeper(core: &Arc<Core>) {
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        let period = Duration::from_millis((core.lease_ttl_millis() / 3).max(100) as u64);
-        let mut ticks = tokio::time::interval(period);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = core.shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            if let Err(e) = renew(&core).await {
-                tracing::warn!(error = %e, "could not renew leases");
-            }
-            // The sessions' rows are marked as seen on the same beat.
-            core.dispatch.registry.refresh().await;
-            release_unreleased(&core).await;
-            if let Err(e) = reap_expired(&core).await {
-                tracing::warn!(error = %e, "could not reap lapsed leases");
-            }
-            // Housekeeping on the same beat: idempotency keys past their day.
-            if let Err(e) = idempotency::forget_expired(&core.store).await {
-                tracing::warn!(error = %e, "could not forget expired idempotency keys");
-            }
-            // And the session rows of cores that are gone.
-            if let Err(e) = super::registry::sweep(&core).await {
-                tracing::warn!(error = %e, "could not sweep the session rows of stopped cores");
-            }
+    let period = Duration::from_millis((core.lease_ttl_millis() / 3).max(100) as u64);
+    core.every(period, |core| async move {
+        if let Err(e) = renew(&core).await {
+            tracing::warn!(error = %e, "could not renew leases");
+        }
+        // The sessions' rows are marked as seen on the same beat.
+        core.dispatch.registry.refresh().await;
+        release_unreleased(&core).await;
+        if let Err(e) = reap_expired(&core).await {
+            tracing::warn!(error = %e, "could not reap lapsed leases");
+        }
+        // Housekeeping on the same beat: idempotency keys past their day.
+        if let Err(e) = idempotency::forget_expired(&core.store).await {
+            tracing::warn!(error = %e, "could not forget expired idempotency keys");
+        }
+        // And the session rows of cores that are gone.
+        if let Err(e) = super::registry::sweep(&core).await {
+            tracing::warn!(error = %e, "could not sweep the session rows of stopped cores");
         }
     });
 }

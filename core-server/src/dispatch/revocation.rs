@@ -14,38 +14,28 @@ pub const EVERY: Duration = Duration::from_secs(2);
 
 /// Starts the task that ends sessions whose key stopped working.
 pub fn start(core: &Arc<Core>) {
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        let mut ticks = tokio::time::interval(EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = core.shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            // Extension sessions and live-status streams, in one query.
-            let mut watched = core.dispatch.accounts_with_sessions();
-            watched.extend(core.live.accounts_with_streams());
-            if watched.is_empty() {
-                continue;
-            }
-            watched.sort_unstable();
-            watched.dedup();
-            match accounts::key_hashes_of(&core.store, &watched).await {
-                Ok(valid) => {
-                    let valid: HashSet<_> = valid.into_iter().collect();
-                    core.live.revoke_unless(&valid);
-                    let ended = core.dispatch.revoke_unless(&valid);
-                    if ended > 0 {
-                        tracing::info!(
-                            sessions = ended,
-                            "ending sessions opened with a key that no longer works"
-                        );
-                    }
+    core.every(EVERY, |core| async move {
+        // Extension sessions and live-status streams, in one query.
+        let mut watched = core.dispatch.accounts_with_sessions();
+        watched.extend(core.live.accounts_with_streams());
+        if watched.is_empty() {
+            return;
+        }
+        watched.sort_unstable();
+        watched.dedup();
+        match accounts::key_hashes_of(&core.store, &watched).await {
+            Ok(valid) => {
+                let valid: HashSet<_> = valid.into_iter().collect();
+                core.live.revoke_unless(&valid);
+                let ended = core.dispatch.revoke_unless(&valid);
+                if ended > 0 {
+                    tracing::info!(
+                        sessions = ended,
+                        "ending sessions opened with a key that no longer works"
+                    );
                 }
-                Err(e) => tracing::warn!(error = %e, "could not read API keys to check sessions"),
             }
+            Err(e) => tracing::warn!(error = %e, "could not read API keys to check sessions"),
         }
     });
 }

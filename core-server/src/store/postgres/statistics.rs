@@ -38,19 +38,9 @@ const EVERY: Duration = Duration::from_secs(5);
 
 /// Starts the task.
 pub(super) fn start(core: &Arc<Core>) {
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        let mut ticks = tokio::time::interval(EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = core.shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            if let Err(e) = analyze_grown(&core).await {
-                tracing::warn!(error = %e, "could not bring the planner statistics up to date");
-            }
+    core.every(EVERY, |core| async move {
+        if let Err(e) = analyze_grown(&core).await {
+            tracing::warn!(error = %e, "could not bring the planner statistics up to date");
         }
     });
 }

@@ -47,23 +47,16 @@ pub fn start(core: &Arc<Core>) {
     let Some(file) = super::parts(core).file.clone() else {
         return;
     };
-    let core = core.clone();
-    let tracker = core.tasks.clone();
-    tracker.spawn(async move {
-        let conn: Shared = match open(&file) {
-            Ok(conn) => Arc::new(Mutex::new(conn)),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open a checkpoint connection; the WAL will grow until restart");
-                return;
-            }
-        };
-        let mut ticks = tokio::time::interval(EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = core.shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
+    let conn: Shared = match open(&file) {
+        Ok(conn) => Arc::new(Mutex::new(conn)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open a checkpoint connection; the WAL will grow until restart");
+            return;
+        }
+    };
+    core.every(EVERY, move |core| {
+        let conn = conn.clone();
+        async move {
             if let Err(e) = checkpoint(&core, &conn).await {
                 tracing::warn!(error = format!("{e:#}"), "WAL checkpoint failed");
             }
