@@ -80,15 +80,16 @@ impl Committed {
         });
     }
 
-    /// Records a status change with the request as the transaction left it.
-    pub fn changed_to(&mut self, view: RequestView, cause: Cause) {
+    /// Records a status change with the request as the transaction left it
+    /// (shared, so a writer that answers with it too need not copy it).
+    pub fn changed_to(&mut self, view: Arc<RequestView>, cause: Cause) {
         let request = &view.request;
         self.changes.push(StatusChange {
             account: AccountId(request.account_id),
             request: request.id,
             status: request.status,
             cause,
-            view: Some(Arc::new(view)),
+            view: Some(view),
         });
     }
 

@@ -6,7 +6,7 @@
 //! refused), and what the transaction committed goes to the one
 //! after-commit step.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
@@ -142,7 +142,7 @@ pub(crate) async fn write_session_writes_in(
     for (settle, request) in settles.iter().zip(&settled) {
         let Ok(request) = request else { continue };
         match outcomes::view_after(request, &settle.outcome) {
-            Some(view) => committed.changed_to(view, Cause::Finished),
+            Some(view) => committed.changed_to(Arc::new(view), Cause::Finished),
             None => {
                 let account = AccountId(request.account_id);
                 committed.changed(account, request.id, request.status, Cause::Finished);

@@ -2,7 +2,7 @@
 //! keys, their new chats in one insert, the requests in another (on
 //! PostgreSQL with the same SQL text whatever the batch size).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use sea_orm::{
     ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait,
@@ -76,7 +76,7 @@ pub(crate) async fn insert_submissions(
     let mut committed = Committed::default();
     let mut created = HashMap::with_capacity(requests.len());
     for (request, chat) in requests.into_iter().zip(chats) {
-        let view = message_request::view(request, Some(chat));
+        let view = Arc::new(message_request::view(request, Some(chat)));
         committed.work.insert(AccountId(view.request.account_id));
         committed.changed_to(view.clone(), Cause::Submitted);
         created.insert(view.request.id, view);
@@ -98,7 +98,7 @@ pub(crate) async fn insert_submissions(
         .map(|(keyed, id)| match keyed {
             Keyed::New => created
                 .get(id)
-                .cloned()
+                .map(|view| RequestView::clone(view))
                 .map(|view| Submitted {
                     view,
                     created: true,
@@ -106,6 +106,7 @@ pub(crate) async fn insert_submissions(
                 .ok_or_else(|| CoreError::Unavailable("a stored request went missing".into())),
             Keyed::Repeat(first) => created
                 .get(&first)
+                .map(|view| &**view)
                 .or_else(|| earlier.get(&first))
                 .cloned()
                 .map(|view| Submitted {
