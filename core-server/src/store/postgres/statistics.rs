@@ -64,11 +64,8 @@ pub(crate) async fn analyze_grown(core: &Core) -> CoreResult<Vec<String>> {
         .iter()
         .map(|row| row.try_get_by_index::<String>(0))
         .collect::<Result<Vec<_>, _>>()?;
-    for table in &grown {
-        // Only names from `HOT` reach the statement.
-        let Some(table) = HOT.iter().find(|hot| *hot == table) else {
-            continue;
-        };
+    // The statement names only tables of `HOT`, never what the query read.
+    for table in HOT.iter().filter(|hot| grown.iter().any(|g| g == *hot)) {
         let txn = core.store.write.begin().await?;
         // Autovacuum (or another core) working on the table holds the lock
         // an analysis needs: leave the table to it rather than wait.
