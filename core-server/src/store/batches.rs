@@ -8,7 +8,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use super::{claim::claim_in, outcomes, submits};
 use crate::{
@@ -129,7 +129,7 @@ pub(crate) type Written = (
 /// unclaimed the account has none left, and its later claims do not run.
 pub(crate) async fn write_session_writes_in(
     core: &Core,
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     settles: &[Settle],
     claims: &[Claim],
 ) -> CoreResult<Written> {

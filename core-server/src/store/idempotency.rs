@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use sea_orm::{
     sea_query::{OnConflict, Query},
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -21,7 +21,7 @@ use crate::{
 /// Takes the keys of `items` (whose new requests would be `ids`) and says
 /// what each key decided; an item without a key is [`Keyed::New`].
 pub(crate) async fn claim_keys(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     items: &[(AccountId, &Submission)],
     ids: &[Uuid],
 ) -> CoreResult<Vec<Keyed>> {

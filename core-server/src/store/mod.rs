@@ -2,8 +2,9 @@
 //! under this folder, and nothing outside it asks which one it is on.
 //!
 //! - `sqlite/`: one write connection drained by one writer task (group
-//!   commit of submits, results and standing claims), WAL checkpoints beside
-//!   it, and point reads on rusqlite connections.
+//!   commit of submits, results and standing claims, run on the
+//!   connection's handle through rusqlite), WAL checkpoints beside it, and
+//!   point reads on rusqlite connections.
 //! - `postgres/`: a shared pool, a group-commit writer each for submits and
 //!   for sessions, `FOR UPDATE SKIP LOCKED` claims, point reads on
 //!   connections of their own, `LISTEN/NOTIFY` wake-ups between cores, and

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::{
     sea_query::{Expr, Func, Query, SimpleExpr},
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
-    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, Set, Statement, Value,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
+    IdenStatic, Iterable, QueryFilter, Set, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -88,7 +88,7 @@ pub(crate) async fn mark_executing(
 /// already has that id, or is new and no other chat of the account has it —
 /// take one statement; the rest find or create the named chat.
 async fn settle_chat(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     request: &message_request::Model,
     chatgpt_id: &str,
     title: Option<String>,
@@ -212,7 +212,7 @@ fn json_of(value: Value) -> serde_json::Value {
 /// returns the requests it finished; one that is unknown, of another
 /// account or already finished is not among them.
 async fn finish_all(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     outcomes: &[(AccountId, Uuid, &Outcome)],
 ) -> CoreResult<HashMap<Uuid, message_request::Model>> {
     if outcomes.is_empty() {
@@ -285,7 +285,7 @@ async fn finish_all(
 /// or has none and no other chat of the account has it. Returns the chats
 /// it named; the rest are left to [`settle_chat`].
 async fn name_chats(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     named: &[(&message_request::Model, &str, Option<&str>)],
 ) -> CoreResult<HashSet<i64>> {
     if named.is_empty() {
@@ -347,7 +347,11 @@ async fn name_chats(
 
 /// Why the result for `id` was not applied: unknown to the account, or
 /// already finished. Only a database failure is an `Err`.
-async fn refusal(txn: &DatabaseTransaction, account: AccountId, id: Uuid) -> CoreResult<CoreError> {
+async fn refusal(
+    txn: &impl ConnectionTrait,
+    account: AccountId,
+    id: Uuid,
+) -> CoreResult<CoreError> {
     match load_open(txn, account, id).await {
         Err(e @ CoreError::Database(_)) => Err(e),
         Err(refused) => Ok(refused),
@@ -366,7 +370,7 @@ async fn refusal(txn: &DatabaseTransaction, account: AccountId, id: Uuid) -> Cor
 /// the commit the caller passes the finished requests to [`committed`].
 pub(crate) async fn apply_all_in(
     core: &Core,
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     outcomes: &[(AccountId, Uuid, &Outcome)],
 ) -> CoreResult<Vec<CoreResult<MessageRequest>>> {
     // A request named twice: its first outcome counts, the later ones find
@@ -467,7 +471,7 @@ pub(crate) fn view_after(request: &MessageRequest, outcome: &Outcome) -> Option<
 /// [`apply_all_in`] for one outcome.
 pub(crate) async fn apply_in(
     core: &Core,
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     account: AccountId,
     id: Uuid,
     outcome: &Outcome,

@@ -5,8 +5,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait,
-    IdenStatic, Iterable, QueryFilter, Statement,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, IdenStatic, Iterable,
+    QueryFilter, Statement,
 };
 use uuid::Uuid;
 
@@ -33,7 +33,7 @@ pub(crate) type Stored = (Vec<CoreResult<Submitted>>, Committed);
 /// else.
 pub(crate) async fn insert_submissions(
     core: &Core,
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     items: &[(AccountId, &Submission)],
 ) -> CoreResult<Stored> {
     if items.is_empty() {
@@ -138,7 +138,7 @@ pub(crate) enum Keyed {
 
 /// The requests `ids` with their chats, by id.
 async fn views_of(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     ids: Vec<Uuid>,
 ) -> CoreResult<HashMap<Uuid, RequestView>> {
     if ids.is_empty() {
@@ -159,7 +159,7 @@ async fn views_of(
 /// statement) is the same for every batch size; SQLite takes a multi-row
 /// insert.
 async fn insert_requests(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     requests: &[message_request::Model],
 ) -> CoreResult<()> {
     if requests.is_empty() {
@@ -220,7 +220,7 @@ async fn insert_requests(
 /// in order. On PostgreSQL the accounts go as one array, so the statement's
 /// text is the same for every batch size.
 async fn insert_unnamed_chats(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     accounts: Vec<AccountId>,
 ) -> CoreResult<Vec<chat::Model>> {
     if accounts.is_empty() {
@@ -252,7 +252,7 @@ async fn insert_unnamed_chats(
 /// The chat of each submission, in order: new chats are created with one
 /// multi-row insert, named chats found or created one by one.
 async fn chats_for(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     items: &[(AccountId, &Submission)],
 ) -> CoreResult<Vec<chat::Model>> {
     let fresh: Vec<AccountId> = items

@@ -1,10 +1,12 @@
 //! SQLite: an embedded file with one writer. The write pool has a single
 //! connection (queueing writers in the pool avoids `SQLITE_BUSY` on lock
-//! upgrades), drained by [`writer`]; reads go through a pool of their own
+//! upgrades), drained by [`writer`], which runs its cycles on that
+//! connection's handle itself ([`inline`]); reads go through a pool of their own
 //! and, for lookups by key, through [`point_reads`]; [`checkpoint`] keeps
 //! the WAL in check beside the writer.
 
 pub(super) mod checkpoint;
+mod inline;
 pub(super) mod point_reads;
 pub(super) mod writer;
 

@@ -13,6 +13,10 @@
 //! transaction that stores them, and the session learns of them as the
 //! submitter learns they are stored — not a wake-up and a cycle later.
 //!
+//! The cycles run their statements on the write connection's handle,
+//! borrowed from sqlx for a turn of cycles ([`super::inline`]), not one
+//! hand-off to sqlx's thread per statement.
+//!
 //! PostgreSQL keeps the two writers apart: its pool writes side by side.
 
 use std::{
@@ -22,10 +26,10 @@ use std::{
 };
 
 use futures::FutureExt;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::inline::Inline;
 use crate::{
     batch,
     error::CoreError,
@@ -83,29 +87,17 @@ struct Writer {
     returned: mpsc::UnboundedReceiver<AccountId>,
 }
 
+/// A cycle's writes, gathered before it needs the connection.
+struct Cycle {
+    accepted: Vec<(AccountId, Pending)>,
+    settles: Vec<Settle>,
+    claims: Vec<Claim>,
+}
+
 impl Writer {
     async fn run(mut self) {
         while let Some(work) = self.next().await {
-            // While more work waits when a cycle commits, the next cycle
-            // begins its transaction on the same connection (see `write`).
-            let (mut work, mut held, mut cycles) = (Some(work), None, 0);
-            while let Some(this) = work.take() {
-                cycles += 1;
-                // A bug in one cycle must not stop every later write: its
-                // callers get an error (their reply senders are dropped).
-                let cycle =
-                    AssertUnwindSafe(self.cycle(this, held.take(), cycles < MAX_HELD_CYCLES));
-                match cycle.catch_unwind().await {
-                    Ok(Some(txn)) => {
-                        held = Some(txn);
-                        work = Some(self.ready());
-                    }
-                    Ok(None) => {}
-                    Err(_) => tracing::error!(
-                        "write cycle panicked; its callers were answered with an error"
-                    ),
-                }
-            }
+            self.turn(work).await;
         }
     }
 
@@ -148,22 +140,11 @@ impl Writer {
         !(self.submits.is_empty() && self.sessions.is_empty() && self.returned.is_empty())
     }
 
-    /// Writes one cycle in one transaction (begun on `held`, if given) and
-    /// answers its callers. The claims standing on an account the cycle
-    /// gives work run after the new ones. If the transaction fails, the
-    /// submits and the session writes are retried apart, each batch then one
-    /// by one, so one bad write cannot fail the rest. Returns the next
-    /// cycle's transaction if this one kept the connection.
-    async fn cycle(
-        &mut self,
-        work: Work,
-        held: Option<DatabaseTransaction>,
-        may_keep: bool,
-    ) -> Option<DatabaseTransaction> {
-        let core = self.core.clone();
-        // The gate is shared by cycles; only a WAL restart holds it alone.
-        let _gate = super::parts(&core).write_gate.read().await;
-        let accepted = intake::accept(&core, &mut self.limits, work.pending).await;
+    /// What `work` writes: its accepted submits, its results, and its
+    /// claims with those standing on an account it gives work. `None` if
+    /// that is nothing.
+    async fn gather(&mut self, work: Work) -> Option<Cycle> {
+        let accepted = intake::accept(&self.core, &mut self.limits, work.pending).await;
         let (settles, mut claims) = batches::split(work.jobs);
         let touched: BTreeSet<i64> = accepted
             .iter()
@@ -172,30 +153,119 @@ impl Writer {
             .chain(work.returned.into_iter().map(|account| account.0))
             .collect();
         claims.extend(self.standing.take(&touched));
-        if accepted.is_empty() && settles.is_empty() && claims.is_empty() {
-            // A held transaction that wrote nothing is rolled back on drop.
-            return None;
+        let empty = accepted.is_empty() && settles.is_empty() && claims.is_empty();
+        (!empty).then_some(Cycle {
+            accepted,
+            settles,
+            claims,
+        })
+    }
+
+    /// One turn with the write connection: cycles, each in a transaction of
+    /// its own, as long as more work is waiting when one commits (up to
+    /// [`MAX_HELD_CYCLES`]), on the connection's handle borrowed from sqlx
+    /// once for all of them (see [`inline`]). If a cycle fails, the turn
+    /// gives the connection back and writes that cycle's parts apart
+    /// through sqlx, each batch then one by one, so one bad write cannot
+    /// fail the rest.
+    async fn turn(&mut self, work: Work) {
+        let Some(mut cycle) = self.gather(work).await else {
+            return;
+        };
+        let core = self.core.clone();
+        let mut conn = match core
+            .store
+            .write
+            .get_sqlite_connection_pool()
+            .acquire()
+            .await
+        {
+            Ok(conn) => conn,
+            Err(e) => return self.write_apart(cycle, &super::sqlx_err(e)).await,
+        };
+        let mut handle = match conn.lock_handle().await {
+            Ok(handle) => handle,
+            Err(e) => return self.write_apart(cycle, &super::sqlx_err(e)).await,
+        };
+        // SAFETY: sqlx leaves the handle alone while `handle` is held (and
+        // the connection stays open while `conn` is out of the pool); both
+        // outlive `inline`, which is declared after them and so dropped
+        // first.
+        let inline = match unsafe { Inline::borrow(handle.as_raw_handle()) } {
+            Ok(inline) => inline,
+            Err(e) => return self.write_apart(cycle, &e).await,
+        };
+        let mut cycles = 0;
+        loop {
+            cycles += 1;
+            // A bug in one cycle must not stop every later write: its
+            // callers get an error (their reply senders are dropped), and
+            // dropping `inline` rolls back what it began.
+            let written = AssertUnwindSafe(self.cycle(&inline, cycle)).catch_unwind();
+            match written.await {
+                Ok(Ok(())) => {}
+                Ok(Err((failed, e))) => {
+                    drop(inline);
+                    drop(handle);
+                    drop(conn);
+                    return self.write_apart(failed, &e).await;
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "write cycle panicked; its callers were answered with an error"
+                    );
+                    return;
+                }
+            }
+            if cycles >= MAX_HELD_CYCLES || !self.more_ready() {
+                return;
+            }
+            let work = self.ready();
+            cycle = match self.gather(work).await {
+                Some(next) => next,
+                None => return,
+            };
         }
-        let keep = || may_keep && self.more_ready();
-        match write(&core, held, &accepted, &settles, &claims, keep).await {
-            Ok((views, written, next)) => {
+    }
+
+    /// Writes one cycle in one transaction on `inline` and answers its
+    /// callers; if the transaction fails, hands the cycle back unanswered.
+    async fn cycle(&mut self, inline: &Inline, cycle: Cycle) -> Result<(), (Cycle, CoreError)> {
+        let core = self.core.clone();
+        // The gate is shared by cycles; only a WAL restart holds it alone.
+        let _gate = super::parts(&core).write_gate.read().await;
+        match write(&core, inline, &cycle).await {
+            Ok((views, written)) => {
                 // Deliveries first: the submitters' answers cannot come
                 // sooner than the commit anyway.
+                let Cycle {
+                    accepted,
+                    settles,
+                    claims,
+                } = cycle;
                 self.standing.stand(batches::answer_session_writes(
                     &core, settles, claims, written,
                 ));
                 batches::answer_submits(&core, accepted, views);
-                next
+                Ok(())
             }
             Err(e) => {
-                tracing::warn!(error = %e, "write cycle failed; writing its parts apart");
-                batches::store_submits(&core, accepted).await;
-                if !settles.is_empty() || !claims.is_empty() {
-                    self.standing
-                        .stand(batches::store_session_writes(&core, settles, claims).await);
-                }
-                None
+                inline.roll_back();
+                Err((cycle, e))
             }
+        }
+    }
+
+    /// Writes a cycle that failed through sqlx: the submits and the session
+    /// writes apart, each batch then one by one.
+    async fn write_apart(&mut self, cycle: Cycle, e: &(dyn std::fmt::Display + Sync)) {
+        tracing::warn!(error = %e, "write cycle failed; writing its parts apart");
+        let core = self.core.clone();
+        let _gate = super::parts(&core).write_gate.read().await;
+        batches::store_submits(&core, cycle.accepted).await;
+        if !cycle.settles.is_empty() || !cycle.claims.is_empty() {
+            self.standing
+                .stand(batches::store_session_writes(&core, cycle.settles, cycle.claims).await);
         }
     }
 }
@@ -241,40 +311,17 @@ impl Standing {
     }
 }
 
-/// Writes a cycle in a transaction, begun on `held` if given, and commits
-/// it. If `keep` says more work waits, the connection stays with the writer:
-/// the next transaction begins on it at once (one `COMMIT` and one `BEGIN`),
-/// instead of the connection going back to the pool — which tests it in a
-/// task of its own that waits its turn behind every request in the runtime
-/// — and being acquired again.
+/// Writes a cycle in one transaction on `inline` and commits it.
 async fn write(
     core: &Core,
-    held: Option<DatabaseTransaction>,
-    accepted: &[(AccountId, Pending)],
-    settles: &[Settle],
-    claims: &[Claim],
-    keep: impl FnOnce() -> bool,
-) -> Result<(submits::Stored, Written, Option<DatabaseTransaction>), CoreError> {
-    let txn = match held {
-        Some(txn) => txn,
-        None => core.store.write.begin().await?,
-    };
-    let views = submits::insert_submissions(core, &txn, &intake::submissions(accepted)).await?;
-    let written = batches::write_session_writes_in(core, &txn, settles, claims).await?;
-    if !keep() {
-        txn.commit().await?;
-        return Ok((views, written, None));
-    }
-    txn.execute_unprepared("COMMIT").await?;
-    // A deferred BEGIN takes no lock and reads nothing, so the held
-    // transaction stops neither checkpoints nor readers. It cannot fail
-    // short of a broken connection, which the next cycle then reports.
-    let next = match txn.execute_unprepared("BEGIN").await {
-        Ok(_) => Some(txn),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not begin the next write cycle");
-            None
-        }
-    };
-    Ok((views, written, next))
+    inline: &Inline,
+    cycle: &Cycle,
+) -> Result<(submits::Stored, Written), CoreError> {
+    inline.begin()?;
+    let views =
+        submits::insert_submissions(core, inline, &intake::submissions(&cycle.accepted)).await?;
+    let written =
+        batches::write_session_writes_in(core, inline, &cycle.settles, &cycle.claims).await?;
+    inline.commit()?;
+    Ok((views, written))
 }
