@@ -349,6 +349,21 @@ mod tests {
         store::{DatabaseConfig, Store},
     };
 
+    /// Runs `body` on the store's write connection's handle, borrowed as
+    /// the writer borrows it.
+    async fn on_handle(store: &Store, body: impl AsyncFnOnce(&Inline)) {
+        let mut conn = store
+            .write
+            .get_sqlite_connection_pool()
+            .acquire()
+            .await
+            .expect("acquire");
+        let mut handle = conn.lock_handle().await.expect("lock");
+        // SAFETY: as in the writer's turn: `handle` and `conn` outlive it.
+        let inline = unsafe { Inline::borrow(handle.as_raw_handle()) }.expect("borrow");
+        body(&inline).await;
+    }
+
     fn request(account_id: i64, chat_id: i64, nulls: bool) -> message_request::Model {
         fn some<T>(nulls: bool, value: T) -> Option<T> {
             (!nulls).then_some(value)
@@ -418,47 +433,39 @@ mod tests {
             request(account.id, chat.id, true),
         ];
 
-        let mut conn = store
-            .write
-            .get_sqlite_connection_pool()
-            .acquire()
-            .await
-            .expect("acquire");
-        let mut handle = conn.lock_handle().await.expect("lock");
-        let inline = unsafe { Inline::borrow(handle.as_raw_handle()) }.expect("borrow");
-        inline.begin().expect("begin");
-        for row in &by_inline {
-            message_request::Entity::insert(row.clone().into_active_model())
-                .exec_without_returning(&inline)
+        on_handle(&store, async |inline| {
+            inline.begin().expect("begin");
+            for row in &by_inline {
+                message_request::Entity::insert(row.clone().into_active_model())
+                    .exec_without_returning(inline)
+                    .await
+                    .expect("insert through the handle");
+            }
+            let mut read = message_request::Entity::find()
+                .filter(message_request::Column::Id.is_in(by_sqlx.iter().map(|r| r.id)))
+                .all(inline)
                 .await
-                .expect("insert through the handle");
-        }
-        let mut read = message_request::Entity::find()
-            .filter(message_request::Column::Id.is_in(by_sqlx.iter().map(|r| r.id)))
-            .all(&inline)
-            .await
-            .expect("read through the handle");
-        read.sort_by_key(|r| r.id);
-        assert_eq!(read, by_sqlx);
-        let chats = chat::Entity::find().all(&inline).await.expect("chats");
-        assert_eq!(chats, vec![chat.clone()]);
-        // The one tuple the cycle reads, by position.
-        let urls: Vec<(i64, String)> = account::Entity::find()
-            .select_only()
-            .column(account::Column::Id)
-            .column(account::Column::WebhookUrl)
-            .into_tuple()
-            .all(&inline)
-            .await
-            .expect("tuple");
-        assert_eq!(
-            urls,
-            vec![(account.id, "https://example.com/hook".to_string())]
-        );
-        inline.commit().expect("commit");
-        drop(inline);
-        drop(handle);
-        drop(conn);
+                .expect("read through the handle");
+            read.sort_by_key(|r| r.id);
+            assert_eq!(read, by_sqlx);
+            let chats = chat::Entity::find().all(inline).await.expect("chats");
+            assert_eq!(chats, vec![chat.clone()]);
+            // The one tuple the cycle reads, by position.
+            let urls: Vec<(i64, String)> = account::Entity::find()
+                .select_only()
+                .column(account::Column::Id)
+                .column(account::Column::WebhookUrl)
+                .into_tuple()
+                .all(inline)
+                .await
+                .expect("tuple");
+            assert_eq!(
+                urls,
+                vec![(account.id, "https://example.com/hook".to_string())]
+            );
+            inline.commit().expect("commit");
+        })
+        .await;
 
         let mut read = message_request::Entity::find()
             .filter(message_request::Column::Id.is_in(by_inline.iter().map(|r| r.id)))
@@ -478,15 +485,7 @@ mod tests {
         let store = Store::connect(&DatabaseConfig::new(url))
             .await
             .expect("store");
-        {
-            let mut conn = store
-                .write
-                .get_sqlite_connection_pool()
-                .acquire()
-                .await
-                .expect("acquire");
-            let mut handle = conn.lock_handle().await.expect("lock");
-            let inline = unsafe { Inline::borrow(handle.as_raw_handle()) }.expect("borrow");
+        on_handle(&store, async |inline| {
             inline.begin().expect("begin");
             inline
                 .execute_unprepared(
@@ -503,7 +502,8 @@ mod tests {
                 .expect_err("an untyped NULL");
             assert!(e.to_string().contains("untyped"), "{e}");
             inline.roll_back();
-        }
+        })
+        .await;
         let accounts = account::Entity::find()
             .all(&store.read)
             .await
