@@ -1,7 +1,12 @@
 //! Operator commands that work on the database directly through the core's
 //! library: accounts, migrations and pruning.
 
-use chatrelay_core::{accounts, config::DatabaseConfig, store::Store, webhooks::Destinations};
+use chatrelay_core::{
+    accounts,
+    config::DatabaseConfig,
+    store::Store,
+    webhooks::{destination::redact, Destinations},
+};
 
 pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
     let db = Store::connect_without_migrating(config).await?;
@@ -58,7 +63,10 @@ pub async fn account_list(config: &DatabaseConfig) -> anyhow::Result<()> {
             "{:<6} {:<24} {:<40} {}",
             a.id,
             a.name,
-            a.webhook_url.as_deref().unwrap_or("-"),
+            // Credentials in a URL's userinfo or query stay off the screen.
+            a.webhook_url
+                .as_deref()
+                .map_or_else(|| "-".to_string(), redact),
             summary.key_prefixes.join(", ")
         );
     }

@@ -166,7 +166,7 @@ async fn account_create_with_webhook_url_and_list_show_it() {
             "--name",
             "hooked",
             "--webhook-url",
-            "https://example.com/hook",
+            "https://user:pw@example.com/hook?token=s3cret",
         ],
     )
     .await;
@@ -184,6 +184,10 @@ async fn account_create_with_webhook_url_and_list_show_it() {
         .find(|l| l.contains("hooked"))
         .unwrap_or_else(|| panic!("hooked not listed: {lines:?}"));
     assert!(hooked.contains("https://example.com/hook"), "{hooked}");
+    assert!(
+        !hooked.contains("s3cret") && !hooked.contains("pw@"),
+        "credentials in the URL are not listed: {hooked}"
+    );
     assert!(plain.contains(&key[..11]), "key prefix listed: {plain}");
     assert!(
         lines.iter().all(|l| !l.contains(&key)),
