@@ -5,12 +5,13 @@
 //! - the physical reference: a bare axum handler that parses the submit
 //!   JSON body and returns it, with no database and no gRPC hop, driven by
 //!   the same wrk script and settings as chatrelay's REST submit;
-//! - the database reference (`ref-db`, PostgreSQL): a bare axum handler
-//!   that does what chatrelay's `GET /api/chat/requests/{id}/` asks of the
-//!   database, with plain sqlx, driven like chatrelay's GET. It tells how
-//!   close that GET is to what the database itself allows.
+//! - the database reference (`ref-db`): a bare axum handler that does what
+//!   chatrelay's `GET /api/chat/requests/{id}/` asks of the database, with
+//!   a plain sqlx pool on chatrelay's database (SQLite file or PostgreSQL),
+//!   driven like chatrelay's GET. It tells how close that GET is to what
+//!   the database, through sqlx, allows.
 
-use std::{net::SocketAddr, path::Path, process::Stdio, time::Duration};
+use std::{net::SocketAddr, path::Path, process::Stdio, str::FromStr, time::Duration};
 
 use anyhow::Context;
 use axum::{
@@ -22,7 +23,11 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use sqlx::{
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
+    PgPool, SqlitePool,
+};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -50,27 +55,13 @@ async fn submit(Json(body): Json<SubmitBody>) -> (StatusCode, Json<SubmitBody>) 
 /// (one query through the primary key and the key-hash index).
 const REQUEST_BY_ID: &str = "\
     SELECT r.id, r.message, r.response_type, r.thinking_time, r.status, r.response, \
-           r.error_message, c.chatgpt_id, r.queued_at, r.started_at, r.completed_at \
+           r.error_message, c.chatgpt_id AS chat, r.queued_at, r.started_at, r.completed_at \
     FROM message_requests r LEFT JOIN chats c ON c.id = r.chat_id \
     WHERE r.id = $1 \
       AND r.account_id IN (SELECT account_id FROM api_keys WHERE key_hash = $2)";
 
-type RequestRow = (
-    Uuid,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-);
-
-/// The fields of chatrelay's answer to a GET.
-#[derive(Serialize)]
+/// The fields of chatrelay's answer to a GET, as the lookup reads them.
+#[derive(Serialize, sqlx::FromRow)]
 struct RequestBody {
     id: Uuid,
     message: String,
@@ -85,8 +76,15 @@ struct RequestBody {
     completed_at: Option<DateTime<Utc>>,
 }
 
+/// The database the lookup runs on.
+#[derive(Clone)]
+enum Lookup {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
 async fn get_request(
-    State(pool): State<PgPool>,
+    State(lookup): State<Lookup>,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Json<RequestBody>, StatusCode> {
@@ -96,57 +94,48 @@ async fn get_request(
         .ok_or(StatusCode::UNAUTHORIZED)?;
     let id = Uuid::parse_str(&id).map_err(|_| StatusCode::NOT_FOUND)?;
     let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
-    let row: Option<RequestRow> = sqlx::query_as(REQUEST_BY_ID)
-        .bind(id)
-        .bind(key_hash)
-        .fetch_optional(&pool)
-        .await
-        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-    let (
-        id,
-        message,
-        response_type,
-        thinking_time,
-        status,
-        response,
-        error_message,
-        chat,
-        queued_at,
-        started_at,
-        completed_at,
-    ) = row.ok_or(StatusCode::NOT_FOUND)?;
-    Ok(Json(RequestBody {
-        id,
-        message,
-        response_type,
-        thinking_time,
-        status,
-        response,
-        error_message,
-        chat,
-        queued_at,
-        started_at,
-        completed_at,
-    }))
+    let row: Option<RequestBody> = match &lookup {
+        Lookup::Postgres(pool) => {
+            let query = sqlx::query_as(REQUEST_BY_ID).bind(id).bind(&key_hash);
+            query.fetch_optional(pool).await
+        }
+        Lookup::Sqlite(pool) => {
+            let query = sqlx::query_as(REQUEST_BY_ID).bind(id).bind(&key_hash);
+            query.fetch_optional(pool).await
+        }
+    }
+    .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    row.map(Json).ok_or(StatusCode::NOT_FOUND)
 }
 
 /// Serves `POST /api/chat/submit/` until killed, and with `database_url`
-/// (PostgreSQL) also `GET /api/chat/requests/{id}/`; prints its address
-/// first. The pool is sized and set up as chatrelay's is by default (16
-/// connections, no ping before each use).
+/// (a `postgres:` or `sqlite:` URL) also `GET /api/chat/requests/{id}/`;
+/// prints its address first. The pool is sized and set up as chatrelay's
+/// is by default (16 connections, no ping before each use).
 pub async fn serve(addr: SocketAddr, database_url: Option<&str>) -> anyhow::Result<()> {
     let mut app = Router::new().route("/api/chat/submit/", post(submit));
     if let Some(url) = database_url {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .test_before_acquire(false)
-            .connect(url)
-            .await
-            .with_context(|| format!("cannot connect to {url}"))?;
+        let lookup = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?.read_only(true);
+            SqlitePoolOptions::new()
+                .max_connections(16)
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await
+                .map(Lookup::Sqlite)
+        } else {
+            PgPoolOptions::new()
+                .max_connections(16)
+                .test_before_acquire(false)
+                .connect(url)
+                .await
+                .map(Lookup::Postgres)
+        }
+        .with_context(|| format!("cannot connect to {url}"))?;
         app = app.merge(
             Router::new()
                 .route("/api/chat/requests/{id}/", get(get_request))
-                .with_state(pool),
+                .with_state(lookup),
         );
     }
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -163,7 +152,7 @@ pub struct ReferenceServer {
 
 impl ReferenceServer {
     /// Starts `<this binary> reference-server` on an ephemeral port, with
-    /// the database reference if given a PostgreSQL URL.
+    /// the database reference if given a database URL.
     pub async fn start(bench_binary: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
         let mut command = Command::new(bench_binary);
         command.arg("reference-server");

@@ -32,9 +32,7 @@ impl Suite<'_> {
         }
         if self.runs(Scenario::Get) {
             let (id, get_rps) = self.rest_get(keys).await?;
-            if self.options.postgres.is_some() {
-                self.reference_db(keys, &id, get_rps).await?;
-            }
+            self.reference_db(keys, &id, get_rps).await?;
         }
         if self.runs(Scenario::Lifecycle) {
             self.lifecycles(keys).await?;
