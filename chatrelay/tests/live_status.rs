@@ -596,6 +596,14 @@ async fn subscribers_on_any_core_hear_every_change() {
     let (status, body, _) = poll.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "done");
+    // The answer was one event: the next is the next submit's (a second
+    // `done` would have been committed, and passed on, before it).
+    let next = id_of(&first.submit_message(&key, "after").await).to_string();
+    let after = events.next_request().await;
+    assert_eq!(
+        (after["id"].as_str(), after["status"].as_str()),
+        (Some(next.as_str()), Some("idle"))
+    );
     ext.close().await;
     if let Some(second) = second {
         second.stop().await;

@@ -44,7 +44,7 @@ pub use feed::{Event, Item};
 use feed::{Feed, Subscription};
 
 use crate::{
-    committed::StatusChange,
+    committed::{Cause, StatusChange},
     model::{AccountId, RequestStatus, RequestView},
     Core,
 };
@@ -171,8 +171,15 @@ impl Live {
             return;
         }
         if self.outbound_on.load(Ordering::Relaxed) {
-            lock(&self.outbound).push(changes.iter().map(|c| Change::from(c).ids()));
-            self.outbound_ready.notify_one();
+            // An answer's change reached the other cores with its commit
+            // (the `f` notification of its transaction names its status).
+            let outbound = changes.iter().filter(|c| c.cause != Cause::Finished);
+            let mut queue = lock(&self.outbound);
+            let before = queue.changes.len();
+            queue.push(outbound.map(|c| Change::from(c).ids()));
+            if queue.changes.len() > before || queue.overflowed {
+                self.outbound_ready.notify_one();
+            }
         }
         self.arrived(changes.iter().map(Change::from));
     }

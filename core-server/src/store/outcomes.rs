@@ -448,7 +448,7 @@ pub(crate) async fn apply_all_in(
     webhooks::enqueue(txn, &finished_now).await?;
     let finished: Vec<_> = finished_now
         .iter()
-        .map(|request| (AccountId(request.account_id), request.id))
+        .map(|request| (AccountId(request.account_id), request.id, request.status))
         .collect();
     publish_finished(txn, core, &finished).await?;
     Ok(applied)

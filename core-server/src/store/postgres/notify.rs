@@ -7,6 +7,10 @@
 //! is passed on after the commit (`s` payloads: account, then status and
 //! request id of each change — ids, never bodies, for `pg_notify`'s 8000-byte
 //! limit), so that long-polls and event streams on every core hear of it.
+//! An extension's answer is the exception: the `f` payload its transaction
+//! sends anyway names the request's new status, and that is its status
+//! change for the other cores, heard at the commit rather than after a
+//! second transaction.
 
 use std::{sync::Arc, time::Duration};
 
@@ -67,15 +71,16 @@ pub async fn publish_work(
     publish(conn, core, [format!("w:{}", account.0)]).await
 }
 
-/// Tells the other cores that these requests of their accounts finished.
+/// Tells the other cores that these requests of their accounts finished,
+/// and with what status: their status change for live status there.
 pub async fn publish_finished(
     conn: &impl ConnectionTrait,
     core: &Core,
-    finished: &[(AccountId, Uuid)],
+    finished: &[(AccountId, Uuid, RequestStatus)],
 ) -> CoreResult<()> {
-    let payloads = finished
-        .iter()
-        .map(|(account, request)| format!("f:{}:{request}", account.0));
+    let payloads = finished.iter().map(|(account, request, status)| {
+        format!("f:{}:{request}:{}", account.0, status_letter(*status))
+    });
     publish(conn, core, payloads).await
 }
 
@@ -97,11 +102,42 @@ fn apply(core: &Core, payload: &str) {
     }
     match (kind, parts.next().and_then(|r| Uuid::parse_str(r).ok())) {
         ("w", _) => core.dispatch.wake_local(account),
-        ("f", Some(request)) => core.dispatch.finished_local(account, Arc::from([request])),
+        ("f", Some(request)) => {
+            core.dispatch.finished_local(account, Arc::from([request]));
+            let status = parts.next().and_then(status_of_letter);
+            if let Some(status) = status.filter(|s| s.is_terminal()) {
+                core.live.remote([Change {
+                    account,
+                    request,
+                    status,
+                    view: None,
+                }]);
+            }
+        }
         // Another core dropped status changes it could not pass on.
         ("r", _) => core.live.lost(),
         _ => {}
     }
+}
+
+/// A status in a payload: one letter.
+fn status_letter(status: RequestStatus) -> char {
+    match status {
+        RequestStatus::Idle => 'i',
+        RequestStatus::Executing => 'e',
+        RequestStatus::Done => 'd',
+        RequestStatus::Failed => 'f',
+    }
+}
+
+fn status_of_letter(letter: &str) -> Option<RequestStatus> {
+    Some(match letter {
+        "i" => RequestStatus::Idle,
+        "e" => RequestStatus::Executing,
+        "d" => RequestStatus::Done,
+        "f" => RequestStatus::Failed,
+        _ => return None,
+    })
 }
 
 /// Status changes per notification: about 34 bytes each, well under the
@@ -112,13 +148,7 @@ const CHANGES_PER_PAYLOAD: usize = 200;
 fn parse_changes(account: AccountId, list: &str) -> Vec<Change> {
     list.split(',')
         .filter_map(|entry| {
-            let status = match entry.get(..1)? {
-                "i" => RequestStatus::Idle,
-                "e" => RequestStatus::Executing,
-                "d" => RequestStatus::Done,
-                "f" => RequestStatus::Failed,
-                _ => return None,
-            };
+            let status = status_of_letter(entry.get(..1)?)?;
             Some(Change {
                 account,
                 request: Uuid::parse_str(entry.get(1..)?).ok()?,
@@ -142,15 +172,7 @@ fn status_payloads(node: Uuid, changes: &[Change]) -> Vec<String> {
         let entries: Vec<String> = changes
             .iter()
             .filter(|c| c.account == account)
-            .map(|c| {
-                let status = match c.status {
-                    RequestStatus::Idle => 'i',
-                    RequestStatus::Executing => 'e',
-                    RequestStatus::Done => 'd',
-                    RequestStatus::Failed => 'f',
-                };
-                format!("{status}{}", c.request.simple())
-            })
+            .map(|c| format!("{}{}", status_letter(c.status), c.request.simple()))
             .collect();
         for chunk in entries.chunks(CHANGES_PER_PAYLOAD) {
             payloads.push(format!("{node}:s:{}:{}", account.0, chunk.join(",")));
