@@ -127,10 +127,14 @@ fn query(conn: &Connection, statement: &Statement) -> Result<Vec<QueryResult>, D
 
 impl Drop for Inline {
     fn drop(&mut self) {
-        if let Ok(conn) = self.conn.get_mut() {
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
+        // Even after a panic mid-statement: sqlx must not get the
+        // connection back inside a transaction.
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
         }
     }
 }
@@ -504,6 +508,22 @@ mod tests {
             inline.roll_back();
         })
         .await;
+        // A transaction left open is rolled back when the handle goes back,
+        // and sqlx's next transaction on the connection begins as usual.
+        on_handle(&store, async |inline| {
+            inline.begin().expect("begin");
+            inline
+                .execute_unprepared(
+                    "INSERT INTO accounts (name, webhook_secret, created_at) VALUES ('y', 's', '2026-12-02T00:00:00+00:00')",
+                )
+                .await
+                .expect("insert");
+        })
+        .await;
+        let txn = sea_orm::TransactionTrait::begin(&store.write)
+            .await
+            .expect("sqlx begins");
+        txn.commit().await.expect("and commits");
         let accounts = account::Entity::find()
             .all(&store.read)
             .await
