@@ -5,172 +5,24 @@
 mod common;
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::HashSet,
     net::SocketAddr,
-    sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use axum::{
-    body::Bytes,
-    extract::State,
-    http::{header, HeaderMap, StatusCode, Uri},
-    response::{IntoResponse, Response},
-    Router,
-};
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use common::{
     core::{DeliveryStatus, DeliveryView, RequestStatus, RetrySchedule, TestCore},
+    receiver::{Received, Receiver, Reply, WEBHOOK_WAIT as WAIT},
     TestApp, TestDb,
 };
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::Sha256;
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 use uuid::Uuid;
 
-/// How long a test waits for a webhook before it fails.
-const WAIT: Duration = Duration::from_secs(20);
-
-// ---- the receiver --------------------------------------------------------------
-
-/// How the receiver answers one request.
-#[derive(Clone, Debug)]
-enum Reply {
-    Status(u16),
-    /// 302 to another path of the receiver.
-    Redirect(&'static str),
-    /// Answers 200, but only after this long.
-    Slow(Duration),
-}
-
-/// A request the receiver got.
-#[derive(Debug)]
-struct Received {
-    path: String,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no {name} header"))
-            .to_str()
-            .expect("ASCII header")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("JSON body")
-    }
-
-    fn webhook_id(&self) -> Uuid {
-        self.header("webhook-id")
-            .parse()
-            .expect("webhook-id is a UUID")
-    }
-}
-
-#[derive(Clone)]
-struct ReceiverState {
-    seen: mpsc::UnboundedSender<Received>,
-    /// Replies for the next requests, in order; then `otherwise`.
-    script: Arc<Mutex<VecDeque<Reply>>>,
-    otherwise: Arc<Mutex<Reply>>,
-}
-
-async fn receive(
-    State(state): State<ReceiverState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let reply = state
-        .script
-        .lock()
-        .expect("script")
-        .pop_front()
-        .unwrap_or_else(|| state.otherwise.lock().expect("otherwise").clone());
-    let _ = state.seen.send(Received {
-        path: uri.path().to_string(),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
-    match reply {
-        Reply::Status(code) => StatusCode::from_u16(code).expect("status").into_response(),
-        Reply::Redirect(to) => (StatusCode::FOUND, [(header::LOCATION, to)]).into_response(),
-        Reply::Slow(delay) => {
-            tokio::time::sleep(delay).await;
-            StatusCode::OK.into_response()
-        }
-    }
-}
-
-/// A webhook receiver: records every request and answers as scripted.
-struct Receiver {
-    addr: SocketAddr,
-    seen: mpsc::UnboundedReceiver<Received>,
-    state: ReceiverState,
-    server: JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        Self::start_on(TcpListener::bind("127.0.0.1:0").await.expect("bind")).await
-    }
-
-    async fn start_on(listener: TcpListener) -> Self {
-        let (tx, seen) = mpsc::unbounded_channel();
-        let state = ReceiverState {
-            seen: tx,
-            script: Arc::default(),
-            otherwise: Arc::new(Mutex::new(Reply::Status(200))),
-        };
-        let app = Router::new().fallback(receive).with_state(state.clone());
-        let addr = listener.local_addr().expect("address");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            addr,
-            seen,
-            state,
-            server,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    fn script(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.state.script.lock().expect("script").extend(replies);
-    }
-
-    fn otherwise(&self, reply: Reply) {
-        *self.state.otherwise.lock().expect("otherwise") = reply;
-    }
-
-    /// The next request, waiting for it (no sleeping: the server pushes it).
-    async fn next(&mut self) -> Received {
-        tokio::time::timeout(WAIT, self.seen.recv())
-            .await
-            .expect("a webhook within the wait")
-            .expect("receiver running")
-    }
-
-    /// Requests that have already arrived and were not taken yet.
-    fn already_received(&mut self) -> Vec<Received> {
-        std::iter::from_fn(|| self.seen.try_recv().ok()).collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
+// ---- the receiver that is down ------------------------------------------------
 
 /// A port where connections are accepted and dropped at once: a receiver
 /// that is down. Each connection is reported, so the test knows an attempt
@@ -356,7 +208,7 @@ async fn done_request_is_delivered_on_the_first_try_with_the_spec_payload() {
 
     let core = stop(app).await;
     let view = only_delivery(&core, "acme").await;
-    assert_eq!(view.delivery.id, got.webhook_id());
+    assert_eq!(view.delivery.id, got.delivery_id());
     assert_eq!(view.delivery.request_id, id);
     assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);
     assert_eq!(view.delivery.attempts, 1);
@@ -421,7 +273,7 @@ async fn signature_verifies_with_the_current_secret_of_the_account() {
     // Rotated between attempts: the retry is signed with the new secret.
     let second_secret = core.rotate_webhook_secret("acme").await;
     let second = receiver.next().await;
-    assert_eq!(second.webhook_id(), tampered.webhook_id());
+    assert_eq!(second.delivery_id(), tampered.delivery_id());
     assert!(signature_is_valid(&second_secret, &second));
     assert!(!signature_is_valid(&first_secret, &second));
     app.stop().await;
@@ -442,7 +294,7 @@ async fn receiver_failing_twice_gets_three_attempts_and_one_success() {
         receiver.next().await,
         receiver.next().await,
     ];
-    let ids: HashSet<Uuid> = attempts.iter().map(Received::webhook_id).collect();
+    let ids: HashSet<Uuid> = attempts.iter().map(Received::delivery_id).collect();
     assert_eq!(ids.len(), 1, "webhook-id is stable across attempts");
     assert!(attempts.iter().all(|a| a.body == attempts[0].body));
 
@@ -492,7 +344,7 @@ async fn exhausted_schedule_fails_the_delivery_and_retry_sends_it_again() {
 
     receiver.otherwise(Reply::Status(204));
     let app = start(&db, "50ms,50ms").await;
-    assert_eq!(receiver.next().await.webhook_id(), id);
+    assert_eq!(receiver.next().await.delivery_id(), id);
     let core = stop(app).await;
     let view = core.delivery(id).await;
     assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);
@@ -518,7 +370,7 @@ async fn receiver_down_across_a_restart_still_gets_its_webhook() {
     let mut receiver = Receiver::start_on(dead.revive().await).await;
     let app = start(&db, "300ms,300ms,300ms,300ms,300ms,300ms").await;
     let got = receiver.next().await;
-    assert_eq!(got.webhook_id(), before.delivery.id);
+    assert_eq!(got.delivery_id(), before.delivery.id);
     assert_eq!(got.json()["request_id"], id.to_string());
     let core = stop(app).await;
     let after = only_delivery(&core, "acme").await;
@@ -551,7 +403,7 @@ async fn attempt_whose_core_died_is_retried_after_its_claim_lapses() {
 
     let app = TestApp::start(&db).await;
     let again = receiver.next().await;
-    assert_eq!(again.webhook_id(), first.webhook_id());
+    assert_eq!(again.delivery_id(), first.delivery_id());
     let core = stop(app).await;
     let view = only_delivery(&core, "acme").await;
     assert_eq!(view.delivery.status, DeliveryStatus::Succeeded);
@@ -811,7 +663,7 @@ async fn cores_sharing_one_postgres_outbox_never_send_twice() {
     }
     let mut ids = HashSet::new();
     for _ in 0..N {
-        ids.insert(receiver.next().await.webhook_id());
+        ids.insert(receiver.next().await.delivery_id());
     }
     assert_eq!(ids.len(), N);
     let core = stop(first).await;
@@ -838,7 +690,7 @@ async fn webhook_cli_lists_deliveries_and_retries_a_failed_one() {
         .account_with_webhook("acme", Some(&receiver.url()))
         .await;
     submit_and_complete(&app, "acme", &key, "gone").await;
-    let webhook_id = receiver.next().await.webhook_id().to_string();
+    let webhook_id = receiver.next().await.webhook_id();
     let _ = stop(app).await;
 
     let (ok, listed) = chatrelay(&db, &["webhook", "list", "--account", "acme"]).await;
@@ -856,7 +708,7 @@ async fn webhook_cli_lists_deliveries_and_retries_a_failed_one() {
     assert!(!ok, "{out}");
 
     let app = start(&db, "none").await;
-    assert_eq!(receiver.next().await.webhook_id().to_string(), webhook_id);
+    assert_eq!(receiver.next().await.webhook_id(), webhook_id);
     let _ = stop(app).await;
     let (ok, listed) = chatrelay(&db, &["webhook", "list"]).await;
     assert!(ok, "{listed}");
