@@ -9,6 +9,7 @@ mod m20261125_000003_partial_lease_indexes;
 mod m20261201_000004_idempotency_keys;
 mod m20261201_000005_retention_index;
 mod m20261202_000006_extension_sessions;
+mod m20261202_000007_webhook_claim_indexes;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_idempotency_keys::Migration),
             Box::new(m20261201_000005_retention_index::Migration),
             Box::new(m20261202_000006_extension_sessions::Migration),
+            Box::new(m20261202_000007_webhook_claim_indexes::Migration),
         ]
     }
 }

@@ -12,12 +12,9 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::{
-    sea_query::{
-        Alias, Condition, Expr, ExprTrait, Func, LockBehavior, LockType, OnConflict, Order, Query,
-        WindowStatement,
-    },
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Set, TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict},
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QuerySelect, Set, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -152,109 +149,117 @@ pub async fn claim_due(
     limit: u64,
 ) -> CoreResult<Vec<webhook_delivery::Model>> {
     let config = &core.config.webhooks;
-    let claim = Claim {
-        node: core.node_id,
-        now_ms,
-        ttl_ms: i64::try_from(config.claim_ttl().as_millis()).unwrap_or(i64::MAX),
-        max_attempts: config.retry_schedule.max_attempts(),
-        limit,
-        per_account: config.concurrency_per_account,
-    };
-    let statement = core.store.statement(&claim.query());
+    let ttl_ms = i64::try_from(config.claim_ttl().as_millis()).unwrap_or(i64::MAX);
+    let backend = core.store.write.get_database_backend();
+    let statement = Statement::from_sql_and_values(
+        backend,
+        claim_sql(backend),
+        [
+            now_ms.into(),
+            i64::from(config.concurrency_per_account).into(),
+            config.retry_schedule.max_attempts().into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            now_ms.saturating_add(ttl_ms).into(),
+            core.node_id.into(),
+            now().into(),
+        ],
+    );
     Ok(webhook_delivery::Entity::find()
         .from_raw_sql(statement)
         .all(&core.store.write)
         .await?)
 }
 
-/// One claim of due deliveries.
-struct Claim {
-    node: Uuid,
-    now_ms: i64,
-    ttl_ms: i64,
-    max_attempts: i32,
-    limit: u64,
-    per_account: u32,
-}
-
-impl Claim {
-    /// One statement: `UPDATE … WHERE id IN (due rows) RETURNING *`. The
-    /// due rows are selected `FOR UPDATE SKIP LOCKED` where the store has
-    /// row locks, so cores sharing the table skip each other's rows instead
-    /// of waiting for them.
-    ///
-    /// Fairness: each account's pending rows that are in flight (claimed,
-    /// claim not lapsed) or due are ranked, in-flight ones first, then by
-    /// due time; only due rows ranked within `per_account` may be claimed.
-    /// Two cores claiming at the same instant may each see the same free
-    /// share, so the cap is a share, not a hard limit, across cores.
-    fn query(&self) -> sea_orm::sea_query::UpdateStatement {
-        let in_flight = Condition::all()
-            .add(webhook_delivery::Column::ClaimedBy.is_not_null())
-            .add(webhook_delivery::Column::NextAttemptAt.gt(self.now_ms));
-        let in_flight_first = Expr::case(in_flight, 0).finally(1);
-        let mut per_account = WindowStatement::partition_by(webhook_delivery::Column::AccountId);
-        per_account
-            .order_by_expr(in_flight_first.into(), Order::Asc)
-            .order_by(webhook_delivery::Column::NextAttemptAt, Order::Asc)
-            .order_by(webhook_delivery::Column::Id, Order::Asc);
-        let ranked = Query::select()
-            .column(webhook_delivery::Column::Id)
-            .column(webhook_delivery::Column::NextAttemptAt)
-            .expr_window_as(
-                Func::cust(Alias::new("ROW_NUMBER")),
-                per_account,
-                Alias::new("account_rank"),
-            )
-            .from(webhook_delivery::Entity)
-            .and_where(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
-            .cond_where(
-                Condition::any()
-                    .add(webhook_delivery::Column::NextAttemptAt.lte(self.now_ms))
-                    .add(webhook_delivery::Column::ClaimedBy.is_not_null()),
-            )
-            .to_owned();
-        let within_share = Query::select()
-            .column(webhook_delivery::Column::Id)
-            .from_subquery(ranked, Alias::new("ranked"))
-            .and_where(Expr::col(Alias::new("account_rank")).lte(i64::from(self.per_account)))
-            .and_where(Expr::col(webhook_delivery::Column::NextAttemptAt).lte(self.now_ms))
-            .to_owned();
-        let due = webhook_delivery::Entity::find()
-            .select_only()
-            .column(webhook_delivery::Column::Id)
-            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
-            .filter(webhook_delivery::Column::NextAttemptAt.lte(self.now_ms))
-            .filter(
-                Expr::col(webhook_delivery::Column::Attempts)
-                    .sub(Expr::col(webhook_delivery::Column::RetryFrom))
-                    .lt(self.max_attempts),
-            )
-            .filter(webhook_delivery::Column::Id.in_subquery(within_share))
-            .order_by_asc(webhook_delivery::Column::NextAttemptAt)
-            .limit(self.limit)
-            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .into_query();
-        Query::update()
-            .table(webhook_delivery::Entity)
-            .value(
-                webhook_delivery::Column::NextAttemptAt,
-                self.now_ms.saturating_add(self.ttl_ms),
-            )
-            .value(
-                webhook_delivery::Column::Attempts,
-                Expr::col(webhook_delivery::Column::Attempts).add(1),
-            )
-            .value(webhook_delivery::Column::ClaimedBy, self.node)
-            .value(webhook_delivery::Column::UpdatedAt, now())
-            .and_where(Expr::col(webhook_delivery::Column::Id).in_subquery(due))
-            .returning_all()
-            .to_owned()
-    }
+/// The claim, for both back ends (`$n` parameters work in SQLite too):
+/// `$1` now, `$2` the share per account, `$3` the schedule's attempts,
+/// `$4` the limit; then what a claim sets: `$5` the claim's expiry (as
+/// `next_attempt_at`), `$6` this core, `$7` the time.
+///
+/// It reads no more rows than the accounts with pending deliveries times
+/// the share, however long the backlog: `accounts` walks the accounts with
+/// pending deliveries one index step each (account ids are positive); `heads` takes each one's first
+/// due deliveries, at most a share, and ranks them after its attempts in
+/// flight (those claimed, claim not lapsed: the partial index of claimed
+/// rows); the earliest due within their account's share are claimed.
+/// The outer conditions are written so that no index answers them
+/// (`|| ''`, `+ 0`): the rows are found by key from the short list, and
+/// the conditions are checked again on the row PostgreSQL locks. SKIP
+/// LOCKED lets cores claim side by side, passing over each other's rows.
+/// Two cores claiming at the same instant may each see the same free
+/// share, so the cap is a share, not a hard limit, across cores.
+fn claim_sql(backend: DatabaseBackend) -> String {
+    let pending = DeliveryStatus::Pending.as_str();
+    // The next account with a pending delivery, in the order of the index
+    // of pending deliveries (which no other index gives, so that is the
+    // one read, and only its first entry).
+    let next_account = format!(
+        "SELECT w.account_id FROM webhook_deliveries w
+          WHERE w.status = '{pending}' AND w.account_id"
+    );
+    let in_order = "
+          ORDER BY w.account_id, w.next_attempt_at, w.id LIMIT 1";
+    let first_due = |columns: &str| {
+        format!(
+            "SELECT {columns} FROM webhook_deliveries h
+    WHERE h.status = '{pending}' AND h.account_id = accounts.id AND h.next_attempt_at <= $1
+    ORDER BY h.next_attempt_at, h.id
+    LIMIT $2"
+        )
+    };
+    // Each account's first due deliveries: PostgreSQL joins them laterally
+    // and takes the list as an array, looked up by key; SQLite, which has
+    // neither, reads the same through `IN` lists, which it looks up by key.
+    let (heads_from, (chosen, chosen_end), lock) = match backend {
+        DatabaseBackend::Postgres => (
+            format!(
+                "accounts CROSS JOIN LATERAL ({}) d",
+                first_due("h.id, h.account_id, h.next_attempt_at")
+            ),
+            ("id = ANY(ARRAY(", "))"),
+            "FOR UPDATE SKIP LOCKED",
+        ),
+        _ => (
+            format!(
+                "accounts JOIN webhook_deliveries d ON d.id IN (
+    {}
+  )",
+                first_due("h.id")
+            ),
+            ("id IN (", ")"),
+            "",
+        ),
+    };
+    format!(
+        "
+WITH RECURSIVE accounts(id) AS (
+  SELECT ({next_account} > -1{in_order})
+  UNION ALL
+  SELECT ({next_account} > accounts.id{in_order})
+  FROM accounts WHERE accounts.id IS NOT NULL
+),
+heads AS (
+  SELECT d.id, d.next_attempt_at,
+    ROW_NUMBER() OVER (PARTITION BY d.account_id ORDER BY d.next_attempt_at, d.id)
+    + (SELECT COUNT(*) FROM webhook_deliveries f
+       WHERE f.account_id = d.account_id AND f.claimed_by IS NOT NULL
+         AND f.next_attempt_at > $1) AS account_rank
+  FROM {heads_from}
+)
+UPDATE webhook_deliveries
+SET next_attempt_at = $5, attempts = attempts + 1, claimed_by = $6, updated_at = $7
+WHERE id IN (
+  SELECT id FROM webhook_deliveries
+  WHERE status || '' = '{pending}' AND next_attempt_at + 0 <= $1
+    AND attempts - retry_from < $3
+    AND {chosen}SELECT id FROM heads WHERE account_rank <= $2
+               ORDER BY next_attempt_at, id LIMIT $4{chosen_end}
+  {lock})
+RETURNING *"
+    )
 }
 
 /// How one attempt went.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Outcome {
     pub attempted_at: DateTime<Utc>,
     pub duration_ms: i64,
@@ -274,6 +279,56 @@ pub async fn settle(
     claimed: &webhook_delivery::Model,
     outcome: Outcome,
 ) -> CoreResult<Option<DeliveryStatus>> {
+    let txn = core.store.write.begin().await?;
+    let settled = settle_in(core, &txn, claimed, outcome).await?;
+    txn.commit().await?;
+    Ok(settled)
+}
+
+/// [`settle`] for several attempts, in one transaction (one commit, one
+/// sync); if that fails, each alone, so one cannot fail the others.
+pub async fn settle_all(
+    core: &Core,
+    attempts: Vec<(&webhook_delivery::Model, Outcome)>,
+) -> Vec<CoreResult<Option<DeliveryStatus>>> {
+    if attempts.len() == 1 {
+        let (claimed, outcome) = attempts.into_iter().next().expect("one");
+        return vec![settle(core, claimed, outcome).await];
+    }
+    // Kept to settle one by one if the transaction fails.
+    let copies: Vec<_> = attempts
+        .iter()
+        .map(|(claimed, outcome)| (*claimed, outcome.clone()))
+        .collect();
+    let together = async {
+        let txn = core.store.write.begin().await?;
+        let mut settled = Vec::with_capacity(attempts.len());
+        for (claimed, outcome) in attempts {
+            settled.push(settle_in(core, &txn, claimed, outcome).await?);
+        }
+        txn.commit().await?;
+        Ok::<_, CoreError>(settled)
+    };
+    match together.await {
+        Ok(settled) => settled.into_iter().map(Ok).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "settling webhook attempts together failed; one by one");
+            let mut settled = Vec::with_capacity(copies.len());
+            for (claimed, outcome) in copies {
+                settled.push(settle(core, claimed, outcome).await);
+            }
+            settled
+        }
+    }
+}
+
+/// [`settle`] inside the caller's transaction.
+async fn settle_in(
+    core: &Core,
+    txn: &impl ConnectionTrait,
+    claimed: &webhook_delivery::Model,
+    outcome: Outcome,
+) -> CoreResult<Option<DeliveryStatus>> {
     let schedule = &core.config.webhooks.retry_schedule;
     let settled_at = now();
     let (status, next_attempt_at) = match &outcome.error {
@@ -286,7 +341,6 @@ pub async fn settle(
             None => (DeliveryStatus::Failed, claimed.next_attempt_at),
         },
     };
-    let txn = core.store.write.begin().await?;
     webhook_attempt::ActiveModel {
         delivery_id: Set(claimed.id),
         attempt: Set(claimed.attempts),
@@ -296,7 +350,7 @@ pub async fn settle(
         error: Set(outcome.error),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await?;
     let mut update = webhook_delivery::Entity::update_many()
         .col_expr(webhook_delivery::Column::Status, Expr::value(status))
@@ -320,9 +374,8 @@ pub async fn settle(
         .filter(webhook_delivery::Column::Id.eq(claimed.id))
         .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
         .filter(webhook_delivery::Column::Attempts.eq(claimed.attempts))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    txn.commit().await?;
     Ok((updated.rows_affected > 0).then_some(status))
 }
 

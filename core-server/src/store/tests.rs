@@ -950,6 +950,170 @@ async fn deliveries_are_listed_and_retried_within_their_account_a_page_at_a_time
     .await;
 }
 
+/// A webhook claim takes the due deliveries oldest first, but of each
+/// account no more than leave it its share (4) in flight, counting the
+/// attempts already out; the next claim takes nothing more of a full one.
+#[tokio::test]
+async fn a_webhook_claim_leaves_each_account_its_share_oldest_first() {
+    use super::{
+        entities::webhook_delivery::{self, DeliveryStatus},
+        outbox,
+    };
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    on_each_store(|core, account| async move {
+        assert_eq!(core.config.webhooks.concurrency_per_account, 4);
+        let other = other_account(&core, "other", None).await;
+        let many: Vec<_> = (0..6).map(|i| submission(&format!("m{i}"), None)).collect();
+        let (mine, _) = store(&core, account, &many).await;
+        let (theirs, _) = store(
+            &core,
+            other,
+            &[submission("t0", None), submission("t1", None)],
+        )
+        .await;
+        // Due an hour from now (so the core's own worker leaves them be),
+        // one after another: mine, theirs, then mine again.
+        let mut rows = Vec::new();
+        for (who, request) in [
+            (account, &mine[0]),
+            (account, &mine[1]),
+            (other, &theirs[0]),
+            (account, &mine[2]),
+            (account, &mine[3]),
+            (other, &theirs[1]),
+            (account, &mine[4]),
+            (account, &mine[5]),
+        ] {
+            rows.push(delivery_row(&core, who, request.request.id, DeliveryStatus::Pending).await);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // The first of mine is out: claimed by a core, its claim not lapsed.
+        webhook_delivery::Entity::update_many()
+            .col_expr(
+                webhook_delivery::Column::ClaimedBy,
+                sea_orm::sea_query::Expr::value(Uuid::new_v4()),
+            )
+            .col_expr(
+                webhook_delivery::Column::NextAttemptAt,
+                sea_orm::sea_query::Expr::value(crate::model::now_millis() + 7_200_000),
+            )
+            .filter(webhook_delivery::Column::Id.eq(rows[0]))
+            .exec(&core.store.write)
+            .await
+            .expect("claim one");
+        let then = crate::model::now_millis() + 5_400_000;
+        let claimed = |mut claimed: Vec<webhook_delivery::Model>| {
+            claimed.sort_by_key(|d| (d.next_attempt_at, d.id));
+            claimed.into_iter().map(|d| d.id).collect::<Vec<_>>()
+        };
+        // Up to the limit, in due order.
+        let first = outbox::claim_due(&core, then, 2).await.expect("claim");
+        assert!(first.iter().all(|d| d.claimed_by == Some(core.node_id)));
+        assert!(first
+            .iter()
+            .all(|d| d.attempts == 2 && d.next_attempt_at > then));
+        assert_eq!(claimed(first), [rows[1], rows[2]]);
+        // Mine: two more (with the one claimed and the one out, four);
+        // theirs: the other.
+        let second = outbox::claim_due(&core, then, 16).await.expect("claim");
+        assert_eq!(claimed(second), [rows[3], rows[4], rows[5]]);
+        // My last two are due, but my share is out.
+        let third = outbox::claim_due(&core, then, 16).await.expect("claim");
+        assert!(claimed(third).is_empty());
+    })
+    .await;
+}
+
+/// Attempts recorded together each get their own outcome: a success, a
+/// failure to be retried, and a late answer for a delivery a newer claim
+/// has taken (recorded, but the delivery is left to the newer claim).
+#[tokio::test]
+async fn webhook_attempts_settled_together_each_get_their_outcome() {
+    use super::{
+        entities::{
+            webhook_attempt,
+            webhook_delivery::{self, DeliveryStatus},
+        },
+        outbox,
+    };
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    on_each_store(|core, account| async move {
+        let (mine, _) = store(
+            &core,
+            account,
+            &[
+                submission("a", None),
+                submission("b", None),
+                submission("c", None),
+            ],
+        )
+        .await;
+        let mut ids = Vec::new();
+        for request in &mine {
+            ids.push(
+                delivery_row(&core, account, request.request.id, DeliveryStatus::Pending).await,
+            );
+        }
+        let then = crate::model::now_millis() + 5_400_000;
+        let mut claimed = outbox::claim_due(&core, then, 16).await.expect("claim");
+        claimed.sort_by_key(|d| d.id);
+        assert_eq!(claimed.len(), 3);
+        // The third one's answer comes from an attempt before its claim.
+        let mut late = claimed[2].clone();
+        late.attempts -= 1;
+        let outcome = |error: Option<&str>| outbox::Outcome {
+            attempted_at: crate::model::now(),
+            duration_ms: 3,
+            url: "https://hooks.example/x".into(),
+            status_code: Some(if error.is_some() { 500 } else { 200 }),
+            error: error.map(str::to_string),
+        };
+        let settled = outbox::settle_all(
+            &core,
+            vec![
+                (&claimed[0], outcome(None)),
+                (&claimed[1], outcome(Some("HTTP 500"))),
+                (&late, outcome(None)),
+            ],
+        )
+        .await;
+        let settled: Vec<_> = settled.into_iter().map(|s| s.expect("settled")).collect();
+        assert_eq!(
+            settled,
+            [
+                Some(DeliveryStatus::Succeeded),
+                Some(DeliveryStatus::Pending),
+                None
+            ]
+        );
+        let row = |id: Uuid| {
+            let core = core.clone();
+            async move {
+                webhook_delivery::Entity::find_by_id(id)
+                    .one(&core.store.read)
+                    .await
+                    .expect("read")
+                    .expect("row")
+            }
+        };
+        assert_eq!(row(ids[0]).await.status, DeliveryStatus::Succeeded);
+        let retried = row(ids[1]).await;
+        assert_eq!(
+            (retried.status, retried.claimed_by),
+            (DeliveryStatus::Pending, None)
+        );
+        let taken = row(ids[2]).await;
+        assert_eq!(taken.claimed_by, Some(core.node_id));
+        let recorded = webhook_attempt::Entity::find()
+            .filter(webhook_attempt::Column::DeliveryId.is_in(ids.clone()))
+            .all(&core.store.read)
+            .await
+            .expect("attempts");
+        assert_eq!(recorded.len(), 3);
+    })
+    .await;
+}
+
 /// The registry's bookkeeping against the table: rows of sessions that
 /// open and end, and the rewrite when the table lost rows of live sessions
 /// (swept while the core could not reach the database).

@@ -1,7 +1,7 @@
 //! The delivery worker: claims due deliveries, sends each one signed, with a
 //! bounded number in flight (in all, and per account so that one account's
 //! hanging receiver cannot hold up the others), and settles it with the
-//! outcome.
+//! outcome — the attempts that finish together in one transaction.
 //!
 //! It sleeps until the earliest pending delivery falls due, but never longer
 //! than [`IDLE_RECHECK`] (deliveries enqueued by other cores, an operator's
@@ -14,7 +14,7 @@ use std::{error::Error as _, sync::Arc, time::Duration};
 use chrono::Utc;
 use reqwest::{header, redirect, Client};
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore},
     time::Instant,
 };
 
@@ -68,6 +68,11 @@ pub async fn run(core: Arc<Core>) {
         }
     };
     let permits = Arc::new(Semaphore::new(core.config.webhooks.concurrency as usize));
+    // Each attempt holds a sender; the recorder ends after the last.
+    let (settle, finished) = mpsc::unbounded_channel();
+    core.tasks.spawn(settle_batches(core.clone(), finished));
+    // When due deliveries whose schedule is used up are next failed.
+    let mut sweep_at = Instant::now();
     loop {
         let permit = tokio::select! {
             _ = core.shutdown.cancelled() => break,
@@ -76,7 +81,9 @@ pub async fn run(core: Arc<Core>) {
                 Err(_) => break,
             },
         };
-        let wake_at = match claim_and_send(&core, &client, &permits, permit).await {
+        let wake_at = match claim_and_send(&core, &client, &settle, &permits, permit, &mut sweep_at)
+            .await
+        {
             Ok(Next::Now) => continue,
             Ok(Next::At(at)) => at,
             Err(e) => {
@@ -93,12 +100,15 @@ pub async fn run(core: Arc<Core>) {
 }
 
 /// One round: if something is due, claim as many deliveries as there are
-/// free permits and start an attempt for each.
+/// free permits and start an attempt for each (and, once a recheck, fail
+/// the due deliveries whose schedule is used up).
 async fn claim_and_send(
     core: &Arc<Core>,
     client: &Client,
+    settle: &mpsc::UnboundedSender<Settling>,
     permits: &Arc<Semaphore>,
     first: OwnedSemaphorePermit,
+    sweep_at: &mut Instant,
 ) -> CoreResult<Next> {
     let now_ms = epoch_millis(Utc::now());
     let recheck = Instant::now() + IDLE_RECHECK;
@@ -110,12 +120,17 @@ async fn claim_and_send(
         }
         Some(_) => {}
     }
-    let exhausted = outbox::fail_exhausted(core, now_ms).await?;
-    if exhausted > 0 {
-        tracing::warn!(
-            deliveries = exhausted,
-            "webhook deliveries failed: their last attempt never reported back"
-        );
+    // The claim passes over deliveries whose schedule is used up; failing
+    // them reads every due delivery, so it runs once a recheck at most.
+    if Instant::now() >= *sweep_at {
+        *sweep_at = recheck;
+        let exhausted = outbox::fail_exhausted(core, now_ms).await?;
+        if exhausted > 0 {
+            tracing::warn!(
+                deliveries = exhausted,
+                "webhook deliveries failed: their last attempt never reported back"
+            );
+        }
     }
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
@@ -133,8 +148,9 @@ async fn claim_and_send(
     for (delivery, permit) in claimed.into_iter().zip(batch) {
         let task_core = core.clone();
         let client = client.clone();
+        let settle = settle.clone();
         core.tasks.spawn(async move {
-            attempt(&task_core, &client, delivery).await;
+            attempt(&task_core, &client, delivery, &settle).await;
             drop(permit);
             // The delivery's next due time moved: let the worker re-plan.
             task_core.webhooks.wake.notify_one();
@@ -149,8 +165,50 @@ async fn claim_and_send(
     })
 }
 
-/// Sends one claimed delivery and records how it went.
-async fn attempt(core: &Core, client: &Client, delivery: webhook_delivery::Model) {
+/// An attempt that went out, on its way to be recorded.
+struct Settling {
+    delivery: webhook_delivery::Model,
+    outcome: Outcome,
+    /// Told once it is recorded.
+    recorded: oneshot::Sender<()>,
+}
+
+/// Records attempts as they finish, together: everything that finished
+/// while the last batch was being recorded goes in one transaction (one
+/// commit, one sync of the database) instead of one each. Runs until every
+/// attempt that could still finish has been recorded.
+async fn settle_batches(core: Arc<Core>, mut finished: mpsc::UnboundedReceiver<Settling>) {
+    let mut batch = Vec::new();
+    while finished.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut deliveries = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut recorded = Vec::with_capacity(batch.len());
+        for settling in batch.drain(..) {
+            deliveries.push(settling.delivery);
+            outcomes.push(settling.outcome);
+            recorded.push(settling.recorded);
+        }
+        let errors: Vec<String> = outcomes
+            .iter()
+            .map(|outcome| outcome.error.clone().unwrap_or_default())
+            .collect();
+        let settled = outbox::settle_all(&core, deliveries.iter().zip(outcomes).collect()).await;
+        for (((delivery, settled), error), recorded) in
+            deliveries.iter().zip(settled).zip(errors).zip(recorded)
+        {
+            report(delivery, settled, error);
+            let _ = recorded.send(());
+        }
+    }
+}
+
+/// Sends one claimed delivery and has it recorded.
+async fn attempt(
+    core: &Core,
+    client: &Client,
+    delivery: webhook_delivery::Model,
+    settle: &mpsc::UnboundedSender<Settling>,
+) {
     let attempted_at = now();
     let started = Instant::now();
     let sent = send(core, client, &delivery).await;
@@ -161,7 +219,6 @@ async fn attempt(core: &Core, client: &Client, delivery: webhook_delivery::Model
         status_code: sent.status_code,
         error: sent.error,
     };
-    let error = outcome.error.clone().unwrap_or_default();
     let result = if outcome.error.is_none() {
         "success"
     } else {
@@ -170,7 +227,29 @@ async fn attempt(core: &Core, client: &Client, delivery: webhook_delivery::Model
     metrics::counter!("chatrelay_webhook_attempts_total", "outcome" => result).increment(1);
     metrics::histogram!("chatrelay_webhook_attempt_duration_seconds")
         .record(started.elapsed().as_secs_f64());
-    match outbox::settle(core, &delivery, outcome).await {
+    let (recorded, done) = oneshot::channel();
+    let settling = Settling {
+        delivery,
+        outcome,
+        recorded,
+    };
+    if let Err(mpsc::error::SendError(settling)) = settle.send(settling) {
+        // Only if the recorder ended, which it does after every attempt.
+        let error = settling.outcome.error.clone().unwrap_or_default();
+        let settled = outbox::settle(core, &settling.delivery, settling.outcome).await;
+        report(&settling.delivery, settled, error);
+        return;
+    }
+    let _ = done.await;
+}
+
+/// Logs how recording an attempt went.
+fn report(
+    delivery: &webhook_delivery::Model,
+    settled: CoreResult<Option<DeliveryStatus>>,
+    error: String,
+) {
+    match settled {
         Ok(Some(DeliveryStatus::Succeeded)) => tracing::info!(
             webhook_id = %delivery.id,
             request_id = %delivery.request_id,
