@@ -43,7 +43,7 @@ use std::{path::PathBuf, sync::Arc};
 use chatrelay_migrations::{Migrator, MigratorTrait};
 pub use config::{DatabaseConfig, SqliteSynchronous};
 pub use postgres::{publish_finished, publish_work};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, StatementBuilder};
+use sea_orm::{DatabaseConnection, DbErr};
 pub use sqlite::point_reads::{PointReadError, PointReads};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -185,12 +185,6 @@ impl Store {
                 Ok(claimed_rx)
             }
         }
-    }
-
-    /// The back end's form of a sea-query statement (a lock clause only
-    /// where the back end has one).
-    pub fn statement(&self, query: &impl StatementBuilder) -> Statement {
-        self.write.get_database_backend().build(query)
     }
 
     pub async fn migrate(&self) -> Result<(), DbErr> {
