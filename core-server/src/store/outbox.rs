@@ -259,7 +259,7 @@ RETURNING *"
 }
 
 /// How one attempt went.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Outcome {
     pub attempted_at: DateTime<Utc>,
     pub duration_ms: i64,
@@ -277,7 +277,7 @@ pub struct Outcome {
 pub async fn settle(
     core: &Core,
     claimed: &webhook_delivery::Model,
-    outcome: Outcome,
+    outcome: &Outcome,
 ) -> CoreResult<Option<DeliveryStatus>> {
     let txn = core.store.write.begin().await?;
     let settled = settle_in(core, &txn, claimed, outcome).await?;
@@ -289,17 +289,11 @@ pub async fn settle(
 /// sync); if that fails, each alone, so one cannot fail the others.
 pub async fn settle_all(
     core: &Core,
-    attempts: Vec<(&webhook_delivery::Model, Outcome)>,
+    attempts: &[(&webhook_delivery::Model, &Outcome)],
 ) -> Vec<CoreResult<Option<DeliveryStatus>>> {
-    if attempts.len() == 1 {
-        let (claimed, outcome) = attempts.into_iter().next().expect("one");
+    if let [(claimed, outcome)] = attempts {
         return vec![settle(core, claimed, outcome).await];
     }
-    // Kept to settle one by one if the transaction fails.
-    let copies: Vec<_> = attempts
-        .iter()
-        .map(|(claimed, outcome)| (*claimed, outcome.clone()))
-        .collect();
     let together = async {
         let txn = core.store.write.begin().await?;
         let mut settled = Vec::with_capacity(attempts.len());
@@ -313,8 +307,8 @@ pub async fn settle_all(
         Ok(settled) => settled.into_iter().map(Ok).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "settling webhook attempts together failed; one by one");
-            let mut settled = Vec::with_capacity(copies.len());
-            for (claimed, outcome) in copies {
+            let mut settled = Vec::with_capacity(attempts.len());
+            for (claimed, outcome) in attempts {
                 settled.push(settle(core, claimed, outcome).await);
             }
             settled
@@ -327,7 +321,7 @@ async fn settle_in(
     core: &Core,
     txn: &impl ConnectionTrait,
     claimed: &webhook_delivery::Model,
-    outcome: Outcome,
+    outcome: &Outcome,
 ) -> CoreResult<Option<DeliveryStatus>> {
     let schedule = &core.config.webhooks.retry_schedule;
     let settled_at = now();
@@ -347,7 +341,7 @@ async fn settle_in(
         attempted_at: Set(outcome.attempted_at),
         duration_ms: Set(outcome.duration_ms),
         status_code: Set(outcome.status_code),
-        error: Set(outcome.error),
+        error: Set(outcome.error.clone()),
         ..Default::default()
     }
     .insert(txn)
@@ -368,7 +362,10 @@ async fn settle_in(
             Expr::value(outcome.attempted_at),
         );
     if !outcome.url.is_empty() {
-        update = update.col_expr(webhook_delivery::Column::Url, Expr::value(outcome.url));
+        update = update.col_expr(
+            webhook_delivery::Column::Url,
+            Expr::value(outcome.url.clone()),
+        );
     }
     let updated = update
         .filter(webhook_delivery::Column::Id.eq(claimed.id))

@@ -1068,13 +1068,10 @@ async fn webhook_attempts_settled_together_each_get_their_outcome() {
             status_code: Some(if error.is_some() { 500 } else { 200 }),
             error: error.map(str::to_string),
         };
+        let (ok, failed) = (outcome(None), outcome(Some("HTTP 500")));
         let settled = outbox::settle_all(
             &core,
-            vec![
-                (&claimed[0], outcome(None)),
-                (&claimed[1], outcome(Some("HTTP 500"))),
-                (&late, outcome(None)),
-            ],
+            &[(&claimed[0], &ok), (&claimed[1], &failed), (&late, &ok)],
         )
         .await;
         let settled: Vec<_> = settled.into_iter().map(|s| s.expect("settled")).collect();

@@ -180,24 +180,11 @@ struct Settling {
 async fn settle_batches(core: Arc<Core>, mut finished: mpsc::UnboundedReceiver<Settling>) {
     let mut batch = Vec::new();
     while finished.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut deliveries = Vec::with_capacity(batch.len());
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut recorded = Vec::with_capacity(batch.len());
-        for settling in batch.drain(..) {
-            deliveries.push(settling.delivery);
-            outcomes.push(settling.outcome);
-            recorded.push(settling.recorded);
-        }
-        let errors: Vec<String> = outcomes
-            .iter()
-            .map(|outcome| outcome.error.clone().unwrap_or_default())
-            .collect();
-        let settled = outbox::settle_all(&core, deliveries.iter().zip(outcomes).collect()).await;
-        for (((delivery, settled), error), recorded) in
-            deliveries.iter().zip(settled).zip(errors).zip(recorded)
-        {
-            report(delivery, settled, error);
-            let _ = recorded.send(());
+        let attempts: Vec<_> = batch.iter().map(|s| (&s.delivery, &s.outcome)).collect();
+        let settled = outbox::settle_all(&core, &attempts).await;
+        for (settling, settled) in batch.drain(..).zip(settled) {
+            report(&settling.delivery, settled, &settling.outcome);
+            let _ = settling.recorded.send(());
         }
     }
 }
@@ -235,9 +222,8 @@ async fn attempt(
     };
     if let Err(mpsc::error::SendError(settling)) = settle.send(settling) {
         // Only if the recorder ended, which it does after every attempt.
-        let error = settling.outcome.error.clone().unwrap_or_default();
-        let settled = outbox::settle(core, &settling.delivery, settling.outcome).await;
-        report(&settling.delivery, settled, error);
+        let settled = outbox::settle(core, &settling.delivery, &settling.outcome).await;
+        report(&settling.delivery, settled, &settling.outcome);
         return;
     }
     let _ = done.await;
@@ -247,8 +233,9 @@ async fn attempt(
 fn report(
     delivery: &webhook_delivery::Model,
     settled: CoreResult<Option<DeliveryStatus>>,
-    error: String,
+    outcome: &Outcome,
 ) {
+    let error = outcome.error.as_deref().unwrap_or_default();
     match settled {
         Ok(Some(DeliveryStatus::Succeeded)) => tracing::info!(
             webhook_id = %delivery.id,
