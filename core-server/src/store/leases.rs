@@ -83,7 +83,7 @@ async fn requeue_or_fail(
 pub(crate) async fn give_back(core: &Core, which: Which, why: &str) -> CoreResult<Committed> {
     let txn = core.store.write.begin().await?;
     // Only a leased request matches, and finishing a request ends its
-    // lease, so the lease indexes (which hold leased requests only) answer
+    // lease, so the lease index (which holds leased requests only) answers
     // this. A status condition in the query would let the planner pick the
     // status index instead and read every open request — with the write
     // connection held.
