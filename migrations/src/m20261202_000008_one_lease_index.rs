@@ -6,7 +6,7 @@
 //! answers all of them. The indexes on `lease_node` and `lease_expires_at`
 //! were read by none, yet each lease set and cleared both (four index
 //! entries per lifecycle), and each renewal rewrote the expiry's entry —
-//! which on PostgreSQL also kept the renewal from being a HOT update.
+//! which on PostgreSQL also kept a renewal from ever being a HOT update.
 
 use sea_orm_migration::prelude::*;
 
