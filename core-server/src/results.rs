@@ -60,6 +60,22 @@ pub(crate) struct Claim {
 }
 
 impl Claim {
+    /// A claim of `session`'s, and where its answer will come.
+    pub(crate) fn new(
+        account: AccountId,
+        session: Uuid,
+        room: Arc<AtomicUsize>,
+    ) -> (Self, Claimed) {
+        let (reply, answer) = oneshot::channel();
+        let claim = Self {
+            account,
+            session,
+            room,
+            reply,
+        };
+        (claim, answer)
+    }
+
     pub(crate) fn account(&self) -> AccountId {
         self.account
     }
@@ -151,14 +167,9 @@ impl Results {
         session: Uuid,
         room: Arc<AtomicUsize>,
     ) -> CoreResult<Claimed> {
-        let (reply, answer) = oneshot::channel();
+        let (claim, answer) = Claim::new(account, session, room);
         self.queue
-            .send(Job::Claim(Claim {
-                account,
-                session,
-                room,
-                reply,
-            }))
+            .send(Job::Claim(claim))
             .await
             .map_err(|_| unavailable())?;
         Ok(answer)

@@ -1,6 +1,7 @@
-//! Claiming idle requests for a session: one statement that picks, oldest
-//! first, requests whose chat has nothing in flight (and only the oldest idle
-//! one of each chat), and leases them to the session.
+//! Claiming idle requests for a session (or, on PostgreSQL, for several of
+//! an account's sessions at once): one statement that picks, oldest first,
+//! requests whose chat has nothing in flight (and only the oldest idle one
+//! of each chat), and leases them.
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
 use uuid::Uuid;
@@ -12,11 +13,13 @@ use crate::{
     Core,
 };
 
-/// The claim, for both back ends (`$n` parameters work in SQLite too).
-/// SKIP LOCKED lets PostgreSQL cores claim side by side: a row another core
-/// is claiming is passed over, and since only the oldest idle request of a
-/// chat is eligible, a chat never gets two requests in flight.
-fn claim_sql(backend: DatabaseBackend) -> String {
+/// The requests a claim may lease, oldest first: the account's idle ones
+/// whose chat has nothing in flight (and only the oldest idle one of each
+/// chat). `$4` is the account, `$5` how many. SKIP LOCKED lets PostgreSQL
+/// cores claim side by side: a row another core is claiming is passed
+/// over, and since only the oldest idle request of a chat is eligible, a
+/// chat never gets two requests in flight.
+fn claimable(backend: DatabaseBackend) -> String {
     let lock = match backend {
         DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
         _ => "",
@@ -28,9 +31,6 @@ fn claim_sql(backend: DatabaseBackend) -> String {
     );
     format!(
         "
-UPDATE message_requests
-SET lease_session = $1, lease_node = $2, lease_expires_at = $3, attempts = attempts + 1
-WHERE id IN (
   SELECT r.id FROM message_requests r
   WHERE r.account_id = $4 AND r.status = '{idle}' AND r.lease_session IS NULL
     AND NOT EXISTS (SELECT 1 FROM message_requests o
@@ -40,8 +40,37 @@ WHERE id IN (
                     WHERE o.chat_id = r.chat_id AND o.status = '{idle}' AND o.id < r.id{per_row})
   ORDER BY r.id
   LIMIT $5
-  {lock})
-RETURNING *"
+  {lock}"
+    )
+}
+
+/// The claim for one session, on both back ends (`$n` parameters work in
+/// SQLite too): `$1` the session, `$2` this core, `$3` the lease's end.
+fn claim_sql(backend: DatabaseBackend) -> String {
+    format!(
+        "
+UPDATE message_requests
+SET lease_session = $1, lease_node = $2, lease_expires_at = $3, attempts = attempts + 1
+WHERE id IN ({})
+RETURNING *",
+        claimable(backend)
+    )
+}
+
+/// The claim for several sessions at once, on PostgreSQL: `$1` is an array
+/// naming a session per slot, and the n-th oldest claimable request goes to
+/// the session of slot n. The requests are found by key (`ANY(ARRAY(…))`),
+/// whatever the planner thinks of the claimable rows' number.
+fn claim_slots_sql() -> String {
+    format!(
+        "
+WITH picked AS MATERIALIZED ({})
+UPDATE message_requests
+SET lease_session = ($1::uuid[])[array_position(ARRAY(SELECT id FROM picked ORDER BY id), id)],
+    lease_node = $2, lease_expires_at = $3, attempts = attempts + 1
+WHERE id = ANY(ARRAY(SELECT id FROM picked))
+RETURNING *",
+        claimable(DatabaseBackend::Postgres)
     )
 }
 
@@ -73,4 +102,35 @@ pub async fn claim_in(
     // RETURNING gives no order guarantee.
     claimed.sort_by_key(|r| r.id);
     Ok(claimed.into_iter().map(MessageRequest::from).collect())
+}
+
+/// Leases to several sessions of the account in one statement, on
+/// PostgreSQL: `slots` names a session per request wanted, and the oldest
+/// claimable request goes to the session of the first slot, the next to the
+/// second, and so on. Returns the requests leased, oldest first; each names
+/// its session in `lease_session`.
+pub(crate) async fn claim_slots_in(
+    core: &Core,
+    conn: &impl ConnectionTrait,
+    account: AccountId,
+    slots: Vec<Uuid>,
+) -> CoreResult<Vec<message_request::Model>> {
+    let wanted = slots.len() as i64;
+    let statement = Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        claim_slots_sql(),
+        [
+            slots.into(),
+            core.node_id.into(),
+            (now_millis() + core.lease_ttl_millis()).into(),
+            account.0.into(),
+            wanted.into(),
+        ],
+    );
+    let mut claimed = message_request::Entity::find()
+        .from_raw_sql(statement)
+        .all(conn)
+        .await?;
+    claimed.sort_by_key(|r| r.id);
+    Ok(claimed)
 }

@@ -46,12 +46,16 @@ pub use postgres::{publish_finished, publish_work};
 use sea_orm::{DatabaseConnection, DbErr};
 pub use sqlite::point_reads::{PointReadError, PointReads};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::{error::CoreResult, model::AccountId, results::Claimed, Core};
+use crate::{
+    error::{CoreError, CoreResult},
+    model::AccountId,
+    results::{Claim, Claimed},
+    Core,
+};
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -106,7 +110,7 @@ impl Store {
     pub(crate) fn start(core: &Arc<Core>) {
         match &core.store.parts {
             Parts::Sqlite(_) => sqlite::start(core),
-            Parts::Postgres(_) => postgres::start(core),
+            Parts::Postgres(parts) => postgres::start(core, parts),
         }
     }
 
@@ -166,8 +170,10 @@ impl Store {
     /// [`Claimed`]. A sole writer's claim goes to its writer and, if it
     /// finds nothing, stands there until a write gives the account work (it
     /// is then answered only with requests). Where cores share the database
-    /// the claim runs at once, side by side with other sessions', and may be
-    /// answered empty: the session then waits for a wake-up.
+    /// the claim goes to this core's claimer, which runs it at once or, if
+    /// a claim of the account is running, with the others that came
+    /// meanwhile; it may be answered empty: the session then waits for a
+    /// wake-up.
     pub(crate) async fn claim(
         core: &Core,
         account: AccountId,
@@ -176,13 +182,13 @@ impl Store {
     ) -> CoreResult<Claimed> {
         match &core.store.parts {
             Parts::Sqlite(_) => core.results.claim(account, session, room).await,
-            Parts::Postgres(_) => {
-                let wanted = room.load(Ordering::Acquire);
-                let claimed =
-                    claim::claim_in(core, &core.store.write, account, session, wanted).await;
-                let (answer, claimed_rx) = oneshot::channel();
-                let _ = answer.send(claimed);
-                Ok(claimed_rx)
+            Parts::Postgres(parts) => {
+                let (claim, claimed) = Claim::new(account, session, room);
+                if parts.claims.send(claim) {
+                    Ok(claimed)
+                } else {
+                    Err(CoreError::Unavailable("the core is stopping".into()))
+                }
             }
         }
     }

@@ -417,6 +417,141 @@ async fn a_claim_made_before_the_work_exists_receives_it() {
     .await;
 }
 
+/// Who holds each of the account's requests, by id.
+async fn lease_holders(core: &Core) -> std::collections::BTreeMap<Uuid, Option<Uuid>> {
+    use sea_orm::EntityTrait;
+    super::entities::message_request::Entity::find()
+        .all(&core.store.read)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|r| (r.id, r.lease_session))
+        .collect()
+}
+
+/// Claims that several sessions make at once — on PostgreSQL, gathered by
+/// the core's claimer into one statement — each get only their room, and
+/// every request goes to one session: the one its row names.
+#[tokio::test]
+async fn claims_made_together_share_the_requests_out() {
+    on_each_store(|core, account| async move {
+        let items: Vec<Submission> = (0..6)
+            .map(|n| submission(&format!("q{n}"), Some(&format!("chat {n}"))))
+            .collect();
+        let (views, _) = store(&core, account, &items).await;
+        let sessions: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let mut answers = Vec::new();
+        for session in &sessions {
+            let room = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+            answers.push(
+                Store::claim(&core, account, *session, room)
+                    .await
+                    .expect("claim"),
+            );
+        }
+        let mut given = std::collections::BTreeMap::new();
+        for (session, answer) in sessions.iter().zip(answers) {
+            // A sole writer's claim that finds nothing stands in its writer.
+            let Ok(answer) = tokio::time::timeout(Duration::from_millis(500), answer).await else {
+                continue;
+            };
+            let claimed = answer.expect("answer").expect("claim");
+            assert!(
+                claimed.len() <= 2,
+                "{} requests for a room of 2",
+                claimed.len()
+            );
+            for request in claimed {
+                assert_eq!(given.insert(request.id, Some(*session)), None);
+            }
+        }
+        let all: std::collections::BTreeMap<Uuid, Option<Uuid>> = views
+            .iter()
+            .map(|v| (v.request.id, given.get(&v.request.id).copied().flatten()))
+            .collect();
+        assert_eq!(given.len(), 6, "every request claimed once: {given:?}");
+        assert_eq!(lease_holders(&core).await, all);
+    })
+    .await;
+}
+
+/// A session that goes away before its claim is answered holds nothing
+/// afterwards: a sole writer leases nothing to it, and the claimer gives
+/// back what its statement leased; the next session's claim gets it all.
+#[tokio::test]
+async fn a_claim_whose_session_went_away_leaves_nothing_leased_to_it() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(
+            &core,
+            account,
+            &[submission("one", None), submission("two", None)],
+        )
+        .await;
+        let room = || Arc::new(std::sync::atomic::AtomicUsize::new(2));
+        let gone = Uuid::new_v4();
+        // Where cores share the database, the session goes while the
+        // claim's statement runs: it waits for a lock this test holds.
+        let blocker = if core.store.sole_writer() {
+            None
+        } else {
+            let txn = core.store.write.begin().await.expect("begin");
+            txn.execute_unprepared("LOCK TABLE message_requests IN SHARE MODE")
+                .await
+                .expect("lock");
+            Some(txn)
+        };
+        let abandoned = Store::claim(&core, account, gone, room())
+            .await
+            .expect("claim");
+        if let Some(txn) = blocker {
+            let waiting = "SELECT 1 FROM pg_locks WHERE NOT granted \
+                 AND relation = 'message_requests'::regclass \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while core
+                    .store
+                    .read
+                    .query_one(sea_orm::Statement::from_string(
+                        sea_orm::DatabaseBackend::Postgres,
+                        waiting,
+                    ))
+                    .await
+                    .expect("pg_locks")
+                    .is_none()
+                {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .expect("the claim waits for the lock");
+            drop(abandoned);
+            txn.commit().await.expect("unlock");
+        } else {
+            drop(abandoned);
+        }
+        let next = Uuid::new_v4();
+        let claimed = tokio::time::timeout(
+            Duration::from_secs(5),
+            Store::claim(&core, account, next, room())
+                .await
+                .expect("claim"),
+        )
+        .await
+        .expect("answered")
+        .expect("answer")
+        .expect("claim");
+        assert_eq!(
+            claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
+            views.iter().map(|v| v.request.id).collect::<Vec<_>>()
+        );
+        assert!(lease_holders(&core)
+            .await
+            .values()
+            .all(|holder| *holder == Some(next)));
+    })
+    .await;
+}
+
 /// An API key for the account (a second key; the first was shown once).
 async fn key_of(core: &Core, account: AccountId) -> String {
     let name = super::accounts::find(core.store(), account)

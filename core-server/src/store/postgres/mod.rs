@@ -2,6 +2,7 @@
 //! the submit writers and the session writer ([`writers`]); several cores
 //! share the database and hear of each other's events through [`notify`].
 
+pub(crate) mod claims;
 mod notify;
 mod point_reads;
 pub(crate) mod statistics;
@@ -29,6 +30,8 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub(super) struct Parts {
     pub(super) point_reads: Arc<PointReads>,
+    /// This core's sessions' claims, on their way to the claimer.
+    pub(super) claims: Arc<claims::Claims>,
 }
 
 /// Opens the pool and sets up the point reads.
@@ -57,15 +60,17 @@ pub(super) async fn connect(config: &DatabaseConfig) -> Result<(DatabaseConnecti
         .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
     let parts = Parts {
         point_reads: Arc::new(PointReads::new(options.disable_statement_logging())),
+        claims: Arc::default(),
     };
     Ok((SqlxPostgresConnector::from_sqlx_postgres_pool(pool), parts))
 }
 
-/// Starts the writers, the listener for other cores' events, the
-/// publisher of this core's status changes to them, and the upkeep of the
-/// planner's statistics.
-pub(super) fn start(core: &Arc<Core>) {
+/// Starts the writers, the claimer, the listener for other cores' events,
+/// the publisher of this core's status changes to them, and the upkeep of
+/// the planner's statistics.
+pub(super) fn start(core: &Arc<Core>, parts: &Parts) {
     writers::start_submit_writer(core);
+    claims::start(core, &parts.claims);
     writers::start_session_writer(core);
     notify::start_listener(core);
     notify::start_status_publisher(core);
