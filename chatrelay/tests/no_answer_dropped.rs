@@ -230,3 +230,66 @@ async fn requests_of_a_session_that_ended_are_given_back_even_if_the_first_give_
     assert_eq!(request_id(&frame), id);
     app.stop().await;
 }
+
+/// A claim the database refuses for a while (a trigger refuses every new
+/// lease) is tried again by the session: the backlog reaches the extension
+/// once the database takes claims again, with no submit or answer to wake
+/// the session.
+#[tokio::test]
+async fn a_claim_the_database_refuses_for_a_while_is_tried_again() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let id = app.submit_message(&key, "waiting").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    app.run_sql(
+        &[
+            "CREATE TABLE hold_claims (x INT)",
+            "INSERT INTO hold_claims VALUES (1)",
+            "CREATE FUNCTION hold_claims() RETURNS trigger AS $$ BEGIN \
+               IF OLD.lease_session IS NULL AND NEW.lease_session IS NOT NULL \
+                  AND EXISTS (SELECT 1 FROM hold_claims) THEN \
+                 RAISE EXCEPTION 'claims held'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER hold_claims BEFORE UPDATE ON message_requests \
+               FOR EACH ROW EXECUTE FUNCTION hold_claims()",
+        ],
+        &[
+            "CREATE TABLE hold_claims (x INT)",
+            "INSERT INTO hold_claims VALUES (1)",
+            "CREATE TRIGGER hold_claims BEFORE UPDATE ON message_requests \
+             WHEN OLD.lease_session IS NULL AND NEW.lease_session IS NOT NULL \
+               AND EXISTS (SELECT 1 FROM hold_claims) \
+             BEGIN SELECT RAISE(ABORT, 'claims held'); END",
+        ],
+    )
+    .await;
+    let mut ext = Extension::connect(&app, &key).await;
+    // The session has claimed, and the database refused. (The socket is
+    // read meanwhile, as a real extension's is.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !app
+        .metrics()
+        .await
+        .contains("chatrelay_claim_failures_total ")
+    {
+        let frame = ext.try_recv(Duration::from_millis(20)).await;
+        assert!(
+            frame.is_none(),
+            "delivered while claims are refused: {frame:?}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no claim was refused"
+        );
+    }
+    app.run_sql(&["DELETE FROM hold_claims"], &["DELETE FROM hold_claims"])
+        .await;
+
+    assert_eq!(request_id(&ext.recv_request().await), id);
+    ext.respond(&id, "at last", "conv-late", None).await;
+    app.wait_for_status(&key, &id, "done").await;
+    app.stop().await;
+}

@@ -5,10 +5,13 @@
 
 use std::{
     collections::HashSet,
+    fmt::Display,
+    pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
+    time::Duration,
 };
 
 use futures::{FutureExt, Stream, StreamExt};
@@ -75,6 +78,13 @@ pub enum ServerFrame {
 /// Frames taken from the extension in one go.
 const MAX_FRAMES_AT_ONCE: usize = 64;
 
+/// After a claim fails (the database refused it, say), the session claims
+/// again after this long, doubling up to [`CLAIM_RETRY_MAX`] while claims
+/// keep failing. Nothing else may wake it: a backlog with no new submits
+/// would otherwise wait for one.
+const CLAIM_RETRY_FIRST: Duration = Duration::from_millis(250);
+const CLAIM_RETRY_MAX: Duration = Duration::from_secs(5);
+
 struct Session {
     core: Arc<Core>,
     account: AccountId,
@@ -87,6 +97,10 @@ struct Session {
     room: Arc<AtomicUsize>,
     /// The session's claim, until it is answered (see `Store::claim`).
     claim: Option<Claimed>,
+    /// When to claim again after a claim failed.
+    retry: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The wait before the next retry.
+    retry_after: Duration,
     out: mpsc::Sender<ServerFrame>,
     /// The extension's side is gone.
     closed: bool,
@@ -120,6 +134,8 @@ pub async fn run<S>(
         held: HashSet::new(),
         room: Arc::default(),
         claim: None,
+        retry: None,
+        retry_after: CLAIM_RETRY_FIRST,
         out,
         closed: false,
         ready,
@@ -158,8 +174,15 @@ pub async fn run<S>(
                 None => break,
             },
             _ = hub.work.notified(), if wake => Box::pin(session.fill()).await,
+            _ = async { session.retry.as_mut().expect("guarded").await }, if session.retry.is_some() => {
+                session.retry = None;
+                Box::pin(session.fill()).await
+            }
             claimed = async { session.claim.as_mut().expect("guarded").await }, if session.claim.is_some() => {
                 session.claim = None;
+                if matches!(claimed, Ok(Ok(_))) {
+                    session.retry_after = CLAIM_RETRY_FIRST;
+                }
                 match claimed {
                     Ok(Ok(claimed)) if !claimed.is_empty() => {
                         if claimed.len() >= session.window.saturating_sub(session.held.len()) {
@@ -169,10 +192,10 @@ pub async fn run<S>(
                         }
                         Box::pin(session.deliver_and_refill(claimed)).await;
                     }
-                    // Nothing, or the claim failed: a wake-up claims again.
+                    // Nothing: a wake-up claims again.
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!(session = %session.id, error = %e, "claim failed"),
-                    Err(_) => tracing::debug!(session = %session.id, "the writer dropped the claim"),
+                    Ok(Err(e)) => session.claim_failed(&e),
+                    Err(_) => session.claim_failed(&"the writer dropped the claim"),
                 }
             }
             done = finished.recv() => match done {
@@ -234,9 +257,28 @@ impl Session {
             return;
         }
         match Store::claim(&self.core, self.account, self.id, self.room.clone()).await {
-            Ok(claim) => self.claim = Some(claim),
-            Err(e) => tracing::warn!(session = %self.id, error = %e, "claim failed"),
+            Ok(claim) => {
+                self.claim = Some(claim);
+                self.retry = None;
+            }
+            Err(e) => self.claim_failed(&e),
         }
+    }
+
+    /// A claim failed: claim again after a while (see [`CLAIM_RETRY_FIRST`]).
+    fn claim_failed(&mut self, error: &dyn Display) {
+        if self.core.shutdown.is_cancelled() {
+            return;
+        }
+        metrics::counter!("chatrelay_claim_failures_total").increment(1);
+        tracing::warn!(
+            session = %self.id,
+            error = %error,
+            retry_in_ms = self.retry_after.as_millis() as u64,
+            "claim failed; claiming again"
+        );
+        self.retry = Some(Box::pin(tokio::time::sleep(self.retry_after)));
+        self.retry_after = (self.retry_after * 2).min(CLAIM_RETRY_MAX);
     }
 
     /// Sends claimed requests to the extension; the session holds them.
