@@ -3,7 +3,7 @@
 //! requests whose chat has nothing in flight (and only the oldest idle one
 //! of each chat), and leases them.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement, Value};
 use uuid::Uuid;
 
 use crate::{
@@ -74,21 +74,22 @@ RETURNING *",
     )
 }
 
-/// Leases up to `max` of the account's claimable requests to `session`,
-/// oldest first.
-pub async fn claim_in(
+/// Runs a claim statement: `$1` names who gets the requests (`to`), `$5`
+/// how many at most. Returns the rows leased, oldest first.
+async fn lease(
     core: &Core,
     conn: &impl ConnectionTrait,
+    backend: DatabaseBackend,
+    sql: String,
+    to: Value,
     account: AccountId,
-    session: Uuid,
     max: usize,
-) -> CoreResult<Vec<MessageRequest>> {
-    let backend = core.store.write.get_database_backend();
+) -> CoreResult<Vec<message_request::Model>> {
     let statement = Statement::from_sql_and_values(
         backend,
-        claim_sql(backend),
+        sql,
         [
-            session.into(),
+            to,
             core.node_id.into(),
             (now_millis() + core.lease_ttl_millis()).into(),
             account.0.into(),
@@ -101,6 +102,29 @@ pub async fn claim_in(
         .await?;
     // RETURNING gives no order guarantee.
     claimed.sort_by_key(|r| r.id);
+    Ok(claimed)
+}
+
+/// Leases up to `max` of the account's claimable requests to `session`,
+/// oldest first.
+pub async fn claim_in(
+    core: &Core,
+    conn: &impl ConnectionTrait,
+    account: AccountId,
+    session: Uuid,
+    max: usize,
+) -> CoreResult<Vec<MessageRequest>> {
+    let backend = core.store.write.get_database_backend();
+    let claimed = lease(
+        core,
+        conn,
+        backend,
+        claim_sql(backend),
+        session.into(),
+        account,
+        max,
+    )
+    .await?;
     Ok(claimed.into_iter().map(MessageRequest::from).collect())
 }
 
@@ -115,22 +139,16 @@ pub(crate) async fn claim_slots_in(
     account: AccountId,
     slots: Vec<Uuid>,
 ) -> CoreResult<Vec<message_request::Model>> {
-    let wanted = slots.len() as i64;
-    let statement = Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
+    let wanted = slots.len();
+    let backend = DatabaseBackend::Postgres;
+    lease(
+        core,
+        conn,
+        backend,
         claim_slots_sql(),
-        [
-            slots.into(),
-            core.node_id.into(),
-            (now_millis() + core.lease_ttl_millis()).into(),
-            account.0.into(),
-            wanted.into(),
-        ],
-    );
-    let mut claimed = message_request::Entity::find()
-        .from_raw_sql(statement)
-        .all(conn)
-        .await?;
-    claimed.sort_by_key(|r| r.id);
-    Ok(claimed)
+        slots.into(),
+        account,
+        wanted,
+    )
+    .await
 }
