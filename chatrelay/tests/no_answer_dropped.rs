@@ -34,29 +34,40 @@ async fn wait_for_metric(app: &TestApp, prefix: &str, at_least: f64) {
     }
 }
 
-/// While a control row exists, the database refuses to finish any request
-/// (a trigger), as it would while failing over or out of space.
-async fn hold_results(app: &TestApp) {
-    app.run_sql(
-        &[
-            "CREATE TABLE hold_results (x INT)",
-            "INSERT INTO hold_results VALUES (1)",
-            "CREATE FUNCTION hold_results() RETURNS trigger AS $$ BEGIN \
-               IF NEW.status = 'done' AND EXISTS (SELECT 1 FROM hold_results) THEN \
-                 RAISE EXCEPTION 'results held'; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER hold_results BEFORE UPDATE ON message_requests \
-               FOR EACH ROW EXECUTE FUNCTION hold_results()",
-        ],
-        &[
-            "CREATE TABLE hold_results (x INT)",
-            "INSERT INTO hold_results VALUES (1)",
-            "CREATE TRIGGER hold_results BEFORE UPDATE ON message_requests \
-             WHEN NEW.status = 'done' AND EXISTS (SELECT 1 FROM hold_results) \
-             BEGIN SELECT RAISE(ABORT, 'results held'); END",
-        ],
-    )
-    .await;
+/// While the control table `name` holds a row, the database refuses every
+/// update of a request that matches `when` (a trigger, the same condition
+/// on both back ends), as it would while failing over or out of space.
+/// [`stop_refusing`] empties the table.
+async fn refuse_updates(app: &TestApp, name: &str, when: &str) {
+    let table = [
+        format!("CREATE TABLE {name} (x INT)"),
+        format!("INSERT INTO {name} VALUES (1)"),
+    ];
+    let held = format!("{when} AND EXISTS (SELECT 1 FROM {name})");
+    let postgres = [
+        format!(
+            "CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN \
+               IF {held} THEN RAISE EXCEPTION '{name}'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql"
+        ),
+        format!(
+            "CREATE TRIGGER {name} BEFORE UPDATE ON message_requests \
+               FOR EACH ROW EXECUTE FUNCTION {name}()"
+        ),
+    ];
+    let sqlite = [format!(
+        "CREATE TRIGGER {name} BEFORE UPDATE ON message_requests \
+         WHEN {held} BEGIN SELECT RAISE(ABORT, '{name}'); END"
+    )];
+    let postgres: Vec<&str> = table.iter().chain(&postgres).map(String::as_str).collect();
+    let sqlite: Vec<&str> = table.iter().chain(&sqlite).map(String::as_str).collect();
+    app.run_sql(&postgres, &sqlite).await;
+}
+
+/// Lets the updates [`refuse_updates`] held back through again.
+async fn stop_refusing(app: &TestApp, name: &str) {
+    let delete = format!("DELETE FROM {name}");
+    app.run_sql(&[&delete], &[&delete]).await;
 }
 
 #[tokio::test]
@@ -71,7 +82,8 @@ async fn an_answer_the_database_refuses_for_a_while_is_retried_not_bounced() {
         .to_string();
     assert_eq!(request_id(&ext.recv_request().await), id);
 
-    hold_results(&app).await;
+    // The database refuses to finish any request.
+    refuse_updates(&app, "hold_results", "NEW.status = 'done'").await;
     ext.respond(&id, "the answer", "conv-held", Some("Held"))
         .await;
     // The core has tried, and failed, to store the answer.
@@ -80,8 +92,7 @@ async fn an_answer_the_database_refuses_for_a_while_is_retried_not_bounced() {
         app.get(&key, &format!("/api/chat/requests/{id}/")).await.1["status"],
         "idle"
     );
-    app.run_sql(&["DELETE FROM hold_results"], &["DELETE FROM hold_results"])
-        .await;
+    stop_refusing(&app, "hold_results").await;
 
     let done = app.wait_for_status(&key, &id, "done").await;
     assert_eq!(done["response"], "the answer");
@@ -178,26 +189,10 @@ async fn requests_of_a_session_that_ended_are_given_back_even_if_the_first_give_
         .to_string();
     assert_eq!(request_id(&first.recv_request().await), id);
 
-    app.run_sql(
-        &[
-            "CREATE TABLE hold_give_back (x INT)",
-            "INSERT INTO hold_give_back VALUES (1)",
-            "CREATE FUNCTION hold_give_back() RETURNS trigger AS $$ BEGIN \
-               IF OLD.lease_session IS NOT NULL AND NEW.lease_session IS NULL \
-                  AND NEW.status = 'idle' AND EXISTS (SELECT 1 FROM hold_give_back) THEN \
-                 RAISE EXCEPTION 'give-back held'; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER hold_give_back BEFORE UPDATE ON message_requests \
-               FOR EACH ROW EXECUTE FUNCTION hold_give_back()",
-        ],
-        &[
-            "CREATE TABLE hold_give_back (x INT)",
-            "INSERT INTO hold_give_back VALUES (1)",
-            "CREATE TRIGGER hold_give_back BEFORE UPDATE ON message_requests \
-             WHEN OLD.lease_session IS NOT NULL AND NEW.lease_session IS NULL \
-               AND NEW.status = 'idle' AND EXISTS (SELECT 1 FROM hold_give_back) \
-             BEGIN SELECT RAISE(ABORT, 'give-back held'); END",
-        ],
+    refuse_updates(
+        &app,
+        "hold_give_back",
+        "OLD.lease_session IS NOT NULL AND NEW.lease_session IS NULL AND NEW.status = 'idle'",
     )
     .await;
     let mut second = Extension::connect(&app, &key).await;
@@ -216,11 +211,7 @@ async fn requests_of_a_session_that_ended_are_given_back_even_if_the_first_give_
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    app.run_sql(
-        &["DELETE FROM hold_give_back"],
-        &["DELETE FROM hold_give_back"],
-    )
-    .await;
+    stop_refusing(&app, "hold_give_back").await;
 
     let frame = second
         .try_recv(Duration::from_secs(10))
@@ -244,26 +235,10 @@ async fn a_claim_the_database_refuses_for_a_while_is_tried_again() {
         .as_str()
         .expect("id")
         .to_string();
-    app.run_sql(
-        &[
-            "CREATE TABLE hold_claims (x INT)",
-            "INSERT INTO hold_claims VALUES (1)",
-            "CREATE FUNCTION hold_claims() RETURNS trigger AS $$ BEGIN \
-               IF OLD.lease_session IS NULL AND NEW.lease_session IS NOT NULL \
-                  AND EXISTS (SELECT 1 FROM hold_claims) THEN \
-                 RAISE EXCEPTION 'claims held'; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER hold_claims BEFORE UPDATE ON message_requests \
-               FOR EACH ROW EXECUTE FUNCTION hold_claims()",
-        ],
-        &[
-            "CREATE TABLE hold_claims (x INT)",
-            "INSERT INTO hold_claims VALUES (1)",
-            "CREATE TRIGGER hold_claims BEFORE UPDATE ON message_requests \
-             WHEN OLD.lease_session IS NULL AND NEW.lease_session IS NOT NULL \
-               AND EXISTS (SELECT 1 FROM hold_claims) \
-             BEGIN SELECT RAISE(ABORT, 'claims held'); END",
-        ],
+    refuse_updates(
+        &app,
+        "hold_claims",
+        "OLD.lease_session IS NULL AND NEW.lease_session IS NOT NULL",
     )
     .await;
     let mut ext = Extension::connect(&app, &key).await;
@@ -285,8 +260,7 @@ async fn a_claim_the_database_refuses_for_a_while_is_tried_again() {
             "no claim was refused"
         );
     }
-    app.run_sql(&["DELETE FROM hold_claims"], &["DELETE FROM hold_claims"])
-        .await;
+    stop_refusing(&app, "hold_claims").await;
 
     assert_eq!(request_id(&ext.recv_request().await), id);
     ext.respond(&id, "at last", "conv-late", None).await;
