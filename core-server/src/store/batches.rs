@@ -27,8 +27,12 @@ pub(crate) async fn store_submits(core: &Core, batch: Vec<(AccountId, Pending)>)
         return;
     }
     let written = async {
+        let items = submissions(&batch);
+        if submits::one_statement(&core.store.write, &items) {
+            return submits::insert_submissions(core, &core.store.write, &items).await;
+        }
         let txn = core.store.write.begin().await?;
-        let views = submits::insert_submissions(core, &txn, &submissions(&batch)).await?;
+        let views = submits::insert_submissions(core, &txn, &items).await?;
         txn.commit().await?;
         Ok::<_, CoreError>(views)
     };

@@ -1,6 +1,7 @@
 //! Chats: the one home of finding or creating one, and of listing them as
 //! clients see them, scoped to the calling account.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::OnConflict, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -70,9 +71,8 @@ pub async fn check_owned(core: &Core, account: AccountId, id: i64) -> CoreResult
         .ok_or_else(|| CoreError::not_found("chat not found"))
 }
 
-/// A new, unnamed chat row of the account, to insert.
-pub(crate) fn unnamed(account: AccountId) -> chat::ActiveModel {
-    let at = now();
+/// A new, unnamed chat row of the account, created `at`, to insert.
+pub(crate) fn unnamed(account: AccountId, at: DateTime<Utc>) -> chat::ActiveModel {
     chat::ActiveModel {
         account_id: Set(account.0),
         chatgpt_id: Set(None),
@@ -100,7 +100,7 @@ pub(crate) async fn find_or_create(
     if let Some(chat) = existing().await? {
         return Ok(chat);
     }
-    let mut row = unnamed(account);
+    let mut row = unnamed(account, now());
     row.chatgpt_id = Set(Some(chatgpt_id.to_string()));
     chat::Entity::insert(row)
         .on_conflict(

@@ -1,19 +1,18 @@
 //! Storing submissions inside the writer's transaction: their idempotency
-//! keys, their new chats in one insert, the requests in another (on
-//! PostgreSQL with the same SQL text whatever the batch size).
+//! keys, the chats they name, then their new chats and the requests (on
+//! PostgreSQL in one statement, with the same SQL text whatever the batch
+//! size; on SQLite in two inserts).
 
 use std::{collections::HashMap, sync::Arc};
 
-use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, IdenStatic, Iterable,
-    QueryFilter, Statement,
-};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::{
     chats,
     entities::{chat, message_request},
-    idempotency, publish_work,
+    idempotency, postgres,
 };
 use crate::{
     committed::{Cause, Committed},
@@ -25,9 +24,10 @@ use crate::{
 /// Each submission's answer, in order, and what their transaction commits.
 pub(crate) type Stored = (Vec<CoreResult<Submitted>>, Committed);
 
-/// Writes accepted submissions inside the caller's transaction: their
-/// idempotency keys first, then their new chats in one insert and the
-/// requests in another. A submission whose key an earlier one (in this
+/// Writes accepted submissions inside the caller's transaction (or alone,
+/// when [`one_statement`] says so): their idempotency keys first, the chats
+/// they name, then their new chats and the requests, and (on PostgreSQL)
+/// the other cores are told of the work. A submission whose key an earlier one (in this
 /// batch, on another core, or within the day) already took creates nothing:
 /// it is answered with that request, or refused if it submitted something
 /// else.
@@ -45,17 +45,19 @@ pub(crate) async fn insert_submissions(
         .filter(|i| matches!(keyed[*i], Keyed::New))
         .collect();
     let fresh_items: Vec<(AccountId, &Submission)> = fresh.iter().map(|i| items[*i]).collect();
-    let chats = chats_for(txn, &fresh_items).await?;
+    let named = named_chats(txn, &fresh_items).await?;
     let at = now();
-    let requests: Vec<message_request::Model> = fresh
+    let requests: Vec<(message_request::Model, Option<i64>)> = fresh
         .iter()
-        .zip(&chats)
+        .zip(&named)
         .map(|(i, chat)| {
             let (account, submission) = items[*i];
-            message_request::Model {
+            let chat_id = chat.as_ref().map(|c| c.id);
+            let request = message_request::Model {
                 id: ids[*i],
                 account_id: account.0,
-                chat_id: chat.id,
+                // Known once the chat is stored, if it is a new one.
+                chat_id: chat_id.unwrap_or_default(),
                 message: submission.message.clone(),
                 response_type: submission.response_type,
                 thinking_time: submission.thinking_time,
@@ -69,20 +71,33 @@ pub(crate) async fn insert_submissions(
                 lease_session: None,
                 lease_node: None,
                 lease_expires_at: None,
-            }
+            };
+            (request, chat_id)
         })
         .collect();
-    insert_requests(txn, &requests).await?;
+    let new_chats = if requests.is_empty() {
+        Vec::new()
+    } else if txn.get_database_backend() == DatabaseBackend::Postgres {
+        postgres::submits::insert(core, txn, &requests, at).await?
+    } else {
+        insert_in_two(txn, &requests, at).await?
+    };
+    let mut new_chats = new_chats.into_iter();
     let mut committed = Committed::default();
     let mut created = HashMap::with_capacity(requests.len());
-    for (request, chat) in requests.into_iter().zip(chats) {
+    for ((mut request, _), chat) in requests.into_iter().zip(named) {
+        let chat = match chat {
+            Some(chat) => chat,
+            None => {
+                let id = new_chats.next().ok_or_else(too_few_chats)?;
+                request.chat_id = id;
+                unnamed_chat(id, request.account_id, at)
+            }
+        };
         let view = Arc::new(message_request::view(request, Some(chat)));
         committed.work.insert(AccountId(view.request.account_id));
         committed.changed_to(view.clone(), Cause::Submitted);
         created.insert(view.request.id, view);
-    }
-    for account in &committed.work {
-        publish_work(txn, core, *account).await?;
     }
     let earlier: Vec<Uuid> = keyed
         .iter()
@@ -125,6 +140,19 @@ pub(crate) async fn insert_submissions(
     Ok((answers, committed))
 }
 
+/// Whether storing `items` is one statement, which needs no transaction
+/// around it: on PostgreSQL, when none has an idempotency key or names a
+/// chat.
+pub(crate) fn one_statement(
+    conn: &impl ConnectionTrait,
+    items: &[(AccountId, &Submission)],
+) -> bool {
+    conn.get_database_backend() == DatabaseBackend::Postgres
+        && items
+            .iter()
+            .all(|(_, s)| s.idempotency_key.is_none() && s.chat_id.is_none())
+}
+
 /// What a submission's idempotency key decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Keyed {
@@ -154,122 +182,77 @@ async fn views_of(
         .collect())
 }
 
-/// Inserts `requests` in one statement. PostgreSQL takes them as one JSON
-/// parameter, so the statement's text (and each connection's prepared
-/// statement) is the same for every batch size; SQLite takes a multi-row
-/// insert.
-async fn insert_requests(
-    txn: &impl ConnectionTrait,
-    requests: &[message_request::Model],
-) -> CoreResult<()> {
-    if requests.is_empty() {
-        return Ok(());
-    }
-    if txn.get_database_backend() != DatabaseBackend::Postgres {
-        message_request::Entity::insert_many(
-            requests
-                .iter()
-                .cloned()
-                .map(message_request::ActiveModel::from),
-        )
-        .exec_without_returning(txn)
-        .await?;
-        return Ok(());
-    }
-    let rows: Vec<serde_json::Value> = requests
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "id": r.id,
-                "account_id": r.account_id,
-                "chat_id": r.chat_id,
-                "message": r.message,
-                "response_type": r.response_type.to_value(),
-                "thinking_time": r.thinking_time.to_value(),
-                "status": r.status.to_value(),
-                "response": r.response,
-                "error_message": r.error_message,
-                "queued_at": r.queued_at,
-                "started_at": r.started_at,
-                "completed_at": r.completed_at,
-                "attempts": r.attempts,
-                "lease_session": r.lease_session,
-                "lease_node": r.lease_node,
-                "lease_expires_at": r.lease_expires_at,
-            })
-        })
-        .collect();
-    let columns = message_request::Column::iter()
-        .map(|c| c.as_str().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "INSERT INTO message_requests ({columns}) \
-         SELECT {columns} FROM json_populate_recordset(NULL::message_requests, $1::json)"
-    );
-    txn.execute(Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        sql,
-        [serde_json::Value::Array(rows).to_string().into()],
-    ))
-    .await?;
-    Ok(())
+fn too_few_chats() -> CoreError {
+    CoreError::Unavailable("chat insert returned too few rows".into())
 }
 
-/// New, unnamed chats of `accounts`, in one insert; their ids are assigned
-/// in order. On PostgreSQL the accounts go as one array, so the statement's
-/// text is the same for every batch size.
-async fn insert_unnamed_chats(
-    txn: &impl ConnectionTrait,
-    accounts: Vec<AccountId>,
-) -> CoreResult<Vec<chat::Model>> {
-    if accounts.is_empty() {
-        return Ok(Vec::new());
+/// A new chat as stored: unnamed, created and updated `at`.
+fn unnamed_chat(id: i64, account_id: i64, at: DateTime<Utc>) -> chat::Model {
+    chat::Model {
+        id,
+        account_id,
+        chatgpt_id: None,
+        title: None,
+        created_at: at,
+        updated_at: at,
     }
-    let mut chats = if txn.get_database_backend() == DatabaseBackend::Postgres {
-        let accounts: Vec<i64> = accounts.iter().map(|a| a.0).collect();
-        let statement = Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "INSERT INTO chats (account_id, created_at, updated_at) \
-             SELECT a, $2, $2 FROM unnest($1::bigint[]) WITH ORDINALITY AS u(a, n) ORDER BY n \
-             RETURNING id, account_id, chatgpt_id, title, created_at, updated_at",
-            [accounts.into(), now().into()],
-        );
-        chat::Entity::find()
-            .from_raw_sql(statement)
-            .all(txn)
-            .await?
+}
+
+/// SQLite's way of storing `requests` (each with its chat, or `None` for a
+/// new one): the new chats in one insert, then the requests in another. The
+/// new chats' ids come back in the order of their requests.
+async fn insert_in_two(
+    txn: &impl ConnectionTrait,
+    requests: &[(message_request::Model, Option<i64>)],
+    at: DateTime<Utc>,
+) -> CoreResult<Vec<i64>> {
+    let unnamed: Vec<chat::ActiveModel> = requests
+        .iter()
+        .filter(|(_, chat)| chat.is_none())
+        .map(|(r, _)| chats::unnamed(AccountId(r.account_id), at))
+        .collect();
+    let mut new_chats: Vec<i64> = if unnamed.is_empty() {
+        Vec::new()
     } else {
-        chat::Entity::insert_many(accounts.into_iter().map(chats::unnamed))
+        chat::Entity::insert_many(unnamed)
             .exec_with_returning_many(txn)
             .await?
+            .into_iter()
+            .map(|chat| chat.id)
+            .collect()
     };
     // Ids are assigned in row order; RETURNING's order is not promised.
-    chats.sort_by_key(|c| c.id);
-    Ok(chats)
+    new_chats.sort_unstable();
+    let mut ids = new_chats.iter();
+    let mut rows = Vec::with_capacity(requests.len());
+    for (request, chat) in requests {
+        let chat_id = match chat {
+            Some(id) => *id,
+            None => *ids.next().ok_or_else(too_few_chats)?,
+        };
+        rows.push(message_request::ActiveModel::from(message_request::Model {
+            chat_id,
+            ..request.clone()
+        }));
+    }
+    message_request::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(new_chats)
 }
 
-/// The chat of each submission, in order: new chats are created with one
-/// multi-row insert, named chats found or created one by one.
-async fn chats_for(
+/// The chat of each submission that names one, found or created; `None`
+/// for the others, whose new chats are stored with their requests.
+async fn named_chats(
     txn: &impl ConnectionTrait,
     items: &[(AccountId, &Submission)],
-) -> CoreResult<Vec<chat::Model>> {
-    let fresh: Vec<AccountId> = items
-        .iter()
-        .filter(|(_, s)| s.chat_id.is_none())
-        .map(|(account, _)| *account)
-        .collect();
-    let mut fresh = insert_unnamed_chats(txn, fresh).await?.into_iter();
+) -> CoreResult<Vec<Option<chat::Model>>> {
     let mut chats = Vec::with_capacity(items.len());
     for (account, submission) in items {
-        let chat = match submission.chat_id.as_deref() {
-            None => fresh.next().ok_or_else(|| {
-                CoreError::Unavailable("chat insert returned too few rows".into())
-            })?,
-            Some(chatgpt_id) => chats::find_or_create(txn, *account, chatgpt_id).await?,
-        };
-        chats.push(chat);
+        chats.push(match submission.chat_id.as_deref() {
+            None => None,
+            Some(chatgpt_id) => Some(chats::find_or_create(txn, *account, chatgpt_id).await?),
+        });
     }
     Ok(chats)
 }

@@ -6,6 +6,7 @@ pub(crate) mod claims;
 mod notify;
 mod point_reads;
 pub(crate) mod statistics;
+pub(crate) mod submits;
 mod writers;
 
 use std::{sync::Arc, time::Duration};

@@ -39,10 +39,7 @@ async fn publish(
     if conn.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(());
     }
-    let payloads: Vec<String> = payloads
-        .into_iter()
-        .map(|payload| format!("{}:{payload}", core.node_id))
-        .collect();
+    let payloads = signed(core, payloads);
     if payloads.is_empty() {
         return Ok(());
     }
@@ -50,9 +47,31 @@ async fn publish(
     Ok(())
 }
 
+/// Each payload prefixed with this core's id, by which it ignores its own.
+fn signed(core: &Core, payloads: impl IntoIterator<Item = String>) -> Vec<String> {
+    payloads
+        .into_iter()
+        .map(|payload| format!("{}:{payload}", core.node_id))
+        .collect()
+}
+
 /// `pg_notify` of each payload of `$2` on channel `$1`: the same SQL text for
 /// any number of them.
 const NOTIFY_ALL: &str = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p";
+
+/// The channel and payloads of [`publish_work`] for these accounts, for a
+/// statement that calls `pg_notify` itself.
+pub(super) fn work_notices(
+    core: &Core,
+    accounts: impl IntoIterator<Item = AccountId>,
+) -> (&'static str, Vec<String>) {
+    let payloads = accounts.into_iter().map(work_payload);
+    (CHANNEL, signed(core, payloads))
+}
+
+fn work_payload(account: AccountId) -> String {
+    format!("w:{}", account.0)
+}
 
 fn notify_all(payloads: Vec<String>) -> Statement {
     Statement::from_sql_and_values(
@@ -68,7 +87,7 @@ pub async fn publish_work(
     core: &Core,
     account: AccountId,
 ) -> CoreResult<()> {
-    publish(conn, core, [format!("w:{}", account.0)]).await
+    publish(conn, core, [work_payload(account)]).await
 }
 
 /// Tells the other cores that these requests of their accounts finished,

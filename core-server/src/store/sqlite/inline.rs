@@ -417,10 +417,11 @@ mod tests {
         .insert(&store.write)
         .await
         .expect("account");
-        let chat = crate::store::chats::unnamed(crate::model::AccountId(account.id))
-            .insert(&store.write)
-            .await
-            .expect("chat");
+        let chat =
+            crate::store::chats::unnamed(crate::model::AccountId(account.id), crate::model::now())
+                .insert(&store.write)
+                .await
+                .expect("chat");
         let by_sqlx = [
             request(account.id, chat.id, false),
             request(account.id, chat.id, true),
