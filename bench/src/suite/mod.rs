@@ -442,7 +442,7 @@ impl Suite<'_> {
         if report.not_dispatched > 0 {
             self.found.notes.push(format!(
                 "{what}: {} requests submitted in the measured window had not reached an extension \
-                 2 s after the submitters stopped (queued behind the backlog); the dispatch \
+                 30 s after the submitters stopped (queued behind the backlog); the dispatch \
                  percentiles cover only those that had",
                 thousands(report.not_dispatched)
             ));
