@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::{
     committed::after_commit,
     error::CoreResult,
+    model::AccountId,
     store::{idempotency, leases},
     Core,
 };
@@ -30,6 +31,25 @@ pub async fn release_session(core: &Core, session: Uuid) -> CoreResult<()> {
         "the extension session ended",
     )
     .await
+}
+
+/// Takes back requests leased to a session after it ended, which it never
+/// received: no attempt is counted for them (see
+/// [`leases::return_undelivered`]). Should that fail, the session's
+/// give-back is retried by the lease keeper, which counts the attempt.
+pub(crate) async fn return_undelivered(
+    core: &Core,
+    account: AccountId,
+    session: Uuid,
+    ids: Vec<Uuid>,
+) {
+    match leases::return_undelivered(core, account, session, ids).await {
+        Ok(committed) => after_commit(core, committed),
+        Err(e) => {
+            tracing::warn!(%session, error = %e, "could not give back an ended session's claim; retrying");
+            core.dispatch.session_ended(session, false);
+        }
+    }
 }
 
 /// Gives back requests whose lease lapsed (their core stopped renewing).

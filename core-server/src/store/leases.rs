@@ -107,6 +107,34 @@ pub(crate) async fn give_back(core: &Core, which: Which, why: &str) -> CoreResul
     Ok(committed)
 }
 
+/// Takes back requests of `account` leased to `session` that never reached
+/// it: the session ended while the claim that leased them ran. Their leases
+/// end and the attempt the claim counted is undone, since no delivery
+/// happened; the account's sessions are woken after the commit.
+pub(crate) async fn return_undelivered(
+    core: &Core,
+    account: AccountId,
+    session: Uuid,
+    ids: Vec<Uuid>,
+) -> CoreResult<Committed> {
+    let txn = core.store.write.begin().await?;
+    let attempts = message_request::Column::Attempts;
+    let returned = message_request::without_lease(message_request::Entity::update_many())
+        .col_expr(attempts, Expr::col(attempts).sub(1))
+        .filter(message_request::Column::Id.is_in(ids))
+        .filter(message_request::Column::LeaseSession.eq(session))
+        .filter(message_request::Column::Status.eq(RequestStatus::Idle))
+        .exec(&txn)
+        .await?;
+    let mut committed = Committed::default();
+    if returned.rows_affected > 0 {
+        committed.returned.insert(account);
+        publish_work(&txn, core, account).await?;
+    }
+    txn.commit().await?;
+    Ok(committed)
+}
+
 /// Sessions named in one renewal statement.
 const RENEW_CHUNK: usize = 500;
 

@@ -477,7 +477,8 @@ async fn claims_made_together_share_the_requests_out() {
 
 /// A session that goes away before its claim is answered holds nothing
 /// afterwards: a sole writer leases nothing to it, and the claimer gives
-/// back what its statement leased; the next session's claim gets it all.
+/// back what its statement leased, without counting the attempt; the next
+/// session's claim gets it all.
 #[tokio::test]
 async fn a_claim_whose_session_went_away_leaves_nothing_leased_to_it() {
     on_each_store(|core, account| async move {
@@ -543,6 +544,11 @@ async fn a_claim_whose_session_went_away_leaves_nothing_leased_to_it() {
         assert_eq!(
             claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
             views.iter().map(|v| v.request.id).collect::<Vec<_>>()
+        );
+        // What never reached the session that went cost no attempt.
+        assert_eq!(
+            claimed.iter().map(|r| r.attempts).collect::<Vec<_>>(),
+            [1, 1]
         );
         assert!(lease_holders(&core)
             .await

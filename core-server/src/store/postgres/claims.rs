@@ -102,7 +102,7 @@ async fn claim_together(core: Arc<Core>, account: AccountId, claims: Vec<Claim>)
         return account;
     }
     match claim::claim_slots_in(&core, &core.store.write, account, slots).await {
-        Ok(leased) => answer(&core, claims, leased).await,
+        Ok(leased) => answer(&core, account, claims, leased).await,
         Err(e) => {
             for claim in claims {
                 let error = CoreError::Unavailable(format!("claim failed: {e}"));
@@ -132,8 +132,14 @@ fn slots(claims: &[Claim]) -> Vec<Uuid> {
 
 /// Answers each claim with the requests leased to its session. A session
 /// that went away while the statement ran dropped its end first, then gave
-/// back what it held; what was leased to it since is given back here.
-async fn answer(core: &Core, claims: Vec<Claim>, leased: Vec<message_request::Model>) {
+/// back what it held; what was leased to it since never reached it, and is
+/// taken back here without counting an attempt.
+async fn answer(
+    core: &Core,
+    account: AccountId,
+    claims: Vec<Claim>,
+    leased: Vec<message_request::Model>,
+) {
     let mut by_session: HashMap<Uuid, Vec<MessageRequest>> = HashMap::new();
     for request in leased {
         if let Some(session) = request.lease_session {
@@ -146,11 +152,10 @@ async fn answer(core: &Core, claims: Vec<Claim>, leased: Vec<message_request::Mo
     for claim in claims {
         let session = claim.session;
         let mine = by_session.remove(&session).unwrap_or_default();
-        let held = !mine.is_empty();
-        if claim.reply.send(Ok(mine)).is_err() && held {
-            if let Err(e) = lease::release_session(core, session).await {
-                tracing::warn!(%session, error = %e, "could not give back an ended session's claim; retrying");
-                core.dispatch.session_ended(session, false);
+        if let Err(Ok(undelivered)) = claim.reply.send(Ok(mine)) {
+            if !undelivered.is_empty() {
+                let ids = undelivered.iter().map(|r| r.id).collect();
+                lease::return_undelivered(core, account, session, ids).await;
             }
         }
     }
