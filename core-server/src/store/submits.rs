@@ -27,10 +27,10 @@ pub(crate) type Stored = (Vec<CoreResult<Submitted>>, Committed);
 /// Writes accepted submissions inside the caller's transaction (or alone,
 /// when [`one_statement`] says so): their idempotency keys first, the chats
 /// they name, then their new chats and the requests, and (on PostgreSQL)
-/// the other cores are told of the work. A submission whose key an earlier one (in this
-/// batch, on another core, or within the day) already took creates nothing:
-/// it is answered with that request, or refused if it submitted something
-/// else.
+/// the other cores are told of the work. A submission whose key an earlier
+/// one (in this batch, on another core, or within the day) already took
+/// creates nothing: it is answered with that request, or refused if it
+/// submitted something else.
 pub(crate) async fn insert_submissions(
     core: &Core,
     txn: &impl ConnectionTrait,
