@@ -42,7 +42,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use chatrelay_migrations::{Migrator, MigratorTrait};
 pub use config::{DatabaseConfig, SqliteSynchronous};
-pub use postgres::{publish_finished, publish_work};
+pub use postgres::publish_work;
 use sea_orm::{DatabaseConnection, DbErr};
 pub use sqlite::point_reads::{PointReadError, PointReads};
 

@@ -37,56 +37,46 @@ pub fn epoch_millis(at: DateTime<Utc>) -> i64 {
 /// See [`crate::webhooks::enqueue`]: one query for the accounts' webhook URLs, one
 /// multi-row insert.
 pub async fn enqueue(conn: &impl ConnectionTrait, requests: &[&MessageRequest]) -> CoreResult<()> {
-    let bodies = requests
-        .iter()
-        .map(|request| {
-            payload::render(request).ok_or_else(|| {
-                CoreError::FailedPrecondition(format!(
-                    "request {} is {}, not finished: no webhook",
-                    request.id,
-                    request.status.as_str()
-                ))
-            })
-        })
-        .collect::<CoreResult<Vec<_>>>()?;
-    let accounts: BTreeSet<i64> = requests.iter().map(|r| r.account_id).collect();
-    if accounts.is_empty() {
-        return Ok(());
-    }
-    let urls: HashMap<i64, String> = account::Entity::find()
-        .select_only()
-        .column(account::Column::Id)
-        .column(account::Column::WebhookUrl)
-        .filter(account::Column::Id.is_in(accounts))
-        .filter(account::Column::WebhookUrl.is_not_null())
-        .into_tuple::<(i64, String)>()
-        .all(conn)
-        .await?
-        .into_iter()
-        .collect();
+    let urls = webhook_urls(conn, requests.iter().map(|r| r.account_id)).await?;
+    enqueue_to(conn, requests, &urls).await
+}
+
+/// [`enqueue`] where the accounts' webhook URLs are already read, in the
+/// same transaction: an account not in `urls` has none.
+pub async fn enqueue_to(
+    conn: &impl ConnectionTrait,
+    requests: &[&MessageRequest],
+    urls: &HashMap<i64, String>,
+) -> CoreResult<()> {
     let at = now();
-    let deliveries: Vec<webhook_delivery::ActiveModel> = requests
-        .iter()
-        .zip(bodies)
-        .filter_map(|(request, body)| {
-            let url = urls.get(&request.account_id)?;
-            Some(webhook_delivery::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                account_id: Set(request.account_id),
-                request_id: Set(request.id),
-                url: Set(redact(url)),
-                payload: Set(body),
-                status: Set(DeliveryStatus::Pending),
-                attempts: Set(0),
-                retry_from: Set(0),
-                next_attempt_at: Set(epoch_millis(at)),
-                claimed_by: Set(None),
-                created_at: Set(at),
-                updated_at: Set(at),
-                last_attempt_at: Set(None),
-            })
-        })
-        .collect();
+    let mut deliveries = Vec::new();
+    for request in requests {
+        let Some(url) = urls.get(&request.account_id) else {
+            continue;
+        };
+        let body = payload::render(request).ok_or_else(|| {
+            CoreError::FailedPrecondition(format!(
+                "request {} is {}, not finished: no webhook",
+                request.id,
+                request.status.as_str()
+            ))
+        })?;
+        deliveries.push(webhook_delivery::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(request.account_id),
+            request_id: Set(request.id),
+            url: Set(redact(url)),
+            payload: Set(body),
+            status: Set(DeliveryStatus::Pending),
+            attempts: Set(0),
+            retry_from: Set(0),
+            next_attempt_at: Set(epoch_millis(at)),
+            claimed_by: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+            last_attempt_at: Set(None),
+        });
+    }
     if deliveries.is_empty() {
         return Ok(());
     }
@@ -100,6 +90,28 @@ pub async fn enqueue(conn: &impl ConnectionTrait, requests: &[&MessageRequest]) 
         .exec_without_returning(conn)
         .await?;
     Ok(())
+}
+
+/// The webhook URL of each of `accounts` that has one, by account id.
+pub async fn webhook_urls(
+    conn: &impl ConnectionTrait,
+    accounts: impl IntoIterator<Item = i64>,
+) -> CoreResult<HashMap<i64, String>> {
+    let accounts: BTreeSet<i64> = accounts.into_iter().collect();
+    if accounts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .column(account::Column::WebhookUrl)
+        .filter(account::Column::Id.is_in(accounts))
+        .filter(account::Column::WebhookUrl.is_not_null())
+        .into_tuple::<(i64, String)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// When the earliest pending delivery falls due (in the past if one is due).

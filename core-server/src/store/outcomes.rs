@@ -15,14 +15,14 @@ use uuid::Uuid;
 use super::{
     chats,
     entities::{chat, message_request},
-    plans, publish_finished,
+    outbox, postgres,
 };
 use crate::{
     committed::{Cause, Committed},
     error::{CoreError, CoreResult},
     lifecycle::Outcome,
     model::{now, now_millis, AccountId, MessageRequest, RequestStatus, RequestView},
-    webhooks, Core,
+    Core,
 };
 
 /// The account's request, if it is still open; the error names why not.
@@ -144,44 +144,10 @@ async fn settle_chat(
     Ok(target.id)
 }
 
-/// `WITH v(columns) AS (…) ` for `rows` of parameters (in `columns`'
-/// order, each column named with its PostgreSQL type), and the parameters
-/// in order, numbered from `$1`. SQLite reads a `VALUES` list with a
-/// parameter per cell. PostgreSQL reads one JSON parameter through
-/// `json_to_recordset`: the SQL text is then the same for every batch size,
-/// so each connection prepares the statement once rather than once per
-/// batch size (a round trip and a plan each time).
-fn values_table(
-    backend: DatabaseBackend,
-    columns: &[(&str, &str)],
-    rows: Vec<Vec<Value>>,
-) -> (String, Vec<Value>) {
-    let names = columns
-        .iter()
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(", ");
-    if backend == DatabaseBackend::Postgres {
-        let typed = columns
-            .iter()
-            .map(|(name, ty)| format!("{name} {ty}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let json: Vec<serde_json::Value> = rows
-            .into_iter()
-            .map(|row| {
-                columns
-                    .iter()
-                    .zip(row)
-                    .map(|((name, _), value)| (name.to_string(), json_of(value)))
-                    .collect::<serde_json::Map<_, _>>()
-                    .into()
-            })
-            .collect();
-        let sql = format!("WITH v AS (SELECT * FROM json_to_recordset($1::json) AS v({typed})) ");
-        return (sql, vec![serde_json::Value::Array(json).to_string().into()]);
-    }
-    let mut sql = format!("WITH v({names}) AS (VALUES ");
+/// `WITH v(columns) AS (VALUES …) ` for `rows` of parameters (in
+/// `columns`' order), and the parameters in order, numbered from `$1`.
+fn values_table(columns: &[&str], rows: Vec<Vec<Value>>) -> (String, Vec<Value>) {
+    let mut sql = format!("WITH v({}) AS (VALUES ", columns.join(", "));
     let mut params = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
         sql.push_str(if i == 0 { "(" } else { ", (" });
@@ -194,17 +160,6 @@ fn values_table(
     }
     sql.push_str(") ");
     (sql, params)
-}
-
-/// A parameter of [`values_table`] as JSON: the kinds its callers pass.
-fn json_of(value: Value) -> serde_json::Value {
-    match value {
-        Value::BigInt(Some(n)) => n.into(),
-        Value::String(Some(text)) => (*text).into(),
-        Value::Uuid(Some(id)) => id.to_string().into(),
-        Value::BigInt(None) | Value::String(None) | Value::Uuid(None) => serde_json::Value::Null,
-        other => unreachable!("values_table has no JSON form for {other:?}"),
-    }
 }
 
 /// Writes the terminal statuses of `outcomes` (distinct requests) in one
@@ -236,26 +191,11 @@ async fn finish_all(
         .collect();
     let backend = txn.get_database_backend();
     let (values, mut params) = values_table(
-        backend,
-        &[
-            ("v_id", "uuid"),
-            ("v_account", "bigint"),
-            ("v_status", "text"),
-            ("v_response", "text"),
-            ("v_error", "text"),
-        ],
+        &["v_id", "v_account", "v_status", "v_response", "v_error"],
         rows,
     );
     params.push(now().into());
     let completed_at = params.len();
-    let ids: Vec<Uuid> = outcomes.iter().map(|(_, id, _)| *id).collect();
-    let by_id = plans::by_keys(
-        backend,
-        "message_requests.id",
-        "uuid",
-        || ids.into(),
-        &mut params,
-    );
     let open = RequestStatus::OPEN
         .map(|s| format!("'{}'", s.as_str()))
         .join(", ");
@@ -270,7 +210,7 @@ async fn finish_all(
              lease_expires_at = NULL \
          FROM v \
          WHERE message_requests.id = v.v_id AND message_requests.account_id = v.v_account \
-           AND message_requests.status IN ({open}){by_id} \
+           AND message_requests.status IN ({open}) \
          RETURNING {returning}"
     );
     let finished = message_request::Entity::find()
@@ -302,39 +242,19 @@ async fn name_chats(
         })
         .collect();
     let backend = txn.get_database_backend();
-    let (values, mut params) = values_table(
-        backend,
-        &[
-            ("v_chat", "bigint"),
-            ("v_name", "text"),
-            ("v_title", "text"),
-        ],
-        rows,
-    );
+    let (values, mut params) = values_table(&["v_chat", "v_name", "v_title"], rows);
     params.push(now().into());
     let updated_at = params.len();
-    let chat_ids: Vec<i64> = named
-        .iter()
-        .map(|(request, _, _)| request.chat_id)
-        .collect();
-    let by_id = plans::by_keys(
-        backend,
-        "chats.id",
-        "bigint",
-        || chat_ids.into(),
-        &mut params,
-    );
-    let per_row = plans::per_row(backend);
     let sql = format!(
         "{values}UPDATE chats \
          SET chatgpt_id = v.v_name, title = COALESCE(v.v_title, chats.title), \
              updated_at = ${updated_at} \
          FROM v \
-         WHERE chats.id = v.v_chat{by_id} \
+         WHERE chats.id = v.v_chat \
            AND (chats.chatgpt_id = v.v_name OR chats.chatgpt_id IS NULL) \
            AND NOT EXISTS (SELECT 1 FROM chats o \
                            WHERE o.account_id = chats.account_id AND o.chatgpt_id = v.v_name \
-                             AND o.id <> chats.id{per_row}) \
+                             AND o.id <> chats.id) \
          RETURNING id"
     );
     let rows = txn
@@ -361,13 +281,72 @@ async fn refusal(
     }
 }
 
+/// What the first writes of a result batch did: the requests they
+/// finished, by id; the chats they named; the webhook URL of each finished
+/// request's account that has one.
+#[derive(Default)]
+pub(crate) struct Finished {
+    pub(crate) requests: HashMap<Uuid, message_request::Model>,
+    pub(crate) named: HashSet<i64>,
+    pub(crate) urls: HashMap<i64, String>,
+}
+
+/// [`Finished`] in three statements (PostgreSQL takes one, see
+/// `postgres::outcomes`): one finishes the requests, one names the chats
+/// of the answers whose chat and ChatGPT id no other answer of the batch
+/// shares (where that is the common case, see [`name_chats`]), one reads
+/// the webhook URLs.
+async fn finish_apart(
+    txn: &impl ConnectionTrait,
+    outcomes: &[(AccountId, Uuid, &Outcome)],
+) -> CoreResult<Finished> {
+    let requests = finish_all(txn, outcomes).await?;
+    let mut per_chat: HashMap<i64, usize> = HashMap::new();
+    let mut per_name: HashMap<(i64, &str), usize> = HashMap::new();
+    let answers: Vec<_> = outcomes
+        .iter()
+        .filter_map(|(_, id, outcome)| match outcome {
+            Outcome::Done {
+                chatgpt_id,
+                chat_title,
+                ..
+            } => Some((
+                requests.get(id)?,
+                chatgpt_id.as_str(),
+                chat_title.as_deref(),
+            )),
+            Outcome::Failed { .. } => None,
+        })
+        .collect();
+    for (request, chatgpt_id, _) in &answers {
+        *per_chat.entry(request.chat_id).or_default() += 1;
+        *per_name
+            .entry((request.account_id, chatgpt_id))
+            .or_default() += 1;
+    }
+    let unique: Vec<_> = answers
+        .into_iter()
+        .filter(|(request, chatgpt_id, _)| {
+            per_chat[&request.chat_id] == 1 && per_name[&(request.account_id, *chatgpt_id)] == 1
+        })
+        .collect();
+    let named = name_chats(txn, &unique).await?;
+    let urls = outbox::webhook_urls(txn, requests.values().map(|r| r.account_id)).await?;
+    Ok(Finished {
+        requests,
+        named,
+        urls,
+    })
+}
+
 /// Applies outcomes inside the caller's transaction with a handful of
-/// statements however many there are: one finishes them all, one names
-/// their chats, the webhooks take two. Each outcome gets its own answer, in
-/// order: the finished request, or why it was refused (unknown request,
-/// already finished — a refused outcome wrote nothing, so the caller may go
-/// on with the transaction). Only a database failure fails them all. After
-/// the commit the caller passes the finished requests to [`committed`].
+/// statements however many there are: they finish them all, name their
+/// chats and read their accounts' webhook URLs (see [`Finished`]), and
+/// enqueue the webhooks. Each outcome gets its own answer, in order: the
+/// finished request, or why it was refused (unknown request, already
+/// finished — a refused outcome wrote nothing, so the caller may go on with
+/// the transaction). Only a database failure fails them all. After the
+/// commit the caller passes the finished requests to [`committed`].
 pub(crate) async fn apply_all_in(
     core: &Core,
     txn: &impl ConnectionTrait,
@@ -381,76 +360,37 @@ pub(crate) async fn apply_all_in(
         .filter(|(_, id, _)| seen.insert(*id))
         .copied()
         .collect();
-    let mut finished = finish_all(txn, &first).await?;
+    let Finished {
+        mut requests,
+        named,
+        urls,
+    } = if txn.get_database_backend() == DatabaseBackend::Postgres {
+        postgres::outcomes::finish(core, txn, &first).await?
+    } else {
+        finish_apart(txn, &first).await?
+    };
     let mut applied = Vec::with_capacity(outcomes.len());
-    for (account, id, _) in outcomes {
-        applied.push(match finished.remove(id) {
-            Some(request) => Ok(request),
-            None => Err(refusal(txn, *account, *id).await?),
-        });
-    }
-
-    // Chats: together where the statement can tell them apart (one result
-    // per chat and per ChatGPT id), one by one otherwise.
-    let mut chats = HashSet::new();
-    let mut names = HashSet::new();
-    let mut together = Vec::new();
-    let mut alone = Vec::new();
-    for (i, (result, (_, _, outcome))) in applied.iter().zip(outcomes).enumerate() {
-        let (
-            Ok(request),
-            Outcome::Done {
-                chatgpt_id,
-                chat_title,
-                ..
-            },
-        ) = (result, outcome)
-        else {
+    for (account, id, outcome) in outcomes {
+        let Some(mut request) = requests.remove(id) else {
+            applied.push(Err(refusal(txn, *account, *id).await?));
             continue;
         };
-        let named = (request, chatgpt_id.as_str(), chat_title.as_deref());
-        if chats.insert(request.chat_id) && names.insert((request.account_id, chatgpt_id.as_str()))
-        {
-            together.push((i, named));
-        } else {
-            alone.push(i);
-        }
-    }
-    let named_together =
-        name_chats(txn, &together.iter().map(|(_, n)| *n).collect::<Vec<_>>()).await?;
-    alone.extend(
-        together
-            .iter()
-            .filter(|(_, (request, _, _))| !named_together.contains(&request.chat_id))
-            .map(|(i, _)| *i),
-    );
-    alone.sort_unstable();
-    for i in alone {
-        let Outcome::Done {
+        // The chats the first statements could not name, one by one.
+        if let Outcome::Done {
             chatgpt_id,
             chat_title,
             ..
-        } = outcomes[i].2
-        else {
-            continue;
-        };
-        if let Ok(request) = &mut applied[i] {
-            request.chat_id = settle_chat(txn, request, chatgpt_id, chat_title.clone()).await?;
+        } = outcome
+        {
+            if !named.contains(&request.chat_id) {
+                request.chat_id =
+                    settle_chat(txn, &request, chatgpt_id, chat_title.clone()).await?;
+            }
         }
+        applied.push(Ok(MessageRequest::from(request)));
     }
-
-    let applied: Vec<CoreResult<MessageRequest>> = applied
-        .into_iter()
-        .map(|result| result.map(MessageRequest::from))
-        .collect();
-    let finished_now: Vec<&MessageRequest> =
-        applied.iter().filter_map(|r| r.as_ref().ok()).collect();
-    webhooks::enqueue(txn, &finished_now).await?;
-    let finished: Vec<_> = finished_now
-        .iter()
-        .map(|request| (AccountId(request.account_id), request.id, request.status))
-        .collect();
-    publish_finished(txn, core, &finished).await?;
+    let finished: Vec<&MessageRequest> = applied.iter().filter_map(|r| r.as_ref().ok()).collect();
+    outbox::enqueue_to(txn, &finished, &urls).await?;
     Ok(applied)
 }
 

@@ -300,6 +300,101 @@ async fn two_chats_answered_in_one_conversation_end_in_one_chat() {
 }
 
 #[tokio::test]
+async fn a_result_batch_names_every_chat_and_enqueues_only_the_hooked_webhooks() {
+    on_each_store(|core, plain| async move {
+        let hooked = other_account(&core, "hooked", Some("http://127.0.0.1:9/hook")).await;
+        let (mine, _) = store(
+            &core,
+            plain,
+            &[
+                submission("new chat", None),
+                submission("first in k", Some("k")),
+                submission("second in k", Some("k")),
+                submission("fails", None),
+            ],
+        )
+        .await;
+        let (theirs, _) = store(&core, hooked, &[submission("theirs", None)]).await;
+        let titled = |chat: &str, title: &str| Outcome::Done {
+            response: format!("answer in {chat}"),
+            chatgpt_id: chat.into(),
+            chat_title: Some(title.into()),
+        };
+        let (c1, k, k2, their_c1) = (
+            titled("c1", "One"),
+            titled("k", "Kay"),
+            titled("k2", "Kay two"),
+            titled("c1", "Theirs"),
+        );
+        let failure = Outcome::Failed {
+            error: "no luck".into(),
+        };
+        // The two answers in chat `k` are not named together: the second
+        // moves to the chat of the conversation it was answered in.
+        let applied = settle(
+            &core,
+            &[
+                (plain, mine[0].request.id, &c1),
+                (plain, mine[1].request.id, &k),
+                (plain, mine[2].request.id, &k2),
+                (plain, mine[3].request.id, &failure),
+                (hooked, theirs[0].request.id, &their_c1),
+            ],
+        )
+        .await;
+        let applied: Vec<MessageRequest> =
+            applied.into_iter().map(|r| r.expect("finished")).collect();
+        let named = |account, name: &'static str| {
+            let core = core.clone();
+            async move { chats::get(&core, account, name).await.expect(name) }
+        };
+        let (c1_chat, k_chat, k2_chat) = (
+            named(plain, "c1").await,
+            named(plain, "k").await,
+            named(plain, "k2").await,
+        );
+        let their_chat = named(hooked, "c1").await;
+        assert_eq!(
+            applied.iter().map(|r| r.chat_id).collect::<Vec<_>>(),
+            [
+                c1_chat.id,
+                k_chat.id,
+                k2_chat.id,
+                mine[3].request.chat_id,
+                their_chat.id
+            ]
+        );
+        assert_eq!(
+            [&c1_chat, &k_chat, &k2_chat, &their_chat].map(|c| c.title.as_deref()),
+            [Some("One"), Some("Kay"), Some("Kay two"), Some("Theirs")]
+        );
+        assert_eq!(
+            applied.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [
+                RequestStatus::Done,
+                RequestStatus::Done,
+                RequestStatus::Done,
+                RequestStatus::Failed,
+                RequestStatus::Done
+            ]
+        );
+        assert_eq!(
+            read_row(&core, mine[2].request.id).await.chat_id,
+            k2_chat.id
+        );
+        let deliveries: Vec<(AccountId, Uuid)> =
+            crate::webhooks::list(core.store(), None, None, 10)
+                .await
+                .expect("deliveries")
+                .into_iter()
+                .map(|d| (AccountId(d.delivery.account_id), d.delivery.request_id))
+                .collect();
+        assert_eq!(deliveries, [(hooked, theirs[0].request.id)]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_give_back_requeues_what_a_session_held_and_says_so() {
     on_each_store(|core, account| async move {
         let (views, _) = store(&core, account, &[submission("q", None)]).await;

@@ -4,6 +4,7 @@
 
 pub(crate) mod claims;
 mod notify;
+pub(crate) mod outcomes;
 mod point_reads;
 pub(crate) mod statistics;
 pub(crate) mod submits;
@@ -17,7 +18,7 @@ use sqlx::{
     ConnectOptions, Connection,
 };
 
-pub use notify::{publish_finished, publish_work};
+pub use notify::publish_work;
 pub use point_reads::PointReads;
 
 use crate::{config::DatabaseConfig, Core};

@@ -14,7 +14,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Iterable, Statement};
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
     ConnectOptions,
@@ -90,17 +90,25 @@ pub async fn publish_work(
     publish(conn, core, [work_payload(account)]).await
 }
 
-/// Tells the other cores that these requests of their accounts finished,
-/// and with what status: their status change for live status there.
-pub async fn publish_finished(
-    conn: &impl ConnectionTrait,
-    core: &Core,
-    finished: &[(AccountId, Uuid, RequestStatus)],
-) -> CoreResult<()> {
-    let payloads = finished.iter().map(|(account, request, status)| {
-        format!("f:{}:{request}:{}", account.0, status_letter(*status))
-    });
-    publish(conn, core, payloads).await
+/// The channel and this core's prefix of the `f` payloads that tell the
+/// other cores which requests finished, and with what status (their status
+/// change for live status there), for the statement that finishes them: it
+/// appends [`finished_payload_sql`] of each row it finishes.
+pub(super) fn finished_notices(core: &Core) -> (&'static str, String) {
+    (CHANNEL, format!("{}:f:", core.node_id))
+}
+
+/// The SQL expression of a finished row's `f` payload after the prefix
+/// passed as parameter `$prefix` (see [`finished_notices`]): the row's
+/// account, id and status letter, from columns of `row`.
+pub(super) fn finished_payload_sql(prefix: usize, row: &str) -> String {
+    let letters: String = RequestStatus::iter()
+        .map(|s| format!(" WHEN '{}' THEN '{}'", s.as_str(), status_letter(s)))
+        .collect();
+    format!(
+        "${prefix} || {row}.account_id || ':' || {row}.id || ':' || \
+         CASE {row}.status{letters} END"
+    )
 }
 
 fn apply(core: &Core, payload: &str) {
