@@ -4,18 +4,12 @@
 //! until one closes, instead of each costing memory and a task. Accepted
 //! connections send each write at once (`TCP_NODELAY`).
 
-use std::{
-    io,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{io, net::SocketAddr, sync::Arc};
 
+use chatrelay_net::Capped;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::Semaphore,
 };
 
 /// A TCP listener that hands out at most `max` connections at once.
@@ -34,10 +28,10 @@ impl CappedListener {
 }
 
 impl axum::serve::Listener for CappedListener {
-    type Io = Capped;
+    type Io = Capped<TcpStream>;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Capped, SocketAddr) {
+    async fn accept(&mut self) -> (Capped<TcpStream>, SocketAddr) {
         // Never closed, so acquiring cannot fail; should it, serve uncapped
         // rather than stop serving.
         let permit = self.permits.clone().acquire_owned().await.ok();
@@ -47,63 +41,11 @@ impl axum::serve::Listener for CappedListener {
         // which a delayed ACK puts off for up to 40 ms. Failing to set it
         // only costs latency.
         let _ = io.set_nodelay(true);
-        (
-            Capped {
-                io,
-                _permit: permit,
-            },
-            addr,
-        )
+        (Capped::new(io, permit), addr)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.local_addr()
-    }
-}
-
-/// A connection holding a permit of the cap while it is open.
-pub struct Capped {
-    io: TcpStream,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl AsyncRead for Capped {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Capped {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -118,6 +60,6 @@ mod tests {
         let mut listener = CappedListener::new(tcp, 1);
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (accepted, _) = axum::serve::Listener::accept(&mut listener).await;
-        assert!(accepted.io.nodelay().expect("TCP_NODELAY"));
+        assert!(accepted.get_ref().nodelay().expect("TCP_NODELAY"));
     }
 }

@@ -4,25 +4,16 @@
 //! open at once (past the cap, connections wait in the kernel's accept queue
 //! until one closes).
 
-use std::{
-    io,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{io, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
+use chatrelay_net::Capped;
 use futures::{Stream, StreamExt};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::Semaphore,
 };
-use tonic::transport::{
-    server::{Connected, TcpIncoming},
-    Identity, ServerTlsConfig,
-};
+use tonic::transport::{server::TcpIncoming, Identity, ServerTlsConfig};
 
 use crate::config::{CoreConfig, GrpcListenerConfig};
 
@@ -82,65 +73,8 @@ impl GrpcListener {
         futures::stream::unfold((incoming, permits), |(mut incoming, permits)| async move {
             let permit = permits.clone().acquire_owned().await.ok()?;
             let accepted = incoming.next().await?;
-            let item = accepted.map(|io| Capped {
-                io,
-                _permit: permit,
-            });
+            let item = accepted.map(|io| Capped::new(io, Some(permit)));
             Some((item, (incoming, permits)))
         })
-    }
-}
-
-/// A connection that holds a permit of the connection cap while it is open.
-pub struct Capped<T> {
-    io: T,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl<T: Connected> Connected for Capped<T> {
-    type ConnectInfo = T::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Capped<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Capped<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
