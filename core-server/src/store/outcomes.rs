@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{
     chats,
     entities::{chat, message_request},
-    outbox, postgres,
+    outbox, plans, postgres,
 };
 use crate::{
     committed::{Cause, Committed},
@@ -162,6 +162,50 @@ fn values_table(columns: &[&str], rows: Vec<Vec<Value>>) -> (String, Vec<Value>)
     (sql, params)
 }
 
+/// The guarded update that finishes the requests of the table `v` (columns
+/// `v_id`, `v_account`, `v_status`, `v_response`, `v_error`) that are still
+/// open, completed at parameter `$completed_at`. The caller may add
+/// conditions and its `RETURNING`.
+pub(crate) fn finish_sql(completed_at: usize) -> String {
+    let open = RequestStatus::OPEN
+        .map(|s| format!("'{}'", s.as_str()))
+        .join(", ");
+    format!(
+        "UPDATE message_requests \
+         SET status = v.v_status, response = v.v_response, error_message = v.v_error, \
+             completed_at = ${completed_at}, lease_session = NULL, lease_node = NULL, \
+             lease_expires_at = NULL \
+         FROM v \
+         WHERE message_requests.id = v.v_id AND message_requests.account_id = v.v_account \
+           AND message_requests.status IN ({open})"
+    )
+}
+
+/// The update that names the chats of the table `names` (columns `chat_id`,
+/// `v_name`, `v_title`) where that is the common case: the chat already has
+/// that ChatGPT id, or has none and no other chat of the account has it;
+/// updated at parameter `$updated_at`. `and` is appended to the conditions
+/// on the chat; the caller adds its `RETURNING`.
+pub(crate) fn name_sql(
+    backend: DatabaseBackend,
+    names: &str,
+    updated_at: usize,
+    and: &str,
+) -> String {
+    let per_row = plans::per_row(backend);
+    format!(
+        "UPDATE chats \
+         SET chatgpt_id = n.v_name, title = COALESCE(n.v_title, chats.title), \
+             updated_at = ${updated_at} \
+         FROM {names} AS n \
+         WHERE chats.id = n.chat_id{and} \
+           AND (chats.chatgpt_id = n.v_name OR chats.chatgpt_id IS NULL) \
+           AND NOT EXISTS (SELECT 1 FROM chats o \
+                           WHERE o.account_id = chats.account_id AND o.chatgpt_id = n.v_name \
+                             AND o.id <> chats.id{per_row})"
+    )
+}
+
 /// Writes the terminal statuses of `outcomes` (distinct requests) in one
 /// guarded statement — of two racing results exactly one wins — and
 /// returns the requests it finished; one that is unknown, of another
@@ -195,24 +239,12 @@ async fn finish_all(
         rows,
     );
     params.push(now().into());
-    let completed_at = params.len();
-    let open = RequestStatus::OPEN
-        .map(|s| format!("'{}'", s.as_str()))
-        .join(", ");
+    let finish = finish_sql(params.len());
     let returning = message_request::Column::iter()
         .map(|c| c.as_str().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "{values}UPDATE message_requests \
-         SET status = v.v_status, response = v.v_response, error_message = v.v_error, \
-             completed_at = ${completed_at}, lease_session = NULL, lease_node = NULL, \
-             lease_expires_at = NULL \
-         FROM v \
-         WHERE message_requests.id = v.v_id AND message_requests.account_id = v.v_account \
-           AND message_requests.status IN ({open}) \
-         RETURNING {returning}"
-    );
+    let sql = format!("{values}{finish} RETURNING {returning}");
     let finished = message_request::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(backend, sql, params))
         .all(txn)
@@ -242,21 +274,10 @@ async fn name_chats(
         })
         .collect();
     let backend = txn.get_database_backend();
-    let (values, mut params) = values_table(&["v_chat", "v_name", "v_title"], rows);
+    let (values, mut params) = values_table(&["chat_id", "v_name", "v_title"], rows);
     params.push(now().into());
-    let updated_at = params.len();
-    let sql = format!(
-        "{values}UPDATE chats \
-         SET chatgpt_id = v.v_name, title = COALESCE(v.v_title, chats.title), \
-             updated_at = ${updated_at} \
-         FROM v \
-         WHERE chats.id = v.v_chat \
-           AND (chats.chatgpt_id = v.v_name OR chats.chatgpt_id IS NULL) \
-           AND NOT EXISTS (SELECT 1 FROM chats o \
-                           WHERE o.account_id = chats.account_id AND o.chatgpt_id = v.v_name \
-                             AND o.id <> chats.id) \
-         RETURNING id"
-    );
+    let name = name_sql(backend, "v", params.len(), "");
+    let sql = format!("{values}{name} RETURNING chats.id");
     let rows = txn
         .query_all(Statement::from_sql_and_values(backend, sql, params))
         .await?;

@@ -15,7 +15,10 @@ use crate::{
     error::CoreResult,
     lifecycle::Outcome,
     model::{now, AccountId, RequestStatus},
-    store::{entities::message_request, outcomes::Finished},
+    store::{
+        entities::message_request,
+        outcomes::{finish_sql, name_sql, Finished},
+    },
     Core,
 };
 
@@ -87,17 +90,22 @@ pub(crate) async fn finish(
 }
 
 /// The statement, the same text for every batch (prepared once per
-/// connection). `finished` is guarded as the portable statement is: of two
-/// racing results exactly one finds the request open. The requests are
+/// connection). `finished` and `named` are the updates SQLite runs apart
+/// ([`finish_sql`], [`name_sql`]): of two racing results exactly one finds
+/// the request open. The requests are
 /// found by key (`= ANY($3)`), and so are the chats (`= ANY(ARRAY(…))`,
 /// evaluated once), whatever the planner guesses of `json_to_recordset`'s
 /// rows. A `WITH` query that only reads runs only if the result reads it,
 /// so the notifications are counted into the one row the result always
 /// has.
 static SQL: LazyLock<String> = LazyLock::new(|| {
-    let open = RequestStatus::OPEN
-        .map(|s| format!("'{}'", s.as_str()))
-        .join(", ");
+    let finish = finish_sql(2);
+    let name = name_sql(
+        DatabaseBackend::Postgres,
+        "to_name",
+        2,
+        " AND chats.id = ANY(ARRAY(SELECT chat_id FROM to_name))",
+    );
     let payload = finished_payload_sql(5, "f");
     format!(
         "WITH v AS ( \
@@ -105,13 +113,7 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
                  v_id uuid, v_account bigint, v_status text, v_response text, v_error text, \
                  v_name text, v_title text) \
          ), finished AS ( \
-             UPDATE message_requests \
-             SET status = v.v_status, response = v.v_response, error_message = v.v_error, \
-                 completed_at = $2, lease_session = NULL, lease_node = NULL, \
-                 lease_expires_at = NULL \
-             FROM v \
-             WHERE message_requests.id = v.v_id AND message_requests.account_id = v.v_account \
-               AND message_requests.status IN ({open}) AND message_requests.id = ANY($3::uuid[]) \
+             {finish} AND message_requests.id = ANY($3::uuid[]) \
              RETURNING message_requests.*, v.v_name, v.v_title \
          ), to_name AS ( \
              SELECT chat_id, v_name, v_title FROM ( \
@@ -121,16 +123,7 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
                  FROM finished WHERE v_name IS NOT NULL) AS n \
              WHERE per_chat = 1 AND per_name = 1 \
          ), named AS ( \
-             UPDATE chats \
-             SET chatgpt_id = n.v_name, title = COALESCE(n.v_title, chats.title), \
-                 updated_at = $2 \
-             FROM to_name AS n \
-             WHERE chats.id = n.chat_id AND chats.id = ANY(ARRAY(SELECT chat_id FROM to_name)) \
-               AND (chats.chatgpt_id = n.v_name OR chats.chatgpt_id IS NULL) \
-               AND NOT EXISTS (SELECT 1 FROM chats o \
-                               WHERE o.account_id = chats.account_id \
-                                 AND o.chatgpt_id = n.v_name AND o.id <> chats.id OFFSET 0) \
-             RETURNING chats.id \
+             {name} RETURNING chats.id \
          ), told AS ( \
              SELECT count(*) AS sent FROM (SELECT pg_notify($4, {payload}) FROM finished f) AS s \
          ) \
