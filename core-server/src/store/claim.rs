@@ -19,7 +19,16 @@ use crate::{
 /// cores claim side by side: a row another core is claiming is passed
 /// over, and since only the oldest idle request of a chat is eligible, a
 /// chat never gets two requests in flight.
-fn claimable(backend: DatabaseBackend) -> String {
+///
+/// Both checks read only the chat's open requests, by the chat's status
+/// index: first an older idle one (from the index alone; it turns away all
+/// but the chat's oldest), then one in flight, executing or leased. A
+/// leased one is open (finishing a request ends its lease) and may be
+/// newer, where cores committed a chat's submits out of id order. A
+/// chat's finished requests are never read: "leased or executing" alone
+/// made SQLite read every request the chat ever had, for each idle
+/// request the claim passed over.
+pub(super) fn claimable(backend: DatabaseBackend) -> String {
     let lock = match backend {
         DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
         _ => "",
@@ -34,10 +43,10 @@ fn claimable(backend: DatabaseBackend) -> String {
   SELECT r.id FROM message_requests r
   WHERE r.account_id = $4 AND r.status = '{idle}' AND r.lease_session IS NULL
     AND NOT EXISTS (SELECT 1 FROM message_requests o
-                    WHERE o.chat_id = r.chat_id
-                      AND (o.lease_session IS NOT NULL OR o.status = '{executing}'){per_row})
-    AND NOT EXISTS (SELECT 1 FROM message_requests o
                     WHERE o.chat_id = r.chat_id AND o.status = '{idle}' AND o.id < r.id{per_row})
+    AND NOT EXISTS (SELECT 1 FROM message_requests o
+                    WHERE o.chat_id = r.chat_id AND o.status IN ('{idle}', '{executing}')
+                      AND (o.lease_session IS NOT NULL OR o.status = '{executing}'){per_row})
   ORDER BY r.id
   LIMIT $5
   {lock}"

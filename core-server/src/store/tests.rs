@@ -233,6 +233,78 @@ async fn a_claim_never_reaches_another_account() {
     .await;
 }
 
+/// A chat's newer request in flight holds back its older idle one: what
+/// happens when another core's submit of the older one committed after the
+/// newer one was claimed. Once the newer one finishes, the older one goes.
+/// On SQLite, the claim's checks of a chat read its open requests only,
+/// by the chat's status index, never the chat's finished history.
+#[tokio::test]
+async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
+    on_each_store(|core, account| async move {
+        use super::entities::message_request;
+        use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
+
+        let (views, _) = store(
+            &core,
+            account,
+            &[
+                submission("older", Some("conv")),
+                submission("newer", Some("conv")),
+            ],
+        )
+        .await;
+        let (older, newer) = (views[0].request.id, views[1].request.id);
+        let elsewhere = Uuid::new_v4();
+        message_request::Entity::update_many()
+            .col_expr(
+                message_request::Column::LeaseSession,
+                Expr::value(elsewhere),
+            )
+            .filter(message_request::Column::Id.eq(newer))
+            .exec(&core.store.write)
+            .await
+            .expect("lease the newer one");
+        assert!(claim(&core, account, Uuid::new_v4(), 10).await.is_empty());
+
+        let outcome = done("conv");
+        settle(&core, &[(account, newer, &outcome)]).await[0]
+            .as_ref()
+            .expect("finished");
+        let claimed = claim(&core, account, Uuid::new_v4(), 10).await;
+        assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [older]);
+
+        let backend = core.store.read.get_database_backend();
+        if backend == sea_orm::DatabaseBackend::Sqlite {
+            let plan = core
+                .store
+                .read
+                .query_all(sea_orm::Statement::from_sql_and_values(
+                    backend,
+                    format!("EXPLAIN QUERY PLAN {}", claim::claimable(backend)),
+                    [account.0.into(), 10i64.into()],
+                ))
+                .await
+                .expect("plan");
+            let steps: Vec<String> = plan
+                .iter()
+                .map(|row| row.try_get::<String>("", "detail").expect("detail"))
+                .collect();
+            let chat_reads: Vec<&String> = steps
+                .iter()
+                .filter(|s| s.contains("message_requests_chat_status_id"))
+                .collect();
+            assert_eq!(chat_reads.len(), 2, "{steps:#?}");
+            assert!(
+                chat_reads
+                    .iter()
+                    .all(|s| s.contains("(chat_id=? AND status=?")),
+                "{steps:#?}"
+            );
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_outcome_finishes_a_request_once_and_names_its_chat() {
     on_each_store(|core, account| async move {
