@@ -4,6 +4,7 @@
 //! measures a bare axum handler as the physical reference in the same run, and
 //! prints one Markdown table of the figures against their targets.
 
+pub mod conversation;
 pub mod database;
 pub mod extension;
 pub mod idle_sessions;

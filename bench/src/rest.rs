@@ -39,12 +39,23 @@ impl RestClient {
 
     /// Submits the benchmark message; returns the new request's id.
     pub async fn submit(&self) -> anyhow::Result<String> {
+        self.submit_body(SUBMIT_BODY.to_string()).await
+    }
+
+    /// Submits the benchmark message to the chat `chat` (its ChatGPT id).
+    pub async fn submit_in_chat(&self, chat: &str) -> anyhow::Result<String> {
+        let mut body: serde_json::Value = serde_json::from_str(SUBMIT_BODY)?;
+        body["chat_id"] = chat.into();
+        self.submit_body(body.to_string()).await
+    }
+
+    async fn submit_body(&self, body: String) -> anyhow::Result<String> {
         let response = self
             .client
             .post(&self.submit_url)
             .header("X-API-Key", &self.api_key)
             .header("Content-Type", "application/json")
-            .body(SUBMIT_BODY)
+            .body(body)
             .send()
             .await?;
         let status = response.status();

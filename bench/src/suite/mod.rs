@@ -27,6 +27,7 @@ pub enum Scenario {
     Grpc,
     Get,
     Lifecycle,
+    Conversation,
     Live,
     Webhooks,
     Idle,
@@ -80,6 +81,10 @@ pub struct RunOptions {
     #[arg(long, default_value_t = 100)]
     pub sessions_per_account: usize,
 
+    /// Requests queued in the one chat of the conversation scenario (8).
+    #[arg(long, default_value_t = 1_000)]
+    pub conversation_requests: usize,
+
     /// Submits per second in the live-status scenario [default: half of
     /// the flat-out lifecycle rate, or 1,500/s if that scenario is skipped].
     #[arg(long)]
@@ -124,6 +129,7 @@ struct Keys {
     lifecycle: String,
     lifecycle_half: String,
     lifecycle_floor: String,
+    conversation: String,
     live: String,
     live_held: String,
     webhooks: String,
@@ -223,6 +229,7 @@ async fn run_on(
         lifecycle: account("bench-lifecycle".into(), None).await?,
         lifecycle_half: account("bench-lifecycle-half".into(), None).await?,
         lifecycle_floor: account("bench-lifecycle-floor".into(), None).await?,
+        conversation: account("bench-conversation".into(), None).await?,
         live: account("bench-live".into(), None).await?,
         live_held: account("bench-live-held".into(), None).await?,
         webhooks: account("bench-webhooks".into(), Some(receiver.url())).await?,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{progress, Keys, Scenario, Suite, GIB, IDLE_SESSIONS_PER_GIB};
 use crate::{
+    conversation,
     idle_sessions::IdleSessions,
     lifecycle::{LifecycleLoad, LifecycleReport},
     live::{HeldOpen, LiveLoad},
@@ -15,6 +16,9 @@ use crate::{
     submit_grpc::GrpcLoad,
     webhooks::{self, Receiver},
 };
+
+/// How long the conversation scenario waits for its turns, at most.
+const CONVERSATION_LIMIT: Duration = Duration::from_secs(60);
 
 impl Suite<'_> {
     pub(super) async fn scenarios(
@@ -36,6 +40,9 @@ impl Suite<'_> {
         }
         if self.runs(Scenario::Lifecycle) {
             self.lifecycles(keys).await?;
+        }
+        if self.runs(Scenario::Conversation) {
+            self.conversation(keys).await?;
         }
         if self.runs(Scenario::Live) {
             self.live(keys).await?;
@@ -194,6 +201,55 @@ impl Suite<'_> {
             &format!("3 is {} of this", percent(get_rps / report.requests_per_sec)),
             None,
         );
+        Ok(())
+    }
+
+    /// One long conversation (8): the chat's turns one after another,
+    /// each a claim beside the chat's growing history.
+    async fn conversation(&mut self, keys: &Keys) -> anyhow::Result<()> {
+        let requests = self.options.conversation_requests;
+        let mut report = conversation::run(
+            self.server.http,
+            &keys.conversation,
+            requests,
+            self.conns() as usize,
+            CONVERSATION_LIMIT,
+        )
+        .await?;
+        let (p50, p99) = (report.gap.percentile(50.0), report.gap.percentile(99.0));
+        progress(&format!(
+            "conversation: {} of {} answered, {} turns; gap p50 {} p99 {}",
+            thousands(report.answered),
+            thousands(requests as u64),
+            rate(report.turns_per_sec),
+            ms(p50),
+            ms(p99)
+        ));
+        if report.answered < requests as u64 {
+            self.found.notes.push(format!(
+                "8: {} of {} requests answered within {} s",
+                thousands(report.answered),
+                thousands(requests as u64),
+                CONVERSATION_LIMIT.as_secs()
+            ));
+        }
+        if report.submit_errors > 0 || report.frame_errors > 0 {
+            self.found.notes.push(format!(
+                "8: {} submits failed, {} results answered with an error frame",
+                report.submit_errors, report.frame_errors
+            ));
+        }
+        self.found.rows.push(Row {
+            scenario: format!(
+                "8. one conversation: {} requests queued in one chat, answered in turn by one \
+                 extension; throughput = turns/s, p50/p99 = one `new_request` → the next",
+                thousands(requests as u64)
+            ),
+            throughput: rate(report.turns_per_sec),
+            p50: ms(p50),
+            p99: ms(p99),
+            ..Default::default()
+        });
         Ok(())
     }
 
