@@ -36,11 +36,11 @@ pub async fn run(
 ) -> anyhow::Result<ConversationReport> {
     let client = RestClient::new(http, api_key)?;
     let mut report = ConversationReport::default();
+    let submitters = submitters.max(1);
     let mut submits = tokio::task::JoinSet::new();
-    for worker in 0..submitters.max(1) {
+    for worker in 0..submitters {
         let client = client.clone();
-        let count =
-            requests / submitters.max(1) + usize::from(worker < requests % submitters.max(1));
+        let count = requests / submitters + usize::from(worker < requests % submitters);
         submits.spawn(async move {
             let mut failed = 0;
             for _ in 0..count {

@@ -39,7 +39,7 @@ impl RestClient {
 
     /// Submits the benchmark message; returns the new request's id.
     pub async fn submit(&self) -> anyhow::Result<String> {
-        self.submit_body(SUBMIT_BODY.to_string()).await
+        self.submit_body(SUBMIT_BODY).await
     }
 
     /// Submits the benchmark message to the chat `chat` (its ChatGPT id).
@@ -49,7 +49,7 @@ impl RestClient {
         self.submit_body(body.to_string()).await
     }
 
-    async fn submit_body(&self, body: String) -> anyhow::Result<String> {
+    async fn submit_body(&self, body: impl Into<reqwest::Body>) -> anyhow::Result<String> {
         let response = self
             .client
             .post(&self.submit_url)
