@@ -11,6 +11,7 @@ mod m20261201_000005_retention_index;
 mod m20261202_000006_extension_sessions;
 mod m20261202_000007_webhook_claim_indexes;
 mod m20261202_000008_one_lease_index;
+mod m20261203_000009_queue_heads;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_extension_sessions::Migration),
             Box::new(m20261202_000007_webhook_claim_indexes::Migration),
             Box::new(m20261202_000008_one_lease_index::Migration),
+            Box::new(m20261203_000009_queue_heads::Migration),
         ]
     }
 }

@@ -12,7 +12,7 @@ use crate::{
     committed::after_commit,
     error::CoreResult,
     model::AccountId,
-    store::{idempotency, leases},
+    store::{heads, idempotency, leases},
     Core,
 };
 
@@ -106,6 +106,14 @@ pub fn start_keeper(core: &Arc<Core>) {
         release_unreleased(&core).await;
         if let Err(e) = reap_expired(&core).await {
             tracing::warn!(error = %e, "could not reap lapsed leases");
+        }
+        // Chats held back by a mark that racing transactions left (a sole
+        // writer's transactions never race).
+        if !core.store.sole_writer() {
+            match heads::repair(&core).await {
+                Ok(committed) => after_commit(&core, committed),
+                Err(e) => tracing::warn!(error = %e, "could not check the chats' queues"),
+            }
         }
         // Housekeeping on the same beat: idempotency keys past their day.
         if let Err(e) = idempotency::forget_expired(&core.store).await {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     entities::{chat, message_request},
-    publish_work,
+    heads, publish_work,
 };
 use crate::{
     committed::{Cause, Committed},
@@ -81,6 +81,8 @@ async fn try_cancel(
             ))),
         };
     }
+    // Its chat's next request is no longer behind it.
+    heads::advance(&txn, [row.chat_id]).await?;
     let view = message_request::view(row, chat);
     webhooks::enqueue(&txn, &[&view.request]).await?;
     // Its chat's next request may go now: other cores' sessions hear of it.

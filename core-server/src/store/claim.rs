@@ -20,18 +20,23 @@ use crate::{
 /// over, and since only the oldest idle request of a chat is eligible, a
 /// chat never gets two requests in flight.
 ///
-/// Both checks read only the chat's open requests, by the chat's status
-/// index: first an older idle one (from the index alone; it turns away all
-/// but the chat's oldest), then one in flight, executing or leased. A
+/// The requests read are those not marked behind an older one of their
+/// chat (the claimable index, see [`super::heads`]): one per waiting chat,
+/// however many each has queued. The two checks stay, since a mark is
+/// cleared rather than set where transactions race; both read only the
+/// chat's open requests, by the chat's status index: first an older idle
+/// one (from the index alone), then one in flight, executing or leased. A
 /// leased one is open (finishing a request ends its lease) and may be
 /// newer, where cores committed a chat's submits out of id order. A
 /// chat's finished requests are never read: "leased or executing" alone
 /// made SQLite read every request the chat ever had, for each idle
 /// request the claim passed over.
 pub(super) fn claimable(backend: DatabaseBackend) -> String {
-    let lock = match backend {
-        DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
-        _ => "",
+    // SQLite's planner, without statistics, would rather take the status
+    // index for its two equalities, and read every idle request.
+    let (lock, index) = match backend {
+        DatabaseBackend::Postgres => ("FOR UPDATE SKIP LOCKED", ""),
+        _ => ("", " INDEXED BY message_requests_claimable"),
     };
     let per_row = super::plans::per_row(backend);
     let (idle, executing) = (
@@ -40,8 +45,9 @@ pub(super) fn claimable(backend: DatabaseBackend) -> String {
     );
     format!(
         "
-  SELECT r.id FROM message_requests r
+  SELECT r.id FROM message_requests r{index}
   WHERE r.account_id = $4 AND r.status = '{idle}' AND r.lease_session IS NULL
+    AND NOT r.queued_behind
     AND NOT EXISTS (SELECT 1 FROM message_requests o
                     WHERE o.chat_id = r.chat_id AND o.status = '{idle}' AND o.id < r.id{per_row})
     AND NOT EXISTS (SELECT 1 FROM message_requests o

@@ -9,7 +9,8 @@
 //!   for sessions, `FOR UPDATE SKIP LOCKED` claims, point reads on
 //!   connections of their own, `LISTEN/NOTIFY` wake-ups between cores, and
 //!   planner statistics kept current while the hot tables grow.
-//! - `entities/`: one sea-orm entity per table; `claim`: the dispatch claim;
+//! - `entities/`: one sea-orm entity per table; `claim`: the dispatch claim
+//!   (`heads`: which requests it reads);
 //!   `plans`: the SQL fragments that keep PostgreSQL's plans to lookups by
 //!   key whatever its statistics say.
 //!
@@ -26,6 +27,7 @@ pub mod claim;
 mod config;
 pub(crate) mod deliveries;
 pub mod entities;
+pub(crate) mod heads;
 pub(crate) mod idempotency;
 pub(crate) mod leases;
 pub(crate) mod outbox;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{
     chats,
     entities::{chat, message_request},
-    outbox, plans, postgres,
+    heads, outbox, plans, postgres,
 };
 use crate::{
     committed::{Cause, Committed},
@@ -390,6 +390,8 @@ pub(crate) async fn apply_all_in(
     } else {
         finish_apart(txn, &first).await?
     };
+    // Their chats' next requests are no longer behind them.
+    heads::advance(txn, requests.values().map(|r| r.chat_id)).await?;
     let mut applied = Vec::with_capacity(outcomes.len());
     for (account, id, outcome) in outcomes {
         let Some(mut request) = requests.remove(id) else {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{
     chats,
     entities::{chat, message_request},
-    idempotency, postgres,
+    heads, idempotency, postgres,
 };
 use crate::{
     committed::{Cause, Committed},
@@ -82,6 +82,14 @@ pub(crate) async fn insert_submissions(
     } else {
         insert_in_two(txn, &requests, at).await?
     };
+    // A request in a new chat is its chat's first; one in a named chat may
+    // queue behind an older one.
+    let in_named_chats = requests
+        .iter()
+        .filter(|(_, chat)| chat.is_some())
+        .map(|(request, _)| request.id)
+        .collect();
+    heads::mark_behind(txn, in_named_chats).await?;
     let mut new_chats = new_chats.into_iter();
     let mut committed = Committed::default();
     let mut created = HashMap::with_capacity(requests.len());

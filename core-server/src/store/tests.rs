@@ -305,6 +305,140 @@ async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
     .await;
 }
 
+/// Each request's `queued_behind` mark, oldest first.
+async fn marks(core: &Core) -> Vec<(Uuid, bool)> {
+    let backend = core.store.read.get_database_backend();
+    core.store
+        .read
+        .query_all(sea_orm::Statement::from_string(
+            backend,
+            "SELECT id, queued_behind FROM message_requests ORDER BY id",
+        ))
+        .await
+        .expect("marks")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get::<Uuid>("", "id").expect("id"),
+                row.try_get::<bool>("", "queued_behind").expect("mark"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
+    on_each_store(|core, account| async move {
+        let (first, _) = store(
+            &core,
+            account,
+            &[submission("a", Some("conv")), submission("b", Some("conv"))],
+        )
+        .await;
+        let (second, _) = store(&core, account, &[submission("c", Some("conv"))]).await;
+        let (a, b, c) = (
+            first[0].request.id,
+            first[1].request.id,
+            second[0].request.id,
+        );
+        assert_eq!(marks(&core).await, [(a, false), (b, true), (c, true)]);
+        let ids = |claimed: Vec<MessageRequest>| claimed.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(claim(&core, account, Uuid::new_v4(), 10).await), [a]);
+
+        // Each finish, answer or cancel, lets the chat's next one go.
+        settle(&core, &[(account, a, &done("conv"))]).await[0]
+            .as_ref()
+            .expect("answered");
+        assert_eq!(marks(&core).await, [(a, false), (b, false), (c, true)]);
+        assert_eq!(ids(claim(&core, account, Uuid::new_v4(), 10).await), [b]);
+        super::cancel::cancel(&core, account, c)
+            .await
+            .expect("cancel the queued one");
+        let (third, _) = store(&core, account, &[submission("d", Some("conv"))]).await;
+        let d = third[0].request.id;
+        assert!(marks(&core).await.contains(&(d, true)), "b is in flight");
+        assert!(claim(&core, account, Uuid::new_v4(), 10).await.is_empty());
+        settle(&core, &[(account, b, &done("conv"))]).await[0]
+            .as_ref()
+            .expect("answered");
+        assert_eq!(ids(claim(&core, account, Uuid::new_v4(), 10).await), [d]);
+        let (other, _) = store(
+            &core,
+            account,
+            &[
+                submission("x", Some("other")),
+                submission("y", Some("other")),
+            ],
+        )
+        .await;
+        super::cancel::cancel(&core, account, other[0].request.id)
+            .await
+            .expect("cancel the chat's first");
+        assert_eq!(
+            ids(claim(&core, account, Uuid::new_v4(), 10).await),
+            [other[1].request.id]
+        );
+
+        // The claim reads the claimable index, where marked requests are not.
+        let backend = core.store.read.get_database_backend();
+        if backend == sea_orm::DatabaseBackend::Sqlite {
+            let plan = core
+                .store
+                .read
+                .query_all(sea_orm::Statement::from_sql_and_values(
+                    backend,
+                    format!("EXPLAIN QUERY PLAN {}", claim::claimable(backend)),
+                    [account.0.into(), 10i64.into()],
+                ))
+                .await
+                .expect("plan");
+            let first_step = plan[0].try_get::<String>("", "detail").expect("detail");
+            assert!(
+                first_step.contains("message_requests_claimable"),
+                "{first_step}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_mark_that_racing_transactions_left_is_cleared() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(
+            &core,
+            account,
+            &[submission("a", Some("conv")), submission("b", Some("conv"))],
+        )
+        .await;
+        let (a, b) = (views[0].request.id, views[1].request.id);
+        claim(&core, account, Uuid::new_v4(), 1).await;
+        settle(&core, &[(account, a, &done("conv"))]).await[0]
+            .as_ref()
+            .expect("answered");
+        // As if a submit that saw `a` open committed after `a` finished.
+        let backend = core.store.write.get_database_backend();
+        core.store
+            .write
+            .execute(sea_orm::Statement::from_string(
+                backend,
+                "UPDATE message_requests SET queued_behind = TRUE",
+            ))
+            .await
+            .expect("mark");
+        assert!(claim(&core, account, Uuid::new_v4(), 10).await.is_empty());
+
+        let repaired = super::heads::repair(&core).await.expect("repair");
+        assert_eq!(repaired.returned.into_iter().collect::<Vec<_>>(), [account]);
+        let claimed = claim(&core, account, Uuid::new_v4(), 10).await;
+        assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [b]);
+        // Nothing left to repair.
+        let again = super::heads::repair(&core).await.expect("repair");
+        assert!(again.returned.is_empty());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_outcome_finishes_a_request_once_and_names_its_chat() {
     on_each_store(|core, account| async move {
