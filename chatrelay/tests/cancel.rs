@@ -221,6 +221,43 @@ async fn a_request_cancelled_while_a_session_holds_it_is_never_delivered_again()
     app.stop().await;
 }
 
+/// Requests queued in a chat wait for its open one; cancelling the one
+/// whose turn is next, or one further back, lets the rest go in order.
+#[tokio::test]
+async fn cancelling_requests_queued_in_a_chat_keeps_its_turns_in_order() {
+    let (app, key) = TestApp::with_account().await;
+    let mut ids = Vec::new();
+    for (message, chat) in [
+        ("a", "conv"),
+        ("b", "conv"),
+        ("c", "conv"),
+        ("x", "other"),
+        ("y", "other"),
+    ] {
+        let created = app
+            .submit(&key, json!({ "message": message, "chat_id": chat }))
+            .await
+            .1;
+        ids.push(id_of(&created).to_string());
+    }
+    let [a, b, c, x, y] = <[String; 5]>::try_from(ids).expect("five");
+    // The next in its chat (nothing delivered yet), and one further back.
+    for cancelled in [&x, &b] {
+        let (status, body) = app.post(&key, &cancel_path(cancelled)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    let mut ext = Extension::connect(&app, &key).await;
+    assert_eq!(request_id(&ext.recv_request().await), a);
+    assert_eq!(request_id(&ext.recv_request().await), y);
+    ext.assert_nothing_pending().await;
+    ext.respond(&a, "one", "conv", None).await;
+    assert_eq!(request_id(&ext.recv_request().await), c);
+    ext.assert_nothing_pending().await;
+    ext.close().await;
+    app.stop().await;
+}
+
 /// A session on one core holds the request; a client cancels it through
 /// another core. Meaningful on PostgreSQL; SQLite is one core per database
 /// file, so there the same body runs with both roles on one core.

@@ -88,7 +88,9 @@ pub(crate) async fn mark_behind(conn: &impl ConnectionTrait, ids: Vec<Uuid>) -> 
 }
 
 /// After requests of `chats` finished in this transaction: each chat's
-/// oldest idle request is no longer behind. On PostgreSQL a request another
+/// oldest idle request is no longer behind. (PostgreSQL's finishing
+/// statement names only the chats where it saw a request marked; one a
+/// submit marks meanwhile is the race [`repair`] is for.) On PostgreSQL a request another
 /// transaction holds is passed over rather than waited for (two finishes in
 /// one chat would otherwise wait on each other); [`repair`] clears what
 /// that leaves.

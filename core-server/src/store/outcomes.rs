@@ -303,12 +303,14 @@ async fn refusal(
 }
 
 /// What the first writes of a result batch did: the requests they
-/// finished, by id; the chats they named; the webhook URL of each finished
+/// finished, by id; the chats they named; the chats of those requests that
+/// may have a request queued behind them; the webhook URL of each finished
 /// request's account that has one.
 #[derive(Default)]
 pub(crate) struct Finished {
     pub(crate) requests: HashMap<Uuid, message_request::Model>,
     pub(crate) named: HashSet<i64>,
+    pub(crate) waiting: HashSet<i64>,
     pub(crate) urls: HashMap<i64, String>,
 }
 
@@ -353,9 +355,12 @@ async fn finish_apart(
         .collect();
     let named = name_chats(txn, &unique).await?;
     let urls = outbox::webhook_urls(txn, requests.values().map(|r| r.account_id)).await?;
+    // Finding out would take a statement as well: every chat is advanced.
+    let waiting = requests.values().map(|r| r.chat_id).collect();
     Ok(Finished {
         requests,
         named,
+        waiting,
         urls,
     })
 }
@@ -384,6 +389,7 @@ pub(crate) async fn apply_all_in(
     let Finished {
         mut requests,
         named,
+        waiting,
         urls,
     } = if txn.get_database_backend() == DatabaseBackend::Postgres {
         postgres::outcomes::finish(core, txn, &first).await?
@@ -391,7 +397,7 @@ pub(crate) async fn apply_all_in(
         finish_apart(txn, &first).await?
     };
     // Their chats' next requests are no longer behind them.
-    heads::advance(txn, requests.values().map(|r| r.chat_id)).await?;
+    heads::advance(txn, waiting).await?;
     let mut applied = Vec::with_capacity(outcomes.len());
     for (account, id, outcome) in outcomes {
         let Some(mut request) = requests.remove(id) else {

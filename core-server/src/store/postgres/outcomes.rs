@@ -1,6 +1,7 @@
 //! A result batch's writes in one statement: the requests finished, their
 //! chats named where that is the common case, the other cores told, and
-//! the accounts' webhook URLs read. With `BEGIN` and `COMMIT` that is three
+//! the accounts' webhook URLs read, and which of the chats have a request
+//! queued behind (only those need `store::heads::advance`). With `BEGIN` and `COMMIT` that is three
 //! round trips instead of six; the chats it could not name and the webhook
 //! deliveries follow in the same transaction (see
 //! `store::outcomes::apply_all_in`).
@@ -81,6 +82,9 @@ pub(crate) async fn finish(
         if row.try_get::<bool>("", "chat_named")? {
             finished.named.insert(request.chat_id);
         }
+        if row.try_get::<bool>("", "chat_waits")? {
+            finished.waiting.insert(request.chat_id);
+        }
         if let Some(url) = row.try_get::<Option<String>>("", "webhook_url")? {
             finished.urls.insert(request.account_id, url);
         }
@@ -97,7 +101,7 @@ pub(crate) async fn finish(
 /// evaluated once), whatever the planner guesses of `json_to_recordset`'s
 /// rows. A `WITH` query that only reads runs only if the result reads it,
 /// so the notifications are counted into the one row the result always
-/// has.
+/// has. `chat_waits` reads the index of requests marked behind.
 static SQL: LazyLock<String> = LazyLock::new(|| {
     let finish = finish_sql(2);
     let name = name_sql(
@@ -107,6 +111,7 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
         " AND chats.id = ANY(ARRAY(SELECT chat_id FROM to_name))",
     );
     let payload = finished_payload_sql(5, "f");
+    let idle = RequestStatus::Idle.as_str();
     format!(
         "WITH v AS ( \
              SELECT * FROM json_to_recordset($1::json) AS v( \
@@ -128,6 +133,9 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
              SELECT count(*) AS sent FROM (SELECT pg_notify($4, {payload}) FROM finished f) AS s \
          ) \
          SELECT f.*, f.chat_id IN (SELECT id FROM named) AS chat_named, \
+                EXISTS (SELECT 1 FROM message_requests b \
+                        WHERE b.chat_id = f.chat_id AND b.queued_behind \
+                          AND b.status = '{idle}') AS chat_waits, \
                 (SELECT a.webhook_url FROM accounts a WHERE a.id = f.account_id) AS webhook_url \
          FROM told LEFT JOIN finished f ON true"
     )
