@@ -12,6 +12,7 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 const INDEX: &str = "message_requests_claimable";
+const IN_FLIGHT: &str = "message_requests_in_flight";
 /// PostgreSQL's only: the queued requests marked behind, for the sweep
 /// that clears a mark two transactions left behind each other's back.
 const BEHIND: &str = "message_requests_behind";
@@ -37,9 +38,19 @@ impl MigrationTrait for Migration {
                              AND o.id < message_requests.id)",
         )
         .await?;
+        // Keyed as the status index is, so that PostgreSQL's planner, given
+        // the same conditions on both, takes the one with nothing to filter.
         db.execute_unprepared(&format!(
-            "CREATE INDEX {INDEX} ON message_requests (account_id, id) \
+            "CREATE INDEX {INDEX} ON message_requests (account_id, status, id) \
              WHERE status = 'idle' AND lease_session IS NULL AND NOT queued_behind"
+        ))
+        .await?;
+        // The claim's "nothing of the chat in flight" check, by chat: the
+        // status and lease indexes would have it read every request in
+        // flight, of every chat, once per request it looks at.
+        db.execute_unprepared(&format!(
+            "CREATE INDEX {IN_FLIGHT} ON message_requests (chat_id) \
+             WHERE status = 'executing' OR lease_session IS NOT NULL"
         ))
         .await?;
         if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
@@ -54,7 +65,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for index in [INDEX, BEHIND] {
+        for index in [INDEX, IN_FLIGHT, BEHIND] {
             db.execute_unprepared(&format!("DROP INDEX IF EXISTS {index}"))
                 .await?;
         }

@@ -23,17 +23,16 @@ use crate::{
 /// The requests read are those not marked behind an older one of their
 /// chat (the claimable index, see [`super::heads`]): one per waiting chat,
 /// however many each has queued. The two checks stay, since a mark is
-/// cleared rather than set where transactions race; both read only the
-/// chat's open requests, by the chat's status index: first an older idle
-/// one (from the index alone), then one in flight, executing or leased. A
-/// leased one is open (finishing a request ends its lease) and may be
-/// newer, where cores committed a chat's submits out of id order. A
-/// chat's finished requests are never read: "leased or executing" alone
-/// made SQLite read every request the chat ever had, for each idle
-/// request the claim passed over.
+/// cleared rather than set where transactions race, and each reads only
+/// the chat's open requests: an older idle one, by the chat's status index
+/// (from the index alone), and one in flight, executing or leased, by the
+/// index of requests in flight. A leased one is open (finishing a request
+/// ends its lease) and may be newer, where cores committed a chat's
+/// submits out of id order. A chat's finished requests are never read,
+/// nor other chats' requests in flight.
 pub(super) fn claimable(backend: DatabaseBackend) -> String {
-    // SQLite's planner, without statistics, would rather take the status
-    // index for its two equalities, and read every idle request.
+    // SQLite's planner, without statistics, may take the status index,
+    // which holds every idle request, marked or not.
     let (lock, index) = match backend {
         DatabaseBackend::Postgres => ("FOR UPDATE SKIP LOCKED", ""),
         _ => ("", " INDEXED BY message_requests_claimable"),
@@ -51,8 +50,8 @@ pub(super) fn claimable(backend: DatabaseBackend) -> String {
     AND NOT EXISTS (SELECT 1 FROM message_requests o
                     WHERE o.chat_id = r.chat_id AND o.status = '{idle}' AND o.id < r.id{per_row})
     AND NOT EXISTS (SELECT 1 FROM message_requests o
-                    WHERE o.chat_id = r.chat_id AND o.status IN ('{idle}', '{executing}')
-                      AND (o.lease_session IS NOT NULL OR o.status = '{executing}'){per_row})
+                    WHERE o.chat_id = r.chat_id
+                      AND (o.status = '{executing}' OR o.lease_session IS NOT NULL){per_row})
   ORDER BY r.id
   LIMIT $5
   {lock}"
