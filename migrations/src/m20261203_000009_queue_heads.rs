@@ -45,15 +45,18 @@ impl MigrationTrait for Migration {
              WHERE status = 'idle' AND lease_session IS NULL AND NOT queued_behind"
         ))
         .await?;
-        // The claim's "nothing of the chat in flight" check, by chat: the
-        // status and lease indexes would have it read every request in
-        // flight, of every chat, once per request it looks at.
-        db.execute_unprepared(&format!(
-            "CREATE INDEX {IN_FLIGHT} ON message_requests (chat_id) \
-             WHERE status = 'executing' OR lease_session IS NOT NULL"
-        ))
-        .await?;
         if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
+            // The claim's "nothing of the chat in flight" check, by chat:
+            // PostgreSQL's planner would read it from the status and lease
+            // indexes, every request in flight of every chat, once per
+            // request the claim looks at. (SQLite reads the chat's open
+            // requests by the chat's status index, and is spared the
+            // index's upkeep on every lease.)
+            db.execute_unprepared(&format!(
+                "CREATE INDEX {IN_FLIGHT} ON message_requests (chat_id) \
+                 WHERE status = 'executing' OR lease_session IS NOT NULL"
+            ))
+            .await?;
             db.execute_unprepared(&format!(
                 "CREATE INDEX {BEHIND} ON message_requests (chat_id) \
                  WHERE queued_behind AND status = 'idle'"

@@ -31,17 +31,30 @@ use crate::{
 /// submits out of id order. A chat's finished requests are never read,
 /// nor other chats' requests in flight.
 pub(super) fn claimable(backend: DatabaseBackend) -> String {
-    // SQLite's planner, without statistics, may take the status index,
-    // which holds every idle request, marked or not.
-    let (lock, index) = match backend {
-        DatabaseBackend::Postgres => ("FOR UPDATE SKIP LOCKED", ""),
-        _ => ("", " INDEXED BY message_requests_claimable"),
-    };
-    let per_row = super::plans::per_row(backend);
     let (idle, executing) = (
         RequestStatus::Idle.as_str(),
         RequestStatus::Executing.as_str(),
     );
+    // SQLite's planner, without statistics, may take the status index,
+    // which holds every idle request, marked or not. PostgreSQL reads the
+    // requests in flight from an index of its own, keyed by chat; SQLite
+    // reads the chat's idle and executing ones by the chat's status index.
+    let (lock, index, in_flight) = match backend {
+        DatabaseBackend::Postgres => (
+            "FOR UPDATE SKIP LOCKED",
+            "",
+            format!("(o.status = '{executing}' OR o.lease_session IS NOT NULL)"),
+        ),
+        _ => (
+            "",
+            " INDEXED BY message_requests_claimable",
+            format!(
+                "o.status IN ('{idle}', '{executing}') \
+                 AND (o.lease_session IS NOT NULL OR o.status = '{executing}')"
+            ),
+        ),
+    };
+    let per_row = super::plans::per_row(backend);
     format!(
         "
   SELECT r.id FROM message_requests r{index}
@@ -50,8 +63,7 @@ pub(super) fn claimable(backend: DatabaseBackend) -> String {
     AND NOT EXISTS (SELECT 1 FROM message_requests o
                     WHERE o.chat_id = r.chat_id AND o.status = '{idle}' AND o.id < r.id{per_row})
     AND NOT EXISTS (SELECT 1 FROM message_requests o
-                    WHERE o.chat_id = r.chat_id
-                      AND (o.status = '{executing}' OR o.lease_session IS NOT NULL){per_row})
+                    WHERE o.chat_id = r.chat_id AND {in_flight}{per_row})
   ORDER BY r.id
   LIMIT $5
   {lock}"

@@ -105,26 +105,30 @@ pub(crate) async fn advance(
         return Ok(());
     }
     let backend = conn.get_database_backend();
-    let (which, values) = any_of(backend, "c.id", chats);
+    let (which, values) = any_of(backend, "b.chat_id", chats);
     let idle = RequestStatus::Idle.as_str();
     let skip_locked = match backend {
         DatabaseBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
     };
-    // Each chat's oldest idle request, read from the chat's status index
-    // as the first entry at or after (chat, idle): a lookup per chat
-    // however many it has queued. Asked for in the index's own order, so
-    // that no planner walks the primary key to it instead.
+    // First the chats with a request marked behind (one lookup each, which
+    // finds nothing where no request queued behind: a chat's only request
+    // finished). Then each one's oldest idle request, read from the chat's
+    // status index as the first entry at or after (chat, idle): a lookup
+    // per chat however many it has queued, asked for in the index's own
+    // order so that no planner walks the primary key to it instead.
     let sql = format!(
         "UPDATE message_requests SET queued_behind = FALSE \
          WHERE id IN (SELECT r.id FROM message_requests r \
                       WHERE r.queued_behind AND r.id IN ( \
                           SELECT (SELECT f.id FROM ( \
                                       SELECT o.id, o.chat_id, o.status FROM message_requests o \
-                                      WHERE (o.chat_id, o.status) >= (c.id, '{idle}') \
+                                      WHERE (o.chat_id, o.status) >= (c.chat_id, '{idle}') \
                                       ORDER BY o.chat_id, o.status, o.id LIMIT 1) AS f \
-                                  WHERE f.chat_id = c.id AND f.status = '{idle}') \
-                          FROM chats c WHERE {which}){skip_locked})"
+                                  WHERE f.chat_id = c.chat_id AND f.status = '{idle}') \
+                          FROM (SELECT DISTINCT b.chat_id FROM message_requests b \
+                                WHERE {which} AND b.queued_behind \
+                                  AND b.status = '{idle}') AS c){skip_locked})"
     );
     conn.execute(Statement::from_sql_and_values(backend, sql, values))
         .await?;
