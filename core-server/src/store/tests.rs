@@ -238,6 +238,30 @@ async fn a_claim_never_reaches_another_account() {
 /// newer one was claimed. Once the newer one finishes, the older one goes.
 /// On SQLite, the claim's checks of a chat read its open requests only,
 /// by the chat's status index, never the chat's finished history.
+/// On SQLite, the steps of the claim's plan (`EXPLAIN QUERY PLAN`);
+/// `None` on PostgreSQL.
+async fn sqlite_claim_plan(core: &Core, account: AccountId) -> Option<Vec<String>> {
+    let backend = core.store.read.get_database_backend();
+    if backend != sea_orm::DatabaseBackend::Sqlite {
+        return None;
+    }
+    let plan = core
+        .store
+        .read
+        .query_all(sea_orm::Statement::from_sql_and_values(
+            backend,
+            format!("EXPLAIN QUERY PLAN {}", claim::claimable(backend)),
+            [account.0.into(), 10i64.into()],
+        ))
+        .await
+        .expect("plan");
+    Some(
+        plan.iter()
+            .map(|row| row.try_get::<String>("", "detail").expect("detail"))
+            .collect(),
+    )
+}
+
 #[tokio::test]
 async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
     on_each_store(|core, account| async move {
@@ -273,22 +297,7 @@ async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
         let claimed = claim(&core, account, Uuid::new_v4(), 10).await;
         assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [older]);
 
-        let backend = core.store.read.get_database_backend();
-        if backend == sea_orm::DatabaseBackend::Sqlite {
-            let plan = core
-                .store
-                .read
-                .query_all(sea_orm::Statement::from_sql_and_values(
-                    backend,
-                    format!("EXPLAIN QUERY PLAN {}", claim::claimable(backend)),
-                    [account.0.into(), 10i64.into()],
-                ))
-                .await
-                .expect("plan");
-            let steps: Vec<String> = plan
-                .iter()
-                .map(|row| row.try_get::<String>("", "detail").expect("detail"))
-                .collect();
+        if let Some(steps) = sqlite_claim_plan(&core, account).await {
             // Both checks read the chat's open requests only, by key.
             let chat_reads: Vec<&String> = steps
                 .iter()
@@ -381,22 +390,10 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
         );
 
         // The claim reads the claimable index, where marked requests are not.
-        let backend = core.store.read.get_database_backend();
-        if backend == sea_orm::DatabaseBackend::Sqlite {
-            let plan = core
-                .store
-                .read
-                .query_all(sea_orm::Statement::from_sql_and_values(
-                    backend,
-                    format!("EXPLAIN QUERY PLAN {}", claim::claimable(backend)),
-                    [account.0.into(), 10i64.into()],
-                ))
-                .await
-                .expect("plan");
-            let first_step = plan[0].try_get::<String>("", "detail").expect("detail");
+        if let Some(steps) = sqlite_claim_plan(&core, account).await {
             assert!(
-                first_step.contains("message_requests_claimable"),
-                "{first_step}"
+                steps[0].contains("message_requests_claimable"),
+                "{steps:#?}"
             );
         }
     })
