@@ -68,12 +68,8 @@ impl Fresh {
     }
 }
 
-/// Runs `body` on a started core over each back end available.
-async fn on_each_store<F, Fut>(body: F)
-where
-    F: Fn(Arc<Core>, AccountId) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+/// A fresh database on each back end available.
+async fn fresh_databases() -> Vec<Fresh> {
     let mut databases = vec![Fresh::sqlite().await];
     if let Some(admin) = std::env::var("CHATRELAY_TEST_DATABASE_URL")
         .ok()
@@ -81,6 +77,16 @@ where
     {
         databases.push(Fresh::postgres(&admin).await);
     }
+    databases
+}
+
+/// Runs `body` on a started core over each back end available.
+async fn on_each_store<F, Fut>(body: F)
+where
+    F: Fn(Arc<Core>, AccountId) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let databases = fresh_databases().await;
     for mut db in databases {
         let core = Core::start(CoreConfig::with_database(&db.url))
             .await
@@ -316,24 +322,22 @@ async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
 }
 
 /// Each request's `queued_behind` mark, oldest first.
-async fn marks(core: &Core) -> Vec<(Uuid, bool)> {
-    let backend = core.store.read.get_database_backend();
-    core.store
-        .read
-        .query_all(sea_orm::Statement::from_string(
-            backend,
-            "SELECT id, queued_behind FROM message_requests ORDER BY id",
-        ))
-        .await
-        .expect("marks")
-        .iter()
-        .map(|row| {
-            (
-                row.try_get::<Uuid>("", "id").expect("id"),
-                row.try_get::<bool>("", "queued_behind").expect("mark"),
-            )
-        })
-        .collect()
+async fn marks(conn: &impl ConnectionTrait) -> Vec<(Uuid, bool)> {
+    let backend = conn.get_database_backend();
+    conn.query_all(sea_orm::Statement::from_string(
+        backend,
+        "SELECT id, queued_behind FROM message_requests ORDER BY id",
+    ))
+    .await
+    .expect("marks")
+    .iter()
+    .map(|row| {
+        (
+            row.try_get::<Uuid>("", "id").expect("id"),
+            row.try_get::<bool>("", "queued_behind").expect("mark"),
+        )
+    })
+    .collect()
 }
 
 #[tokio::test]
@@ -351,7 +355,10 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
             first[1].request.id,
             second[0].request.id,
         );
-        assert_eq!(marks(&core).await, [(a, false), (b, true), (c, true)]);
+        assert_eq!(
+            marks(&core.store.read).await,
+            [(a, false), (b, true), (c, true)]
+        );
         let ids = |claimed: Vec<MessageRequest>| claimed.iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(ids(claim(&core, account, Uuid::new_v4(), 10).await), [a]);
 
@@ -359,14 +366,20 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
         settle(&core, &[(account, a, &done("conv"))]).await[0]
             .as_ref()
             .expect("answered");
-        assert_eq!(marks(&core).await, [(a, false), (b, false), (c, true)]);
+        assert_eq!(
+            marks(&core.store.read).await,
+            [(a, false), (b, false), (c, true)]
+        );
         assert_eq!(ids(claim(&core, account, Uuid::new_v4(), 10).await), [b]);
         super::cancel::cancel(&core, account, c)
             .await
             .expect("cancel the queued one");
         let (third, _) = store(&core, account, &[submission("d", Some("conv"))]).await;
         let d = third[0].request.id;
-        assert!(marks(&core).await.contains(&(d, true)), "b is in flight");
+        assert!(
+            marks(&core.store.read).await.contains(&(d, true)),
+            "b is in flight"
+        );
         assert!(claim(&core, account, Uuid::new_v4(), 10).await.is_empty());
         settle(&core, &[(account, b, &done("conv"))]).await[0]
             .as_ref()
@@ -398,6 +411,74 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
         }
     })
     .await;
+}
+
+/// A database from before the marks: the migration marks the requests
+/// already queued behind an older open one of their chat.
+#[tokio::test]
+async fn requests_queued_before_the_marks_existed_are_marked_by_the_migration() {
+    use chatrelay_migrations::{Migrator, MigratorTrait};
+
+    let databases = fresh_databases().await;
+    for mut db in databases {
+        let conn = sea_orm::Database::connect(&db.url).await.expect("connect");
+        let before_marks = Migrator::migrations().len() as u32 - 1;
+        Migrator::up(&conn, Some(before_marks))
+            .await
+            .expect("older schema");
+        let backend = conn.get_database_backend();
+        let run = |sql: &str, values: Vec<sea_orm::Value>| {
+            conn.execute(sea_orm::Statement::from_sql_and_values(
+                backend, sql, values,
+            ))
+        };
+        let at = crate::model::now();
+        run(
+            "INSERT INTO accounts (id, name, webhook_secret, created_at) VALUES (1, 'a', 's', $1)",
+            vec![at.into()],
+        )
+        .await
+        .expect("account");
+        run(
+            "INSERT INTO chats (id, account_id, created_at, updated_at) \
+             VALUES (1, 1, $1, $1), (2, 1, $1, $1)",
+            vec![at.into()],
+        )
+        .await
+        .expect("chats");
+        let rows = [
+            (1, "done"),
+            (1, "executing"),
+            (1, "idle"),
+            (1, "idle"),
+            (2, "idle"),
+        ];
+        let mut ids = Vec::new();
+        for (chat, status) in rows {
+            let id = Uuid::now_v7();
+            run(
+                "INSERT INTO message_requests \
+                 (id, account_id, chat_id, message, response_type, thinking_time, status, \
+                  queued_at, attempts) \
+                 VALUES ($1, 1, $2, 'm', 'text', 'standard', $3, $4, 0)",
+                vec![id.into(), i64::from(chat).into(), status.into(), at.into()],
+            )
+            .await
+            .expect("request");
+            ids.push(id);
+        }
+        Migrator::up(&conn, None)
+            .await
+            .expect("the marks' migration");
+        let expected: Vec<(Uuid, bool)> = ids
+            .iter()
+            .zip([false, false, true, true, false])
+            .map(|(id, behind)| (*id, behind))
+            .collect();
+        assert_eq!(marks(&conn).await, expected);
+        conn.close().await.expect("close");
+        db.drop_database().await;
+    }
 }
 
 #[tokio::test]
