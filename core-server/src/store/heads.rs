@@ -149,6 +149,7 @@ pub(crate) async fn repair(core: &Core) -> CoreResult<Committed> {
         older_open(backend)
     );
     let rows = conn.query_all(Statement::from_string(backend, sql)).await?;
+    metrics::counter!("chatrelay_held_back_requests_released_total").increment(rows.len() as u64);
     for row in rows {
         committed
             .returned
