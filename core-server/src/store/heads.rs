@@ -69,6 +69,21 @@ fn older_open(backend: DatabaseBackend) -> String {
     )
 }
 
+/// The id of the oldest idle request of the chat `chat` (an SQL
+/// expression), or NULL: the first entry of the chat's status index at or
+/// after (chat, idle), a lookup however many the chat has queued. It is
+/// asked for in the index's own order, so that no planner walks the
+/// primary key to it instead.
+fn oldest_idle(chat: &str) -> String {
+    let idle = RequestStatus::Idle.as_str();
+    format!(
+        "(SELECT f.id FROM (SELECT o.id, o.chat_id, o.status FROM message_requests o \
+                           WHERE (o.chat_id, o.status) >= ({chat}, '{idle}') \
+                           ORDER BY o.chat_id, o.status, o.id LIMIT 1) AS f \
+          WHERE f.chat_id = {chat} AND f.status = '{idle}')"
+    )
+}
+
 /// Marks the requests `ids`, just stored in chats that may have other
 /// requests, behind where an older request of their chat is open (one
 /// stored earlier in the same transaction included).
@@ -111,24 +126,18 @@ pub(crate) async fn advance(
         DatabaseBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
     };
-    // First the chats with a request marked behind (one lookup each, which
-    // finds nothing where no request queued behind: a chat's only request
-    // finished). Then each one's oldest idle request, read from the chat's
-    // status index as the first entry at or after (chat, idle): a lookup
-    // per chat however many it has queued, asked for in the index's own
-    // order so that no planner walks the primary key to it instead.
+    // The chats with a request marked behind (one lookup each, which finds
+    // nothing where none queued behind: a chat's only request finished),
+    // then each one's oldest idle request.
     let sql = format!(
         "UPDATE message_requests SET queued_behind = FALSE \
          WHERE id IN (SELECT r.id FROM message_requests r \
                       WHERE r.queued_behind AND r.id IN ( \
-                          SELECT (SELECT f.id FROM ( \
-                                      SELECT o.id, o.chat_id, o.status FROM message_requests o \
-                                      WHERE (o.chat_id, o.status) >= (c.chat_id, '{idle}') \
-                                      ORDER BY o.chat_id, o.status, o.id LIMIT 1) AS f \
-                                  WHERE f.chat_id = c.chat_id AND f.status = '{idle}') \
+                          SELECT {} \
                           FROM (SELECT DISTINCT b.chat_id FROM message_requests b \
                                 WHERE {which} AND b.queued_behind \
-                                  AND b.status = '{idle}') AS c){skip_locked})"
+                                  AND b.status = '{idle}') AS c){skip_locked})",
+        oldest_idle("c.chat_id")
     );
     conn.execute(Statement::from_sql_and_values(backend, sql, values))
         .await?;
@@ -137,14 +146,19 @@ pub(crate) async fn advance(
 
 /// Clears the marks that no open request of the chat accounts for any more
 /// (see the module's note) and says whose: their sessions are to be woken.
-/// Only needed where the store has more than one writer.
+/// Only a chat's oldest idle request is looked at, one per chat with
+/// requests marked, however many each has queued. Only needed where the
+/// store has more than one writer.
 pub(crate) async fn repair(core: &Core) -> CoreResult<Committed> {
     let mut committed = Committed::default();
     let conn = &core.store.write;
     let backend = conn.get_database_backend();
     let sql = format!(
         "UPDATE message_requests SET queued_behind = FALSE \
-         WHERE queued_behind AND status = '{}' AND NOT {} RETURNING account_id",
+         WHERE id IN (SELECT {} FROM (SELECT DISTINCT b.chat_id FROM message_requests b \
+                                      WHERE b.queued_behind AND b.status = '{}') AS c) \
+           AND queued_behind AND NOT {} RETURNING account_id",
+        oldest_idle("c.chat_id"),
         RequestStatus::Idle.as_str(),
         older_open(backend)
     );

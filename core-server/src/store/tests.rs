@@ -487,10 +487,18 @@ async fn a_mark_that_racing_transactions_left_is_cleared() {
         let (views, _) = store(
             &core,
             account,
-            &[submission("a", Some("conv")), submission("b", Some("conv"))],
+            &[
+                submission("a", Some("conv")),
+                submission("b", Some("conv")),
+                submission("c", Some("conv")),
+            ],
         )
         .await;
-        let (a, b) = (views[0].request.id, views[1].request.id);
+        let (a, b, c) = (
+            views[0].request.id,
+            views[1].request.id,
+            views[2].request.id,
+        );
         claim(&core, account, Uuid::new_v4(), 1).await;
         settle(&core, &[(account, a, &done("conv"))]).await[0]
             .as_ref()
@@ -509,6 +517,11 @@ async fn a_mark_that_racing_transactions_left_is_cleared() {
 
         let repaired = super::heads::repair(&core).await.expect("repair");
         assert_eq!(repaired.returned.into_iter().collect::<Vec<_>>(), [account]);
+        // Only the chat's oldest idle request: `c` is still behind `b`.
+        assert_eq!(
+            marks(&core.store.read).await,
+            [(a, true), (b, false), (c, true)]
+        );
         let claimed = claim(&core, account, Uuid::new_v4(), 10).await;
         assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [b]);
         // Nothing left to repair.
