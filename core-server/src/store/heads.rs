@@ -103,12 +103,11 @@ pub(crate) async fn mark_behind(conn: &impl ConnectionTrait, ids: Vec<Uuid>) -> 
 }
 
 /// After requests of `chats` finished in this transaction: each chat's
-/// oldest idle request is no longer behind. (PostgreSQL's finishing
-/// statement names only the chats where it saw a request marked; one a
-/// submit marks meanwhile is the race [`repair`] is for.) On PostgreSQL a request another
-/// transaction holds is passed over rather than waited for (two finishes in
-/// one chat would otherwise wait on each other); [`repair`] clears what
-/// that leaves.
+/// oldest idle request is no longer behind. On PostgreSQL the finishing
+/// statement names only the chats where it saw a request marked, and a
+/// request another transaction holds is passed over rather than waited for
+/// (two finishes in one chat would otherwise wait on each other); a mark
+/// either leaves behind is what [`repair`] is for.
 pub(crate) async fn advance(
     conn: &impl ConnectionTrait,
     chats: impl IntoIterator<Item = i64>,
