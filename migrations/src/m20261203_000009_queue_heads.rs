@@ -1,6 +1,6 @@
 //! A claim reads only the requests that may be their chat's turn. A request
 //! stored while an older request of its chat was open is marked
-//! `queued_behind`; the mark is cleared on the chat's oldest open request
+//! `queued_behind`; the mark is cleared on the chat's oldest idle request
 //! when one of the chat's requests finishes (see `core-server`'s
 //! `store::heads`). The claim's index holds idle, unleased requests that are
 //! not behind, so a chat with a thousand queued requests costs a claim one
@@ -19,7 +19,8 @@ const BEHIND: &str = "message_requests_behind";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
-    // The same SQL on SQLite and PostgreSQL.
+    // The column, its backfill and the claim's index are the same SQL on
+    // SQLite and PostgreSQL; two indexes are PostgreSQL's only.
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         db.execute_unprepared(

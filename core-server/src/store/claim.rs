@@ -25,8 +25,9 @@ use crate::{
 /// however many each has queued. The two checks stay, since a mark is
 /// cleared rather than set where transactions race, and each reads only
 /// the chat's open requests: an older idle one, by the chat's status index
-/// (from the index alone), and one in flight, executing or leased, by the
-/// index of requests in flight. A leased one is open (finishing a request
+/// (from the index alone), and one in flight, executing or leased (on
+/// PostgreSQL by an index of requests in flight keyed by chat, on SQLite
+/// by the chat's status index). A leased one is open (finishing a request
 /// ends its lease) and may be newer, where cores committed a chat's
 /// submits out of id order. A chat's finished requests are never read,
 /// nor other chats' requests in flight.

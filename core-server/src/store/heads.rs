@@ -54,6 +54,13 @@ where
     }
 }
 
+/// The request `alias` is queued and marked behind (the condition of
+/// PostgreSQL's `message_requests_behind` index).
+pub(crate) fn marked(alias: &str) -> String {
+    let idle = RequestStatus::Idle.as_str();
+    format!("{alias}.queued_behind AND {alias}.status = '{idle}'")
+}
+
 /// An open request of the chat of `message_requests` older than it.
 fn older_open(backend: DatabaseBackend) -> String {
     let (idle, executing) = (
@@ -120,7 +127,6 @@ pub(crate) async fn advance(
     }
     let backend = conn.get_database_backend();
     let (which, values) = any_of(backend, "b.chat_id", chats);
-    let idle = RequestStatus::Idle.as_str();
     let skip_locked = match backend {
         DatabaseBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
@@ -134,9 +140,9 @@ pub(crate) async fn advance(
                       WHERE r.queued_behind AND r.id IN ( \
                           SELECT {} \
                           FROM (SELECT DISTINCT b.chat_id FROM message_requests b \
-                                WHERE {which} AND b.queued_behind \
-                                  AND b.status = '{idle}') AS c){skip_locked})",
-        oldest_idle("c.chat_id")
+                                WHERE {which} AND {}) AS c){skip_locked})",
+        oldest_idle("c.chat_id"),
+        marked("b")
     );
     conn.execute(Statement::from_sql_and_values(backend, sql, values))
         .await?;
@@ -155,10 +161,10 @@ pub(crate) async fn repair(core: &Core) -> CoreResult<Committed> {
     let sql = format!(
         "UPDATE message_requests SET queued_behind = FALSE \
          WHERE id IN (SELECT {} FROM (SELECT DISTINCT b.chat_id FROM message_requests b \
-                                      WHERE b.queued_behind AND b.status = '{}') AS c) \
+                                      WHERE {}) AS c) \
            AND queued_behind AND NOT {} RETURNING account_id",
         oldest_idle("c.chat_id"),
-        RequestStatus::Idle.as_str(),
+        marked("b"),
         older_open(backend)
     );
     let rows = conn.query_all(Statement::from_string(backend, sql)).await?;

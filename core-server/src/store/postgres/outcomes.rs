@@ -1,8 +1,8 @@
 //! A result batch's writes in one statement: the requests finished, their
 //! chats named where that is the common case, the other cores told, and
 //! the accounts' webhook URLs read, and which of the chats have a request
-//! queued behind (only those need `store::heads::advance`). With `BEGIN` and `COMMIT` that is three
-//! round trips instead of six; the chats it could not name and the webhook
+//! queued behind (only those need `store::heads::advance`). With `BEGIN`
+//! and `COMMIT` that is three round trips instead of six; the chats it could not name and the webhook
 //! deliveries follow in the same transaction (see
 //! `store::outcomes::apply_all_in`).
 
@@ -18,6 +18,7 @@ use crate::{
     model::{now, AccountId, RequestStatus},
     store::{
         entities::message_request,
+        heads,
         outcomes::{finish_sql, name_sql, Finished},
     },
     Core,
@@ -111,7 +112,7 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
         " AND chats.id = ANY(ARRAY(SELECT chat_id FROM to_name))",
     );
     let payload = finished_payload_sql(5, "f");
-    let idle = RequestStatus::Idle.as_str();
+    let marked = heads::marked("b");
     format!(
         "WITH v AS ( \
              SELECT * FROM json_to_recordset($1::json) AS v( \
@@ -134,8 +135,7 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
          ) \
          SELECT f.*, f.chat_id IN (SELECT id FROM named) AS chat_named, \
                 EXISTS (SELECT 1 FROM message_requests b \
-                        WHERE b.chat_id = f.chat_id AND b.queued_behind \
-                          AND b.status = '{idle}') AS chat_waits, \
+                        WHERE b.chat_id = f.chat_id AND {marked}) AS chat_waits, \
                 (SELECT a.webhook_url FROM accounts a WHERE a.id = f.account_id) AS webhook_url \
          FROM told LEFT JOIN finished f ON true"
     )
