@@ -156,6 +156,20 @@ fn done(chat: &str) -> Outcome {
     }
 }
 
+/// Stores `messages` in the chat `chat`, in one transaction; their ids.
+async fn queue_in(core: &Core, account: AccountId, chat: &str, messages: &[&str]) -> Vec<Uuid> {
+    let items: Vec<Submission> = messages.iter().map(|m| submission(m, Some(chat))).collect();
+    let (views, _) = store(core, account, &items).await;
+    views.iter().map(|v| v.request.id).collect()
+}
+
+/// Answers the request `id` in the chat `chat`, which must finish it.
+async fn answer(core: &Core, account: AccountId, id: Uuid, chat: &str) {
+    settle(core, &[(account, id, &done(chat))]).await[0]
+        .as_ref()
+        .expect("answered");
+}
+
 #[tokio::test]
 async fn stored_submissions_say_what_they_committed() {
     on_each_store(|core, account| async move {
@@ -274,16 +288,8 @@ async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
         use super::entities::message_request;
         use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
 
-        let (views, _) = store(
-            &core,
-            account,
-            &[
-                submission("older", Some("conv")),
-                submission("newer", Some("conv")),
-            ],
-        )
-        .await;
-        let (older, newer) = (views[0].request.id, views[1].request.id);
+        let ids = queue_in(&core, account, "conv", &["older", "newer"]).await;
+        let (older, newer) = (ids[0], ids[1]);
         let elsewhere = Uuid::new_v4();
         message_request::Entity::update_many()
             .col_expr(
@@ -296,10 +302,7 @@ async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
             .expect("lease the newer one");
         assert!(claim(&core, account, Uuid::new_v4(), 10).await.is_empty());
 
-        let outcome = done("conv");
-        settle(&core, &[(account, newer, &outcome)]).await[0]
-            .as_ref()
-            .expect("finished");
+        answer(&core, account, newer, "conv").await;
         let claimed = claim(&core, account, Uuid::new_v4(), 10).await;
         assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [older]);
 
@@ -343,18 +346,9 @@ async fn marks(conn: &impl ConnectionTrait) -> Vec<(Uuid, bool)> {
 #[tokio::test]
 async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
     on_each_store(|core, account| async move {
-        let (first, _) = store(
-            &core,
-            account,
-            &[submission("a", Some("conv")), submission("b", Some("conv"))],
-        )
-        .await;
-        let (second, _) = store(&core, account, &[submission("c", Some("conv"))]).await;
-        let (a, b, c) = (
-            first[0].request.id,
-            first[1].request.id,
-            second[0].request.id,
-        );
+        let first = queue_in(&core, account, "conv", &["a", "b"]).await;
+        let (a, b) = (first[0], first[1]);
+        let c = queue_in(&core, account, "conv", &["c"]).await[0];
         assert_eq!(
             marks(&core.store.read).await,
             [(a, false), (b, true), (c, true)]
@@ -363,9 +357,7 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
         assert_eq!(ids(claim(&core, account, Uuid::new_v4(), 10).await), [a]);
 
         // Each finish, answer or cancel, lets the chat's next one go.
-        settle(&core, &[(account, a, &done("conv"))]).await[0]
-            .as_ref()
-            .expect("answered");
+        answer(&core, account, a, "conv").await;
         assert_eq!(
             marks(&core.store.read).await,
             [(a, false), (b, false), (c, true)]
@@ -374,32 +366,21 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
         super::cancel::cancel(&core, account, c)
             .await
             .expect("cancel the queued one");
-        let (third, _) = store(&core, account, &[submission("d", Some("conv"))]).await;
-        let d = third[0].request.id;
+        let d = queue_in(&core, account, "conv", &["d"]).await[0];
         assert!(
             marks(&core.store.read).await.contains(&(d, true)),
             "b is in flight"
         );
         assert!(claim(&core, account, Uuid::new_v4(), 10).await.is_empty());
-        settle(&core, &[(account, b, &done("conv"))]).await[0]
-            .as_ref()
-            .expect("answered");
+        answer(&core, account, b, "conv").await;
         assert_eq!(ids(claim(&core, account, Uuid::new_v4(), 10).await), [d]);
-        let (other, _) = store(
-            &core,
-            account,
-            &[
-                submission("x", Some("other")),
-                submission("y", Some("other")),
-            ],
-        )
-        .await;
-        super::cancel::cancel(&core, account, other[0].request.id)
+        let other = queue_in(&core, account, "other", &["x", "y"]).await;
+        super::cancel::cancel(&core, account, other[0])
             .await
             .expect("cancel the chat's first");
         assert_eq!(
             ids(claim(&core, account, Uuid::new_v4(), 10).await),
-            [other[1].request.id]
+            [other[1]]
         );
 
         // The claim reads the claimable index, where marked requests are not.
@@ -484,25 +465,10 @@ async fn requests_queued_before_the_marks_existed_are_marked_by_the_migration() 
 #[tokio::test]
 async fn a_mark_that_racing_transactions_left_is_cleared() {
     on_each_store(|core, account| async move {
-        let (views, _) = store(
-            &core,
-            account,
-            &[
-                submission("a", Some("conv")),
-                submission("b", Some("conv")),
-                submission("c", Some("conv")),
-            ],
-        )
-        .await;
-        let (a, b, c) = (
-            views[0].request.id,
-            views[1].request.id,
-            views[2].request.id,
-        );
+        let ids = queue_in(&core, account, "conv", &["a", "b", "c"]).await;
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
         claim(&core, account, Uuid::new_v4(), 1).await;
-        settle(&core, &[(account, a, &done("conv"))]).await[0]
-            .as_ref()
-            .expect("answered");
+        answer(&core, account, a, "conv").await;
         // As if a submit that saw `a` open committed after `a` finished.
         let backend = core.store.write.get_database_backend();
         core.store
