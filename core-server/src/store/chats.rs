@@ -104,7 +104,9 @@ pub(crate) async fn find_or_create(
     row.chatgpt_id = Set(Some(chatgpt_id.to_string()));
     chat::Entity::insert(row)
         .on_conflict(
+            // The unique index holds named chats only: the target says so.
             OnConflict::columns([chat::Column::AccountId, chat::Column::ChatgptId])
+                .target_and_where(chat::Column::ChatgptId.is_not_null())
                 .do_nothing()
                 .to_owned(),
         )

@@ -403,10 +403,12 @@ async fn requests_queued_before_the_marks_existed_are_marked_by_the_migration() 
     let databases = fresh_databases().await;
     for mut db in databases {
         let conn = sea_orm::Database::connect(&db.url).await.expect("connect");
-        let before_marks = Migrator::migrations().len() as u32 - 1;
-        Migrator::up(&conn, Some(before_marks))
-            .await
-            .expect("older schema");
+        Migrator::up(
+            &conn,
+            Some(migrations_before("m20261203_000009_queue_heads")),
+        )
+        .await
+        .expect("older schema");
         let backend = conn.get_database_backend();
         let run = |sql: &str, values: Vec<sea_orm::Value>| {
             conn.execute(sea_orm::Statement::from_sql_and_values(
@@ -457,6 +459,96 @@ async fn requests_queued_before_the_marks_existed_are_marked_by_the_migration() 
             .map(|(id, behind)| (*id, behind))
             .collect();
         assert_eq!(marks(&conn).await, expected);
+        conn.close().await.expect("close");
+        db.drop_database().await;
+    }
+}
+
+/// How many migrations come before the one named `name`.
+fn migrations_before(name: &str) -> u32 {
+    use chatrelay_migrations::{Migrator, MigratorTrait};
+
+    let position = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == name)
+        .expect("a migration of that name");
+    position as u32
+}
+
+/// A database from before the chats' unique index held named chats only:
+/// after the upgrade a ChatGPT id still names one chat of an account, and
+/// chats not yet named are as many as submits make.
+#[tokio::test]
+async fn the_chats_unique_index_keeps_its_rule_across_the_upgrade() {
+    use chatrelay_migrations::{Migrator, MigratorTrait};
+
+    let databases = fresh_databases().await;
+    for mut db in databases {
+        let conn = sea_orm::Database::connect(&db.url).await.expect("connect");
+        Migrator::up(
+            &conn,
+            Some(migrations_before("m20261203_000010_named_chats_index")),
+        )
+        .await
+        .expect("older schema");
+        let backend = conn.get_database_backend();
+        let at = crate::model::now();
+        let run = |sql: &str| {
+            conn.execute(sea_orm::Statement::from_sql_and_values(
+                backend,
+                sql,
+                vec![at.into()],
+            ))
+        };
+        run(
+            "INSERT INTO accounts (id, name, webhook_secret, created_at) \
+             VALUES (1, 'a', 's', $1), (2, 'b', 's', $1)",
+        )
+        .await
+        .expect("accounts");
+        let chat = |account: i64, name: Option<&str>| {
+            let name = name.map_or("NULL".to_string(), |n| format!("'{n}'"));
+            format!(
+                "INSERT INTO chats (account_id, chatgpt_id, created_at, updated_at) \
+                 VALUES ({account}, {name}, $1, $1)"
+            )
+        };
+        run(&chat(1, Some("conv"))).await.expect("a named chat");
+        run(&chat(1, None)).await.expect("an unnamed chat");
+        Migrator::up(&conn, None)
+            .await
+            .expect("the index's migration");
+
+        run(&chat(1, None)).await.expect("another unnamed chat");
+        run(&chat(1, None)).await.expect("and another");
+        run(&chat(2, Some("conv")))
+            .await
+            .expect("another account's chat of the same name");
+        run(&chat(1, Some("other"))).await.expect("another name");
+        let duplicate = run(&chat(1, Some("conv"))).await;
+        assert!(
+            duplicate.is_err(),
+            "a second chat of account 1 named conv: {duplicate:?}"
+        );
+        let named = chats::find_or_create(&conn, AccountId(1), "conv")
+            .await
+            .expect("find the named chat");
+        assert_eq!(named.id, 1);
+        let created = chats::find_or_create(&conn, AccountId(1), "new")
+            .await
+            .expect("create a named chat");
+        assert_eq!(created.chatgpt_id.as_deref(), Some("new"));
+        let count = conn
+            .query_one(sea_orm::Statement::from_string(
+                backend,
+                "SELECT COUNT(*) AS n FROM chats WHERE account_id = 1",
+            ))
+            .await
+            .expect("count")
+            .expect("a row")
+            .try_get::<i64>("", "n")
+            .expect("n");
+        assert_eq!(count, 6);
         conn.close().await.expect("close");
         db.drop_database().await;
     }
