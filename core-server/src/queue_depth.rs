@@ -6,9 +6,10 @@
 //! writer (`Store::sole_writer`) keeps the number of open requests itself:
 //! counted once at start-up, then moved as it stores and finishes requests.
 //! Every few seconds it counts only the executing ones (no more than the
-//! sessions hold) and takes idle as the rest. Counting a large idle backlog
-//! reads every entry of the index (38 ms at 1.2M idle requests), a burst of
-//! CPU that showed in the latency of everything else.
+//! sessions hold), from SQLite's index of executing requests, and takes
+//! idle as the rest. Counting a large idle backlog reads every entry of the
+//! index (38 ms at 1.2M idle requests), a burst of CPU that showed in the
+//! latency of everything else.
 
 use std::{
     sync::{

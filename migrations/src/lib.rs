@@ -13,6 +13,7 @@ mod m20261202_000007_webhook_claim_indexes;
 mod m20261202_000008_one_lease_index;
 mod m20261203_000009_queue_heads;
 mod m20261203_000010_named_chats_index;
+mod m20261203_000011_executing_index;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_one_lease_index::Migration),
             Box::new(m20261203_000009_queue_heads::Migration),
             Box::new(m20261203_000010_named_chats_index::Migration),
+            Box::new(m20261203_000011_executing_index::Migration),
         ]
     }
 }

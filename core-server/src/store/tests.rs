@@ -253,11 +253,6 @@ async fn a_claim_never_reaches_another_account() {
     .await;
 }
 
-/// A chat's newer request in flight holds back its older idle one: what
-/// happens when another core's submit of the older one committed after the
-/// newer one was claimed. Once the newer one finishes, the older one goes.
-/// On SQLite, the claim's checks of a chat read its open requests only,
-/// by the chat's status index, never the chat's finished history.
 /// On SQLite, the steps of the claim's plan (`EXPLAIN QUERY PLAN`);
 /// `None` on PostgreSQL.
 async fn sqlite_claim_plan(core: &Core, account: AccountId) -> Option<Vec<String>> {
@@ -282,6 +277,11 @@ async fn sqlite_claim_plan(core: &Core, account: AccountId) -> Option<Vec<String
     )
 }
 
+/// A chat's newer request in flight holds back its older idle one: what
+/// happens when another core's submit of the older one committed after the
+/// newer one was claimed. Once the newer one finishes, the older one goes.
+/// On SQLite, the claim's checks of a chat read its open requests only,
+/// by the chat's status index, never the chat's finished history.
 #[tokio::test]
 async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
     on_each_store(|core, account| async move {
@@ -1281,6 +1281,44 @@ async fn only_an_idle_request_of_the_account_can_be_cancelled() {
     .await;
 }
 
+/// On SQLite, the plans of the queue-depth gauges' counts (`EXPLAIN QUERY
+/// PLAN`, by the statuses counted); `None` on PostgreSQL.
+async fn sqlite_count_plans(
+    core: &Core,
+) -> Option<std::collections::HashMap<&'static [RequestStatus], Vec<String>>> {
+    use sea_orm::QueryTrait;
+
+    let backend = core.store.read.get_database_backend();
+    if backend != sea_orm::DatabaseBackend::Sqlite {
+        return None;
+    }
+    let mut plans = std::collections::HashMap::new();
+    let counted: [&'static [RequestStatus]; 3] = [
+        &RequestStatus::OPEN,
+        &[RequestStatus::Idle],
+        &[RequestStatus::Executing],
+    ];
+    for statuses in counted {
+        let query = super::requests::counting(backend, statuses).build(backend);
+        let plan = core
+            .store
+            .read
+            .query_all(sea_orm::Statement::from_sql_and_values(
+                backend,
+                format!("EXPLAIN QUERY PLAN {}", query.sql),
+                query.values.map(|v| v.0).unwrap_or_default(),
+            ))
+            .await
+            .expect("plan");
+        let steps = plan
+            .iter()
+            .map(|row| row.try_get::<String>("", "detail").expect("detail"))
+            .collect();
+        plans.insert(statuses, steps);
+    }
+    Some(plans)
+}
+
 #[tokio::test]
 async fn counts_group_the_account_s_requests_by_status_and_chat() {
     on_each_store(|core, account| async move {
@@ -1343,6 +1381,34 @@ async fn counts_group_the_account_s_requests_by_status_and_chat() {
         .await
         .expect("list");
         assert_eq!(idle_of_chat.len(), 1);
+        // Every account's, as the queue-depth gauges count them.
+        let count = |statuses: &'static [RequestStatus]| {
+            let core = core.clone();
+            async move {
+                super::requests::count(&core.store, statuses)
+                    .await
+                    .expect("count")
+            }
+        };
+        assert_eq!(count(&RequestStatus::OPEN).await, 3);
+        assert_eq!(count(&[RequestStatus::Idle]).await, 2);
+        assert_eq!(count(&[RequestStatus::Executing]).await, 1);
+        if let Some(plans) = sqlite_count_plans(&core).await {
+            // By index alone; executing requests by their own index.
+            for (statuses, plan) in &plans {
+                assert!(
+                    plan.iter().all(|step| !step.starts_with("SCAN")),
+                    "{statuses:?}: {plan:#?}"
+                );
+            }
+            assert!(
+                plans[&[RequestStatus::Executing][..]]
+                    .iter()
+                    .any(|step| step.contains("message_requests_executing")),
+                "{plans:#?}"
+            );
+        }
+
         // The chat check: another account's chat is not found.
         assert!(chats::check_owned(&core, account, chat).await.is_ok());
         assert!(matches!(
