@@ -394,21 +394,30 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
     .await;
 }
 
+/// A connection to `db` with the migrations before the one named
+/// `migration` applied: the schema as an older chatrelay left it.
+async fn migrated_before(db: &Fresh, migration: &str) -> sea_orm::DatabaseConnection {
+    use chatrelay_migrations::{Migrator, MigratorTrait};
+
+    let before = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == migration)
+        .expect("a migration of that name");
+    let conn = sea_orm::Database::connect(&db.url).await.expect("connect");
+    Migrator::up(&conn, Some(before as u32))
+        .await
+        .expect("older schema");
+    conn
+}
+
 /// A database from before the marks: the migration marks the requests
 /// already queued behind an older open one of their chat.
 #[tokio::test]
 async fn requests_queued_before_the_marks_existed_are_marked_by_the_migration() {
     use chatrelay_migrations::{Migrator, MigratorTrait};
 
-    let databases = fresh_databases().await;
-    for mut db in databases {
-        let conn = sea_orm::Database::connect(&db.url).await.expect("connect");
-        Migrator::up(
-            &conn,
-            Some(migrations_before("m20261203_000009_queue_heads")),
-        )
-        .await
-        .expect("older schema");
+    for mut db in fresh_databases().await {
+        let conn = migrated_before(&db, "m20261203_000009_queue_heads").await;
         let backend = conn.get_database_backend();
         let run = |sql: &str, values: Vec<sea_orm::Value>| {
             conn.execute(sea_orm::Statement::from_sql_and_values(
@@ -464,17 +473,6 @@ async fn requests_queued_before_the_marks_existed_are_marked_by_the_migration() 
     }
 }
 
-/// How many migrations come before the one named `name`.
-fn migrations_before(name: &str) -> u32 {
-    use chatrelay_migrations::{Migrator, MigratorTrait};
-
-    let position = Migrator::migrations()
-        .iter()
-        .position(|m| m.name() == name)
-        .expect("a migration of that name");
-    position as u32
-}
-
 /// A database from before the chats' unique index held named chats only:
 /// after the upgrade a ChatGPT id still names one chat of an account, and
 /// chats not yet named are as many as submits make.
@@ -482,15 +480,8 @@ fn migrations_before(name: &str) -> u32 {
 async fn the_chats_unique_index_keeps_its_rule_across_the_upgrade() {
     use chatrelay_migrations::{Migrator, MigratorTrait};
 
-    let databases = fresh_databases().await;
-    for mut db in databases {
-        let conn = sea_orm::Database::connect(&db.url).await.expect("connect");
-        Migrator::up(
-            &conn,
-            Some(migrations_before("m20261203_000010_named_chats_index")),
-        )
-        .await
-        .expect("older schema");
+    for mut db in fresh_databases().await {
+        let conn = migrated_before(&db, "m20261203_000010_named_chats_index").await;
         let backend = conn.get_database_backend();
         let at = crate::model::now();
         let run = |sql: &str| {
