@@ -394,6 +394,19 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
     .await;
 }
 
+/// The `n` that `sql` (one row, a count named `n`) reads.
+async fn count_of(conn: &impl ConnectionTrait, sql: &str) -> i64 {
+    conn.query_one(sea_orm::Statement::from_string(
+        conn.get_database_backend(),
+        sql,
+    ))
+    .await
+    .expect("count")
+    .expect("a row")
+    .try_get::<i64>("", "n")
+    .expect("n")
+}
+
 /// A connection to `db` with the migrations before the one named
 /// `migration` applied: the schema as an older chatrelay left it.
 async fn migrated_before(db: &Fresh, migration: &str) -> sea_orm::DatabaseConnection {
@@ -529,16 +542,11 @@ async fn the_chats_unique_index_keeps_its_rule_across_the_upgrade() {
             .await
             .expect("create a named chat");
         assert_eq!(created.chatgpt_id.as_deref(), Some("new"));
-        let count = conn
-            .query_one(sea_orm::Statement::from_string(
-                backend,
-                "SELECT COUNT(*) AS n FROM chats WHERE account_id = 1",
-            ))
-            .await
-            .expect("count")
-            .expect("a row")
-            .try_get::<i64>("", "n")
-            .expect("n");
+        let count = count_of(
+            &conn,
+            "SELECT COUNT(*) AS n FROM chats WHERE account_id = 1",
+        )
+        .await;
         assert_eq!(count, 6);
         conn.close().await.expect("close");
         db.drop_database().await;
@@ -1033,18 +1041,7 @@ async fn transactions_roll_back_whole() {
             .await
             .expect("list");
         assert!(listed.items.is_empty());
-        let count = core
-            .store
-            .read
-            .query_one(sea_orm::Statement::from_string(
-                core.store.read.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM chats",
-            ))
-            .await
-            .expect("count")
-            .expect("row")
-            .try_get::<i64>("", "n")
-            .expect("n");
+        let count = count_of(&core.store.read, "SELECT COUNT(*) AS n FROM chats").await;
         assert_eq!(count, 0);
     })
     .await;
