@@ -2,7 +2,9 @@
 //! (/proc/PID/task), PostgreSQL's server processes when that is the back end,
 //! the whole machine's busy time (/proc/stat — the load generator and
 //! anything else running), and, with `--perf DIR`, a `perf record` profile
-//! of chatrelay over the measured window.
+//! of chatrelay over the measured window. On PostgreSQL it also counts the
+//! database's commits (`pg_stat_database`), which its CPU follows more
+//! closely than the requests served.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -11,7 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::process::Command;
+use anyhow::Context;
+use sqlx::Connection;
+use tokio::{process::Command, sync::Mutex};
+
+use crate::report::thousands;
 
 /// CPU counters at one instant, in clock ticks.
 pub struct Snapshot {
@@ -21,6 +27,8 @@ pub struct Snapshot {
     threads: HashMap<u32, (String, u64)>,
     /// pid → ticks of each `postgres` process, when watched.
     postgres: HashMap<u32, u64>,
+    /// The database's commits so far, when counted.
+    commits: Option<u64>,
 }
 
 /// CPU used between two snapshots, in cores (1.0 = one core busy throughout).
@@ -30,6 +38,8 @@ pub struct Usage {
     /// PostgreSQL's server processes, when that is the back end.
     pub postgres: Option<f64>,
     pub machine: f64,
+    /// The database's commits per second, when counted (PostgreSQL).
+    pub commits_per_sec: Option<f64>,
     /// Per thread name: (threads, cores together, cores of the busiest one).
     pub threads: BTreeMap<String, (usize, f64, f64)>,
 }
@@ -68,6 +78,23 @@ impl Usage {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    /// `; PostgreSQL 3,324 commits/s, 2.22 per request` when commits were
+    /// counted, for a scenario serving `per_sec` requests; else nothing.
+    pub fn commits_note(&self, per_sec: f64) -> String {
+        match self.commits_per_sec {
+            Some(commits) if per_sec > 0.0 => format!(
+                "; PostgreSQL {} commits/s, {:.2} per request",
+                thousands(commits.round() as u64),
+                commits / per_sec
+            ),
+            Some(commits) => format!(
+                "; PostgreSQL {} commits/s",
+                thousands(commits.round() as u64)
+            ),
+            None => String::new(),
+        }
+    }
 }
 
 pub struct Observer {
@@ -75,6 +102,8 @@ pub struct Observer {
     ticks_per_sec: f64,
     perf_dir: Option<PathBuf>,
     watch_postgres: bool,
+    /// A connection to the benchmark's PostgreSQL database, for its counters.
+    stats: Option<Mutex<sqlx::PgConnection>>,
 }
 
 impl Observer {
@@ -84,10 +113,35 @@ impl Observer {
             ticks_per_sec: clock_ticks_per_sec(),
             perf_dir,
             watch_postgres,
+            stats: None,
         }
     }
 
-    pub fn snapshot(&self) -> Option<Snapshot> {
+    /// Also counts the commits of the PostgreSQL database at `url`.
+    pub async fn counting_commits(mut self, url: &str) -> anyhow::Result<Self> {
+        let conn = sqlx::PgConnection::connect(url)
+            .await
+            .context("cannot connect to the benchmark database for its counters")?;
+        self.stats = Some(Mutex::new(conn));
+        Ok(self)
+    }
+
+    /// The database's commits so far. Each backend adds its own about once
+    /// a second, so a count is up to a second behind.
+    async fn commits(&self) -> Option<u64> {
+        let mut conn = self.stats.as_ref()?.lock().await;
+        let (commits,): (i64,) = sqlx::query_as(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| eprintln!("chatrelay-bench: cannot read the commit count: {e}"))
+        .ok()?;
+        u64::try_from(commits).ok()
+    }
+
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        let commits = self.commits().await;
         let at = Instant::now();
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let machine_busy = machine_busy_ticks(&stat)?;
@@ -114,6 +168,7 @@ impl Observer {
             machine_busy,
             threads,
             postgres,
+            commits,
         })
     }
 
@@ -130,6 +185,10 @@ impl Observer {
         let mut usage = Usage {
             machine: cores(after.machine_busy.saturating_sub(before.machine_busy)),
             postgres: self.watch_postgres.then(|| cores(postgres_ticks)),
+            commits_per_sec: before
+                .commits
+                .zip(after.commits)
+                .map(|(before, after)| after.saturating_sub(before) as f64 / seconds),
             ..Usage::default()
         };
         for (tid, (name, ticks)) in &after.threads {
@@ -149,9 +208,9 @@ impl Observer {
     pub async fn window(&self, name: &str, from: Instant, to: Instant) -> Option<Usage> {
         tokio::time::sleep_until(from.into()).await;
         let perf = self.start_perf(name, to.saturating_duration_since(Instant::now()));
-        let before = self.snapshot();
+        let before = self.snapshot().await;
         tokio::time::sleep_until(to.into()).await;
-        let after = self.snapshot();
+        let after = self.snapshot().await;
         if let Some((child, data)) = perf {
             self.finish_perf(child, data).await;
         }
@@ -264,5 +323,19 @@ mod tests {
         assert_eq!(machine_busy_ticks(stat), Some(161));
         let thread = "4242 (tokio-rt-worker) S 1 2 3 4 5 6 7 8 9 10 250 40 0 0 20 0 1 0";
         assert_eq!(thread_ticks(thread), Some(("tokio-rt-worker".into(), 290)));
+    }
+
+    #[test]
+    fn notes_the_commits_per_request_only_where_counted() {
+        let counted = Usage {
+            commits_per_sec: Some(3_324.4),
+            ..Usage::default()
+        };
+        assert_eq!(
+            counted.commits_note(1_500.0),
+            "; PostgreSQL 3,324 commits/s, 2.22 per request"
+        );
+        assert_eq!(counted.commits_note(0.0), "; PostgreSQL 3,324 commits/s");
+        assert_eq!(Usage::default().commits_note(1_500.0), "");
     }
 }

@@ -138,7 +138,7 @@ pub async fn run(
     let epoch = Instant::now();
     let extensions = Extensions::start(http, api_key, extensions, epoch).await?;
     let client = RestClient::new(http, api_key)?;
-    let cpu_before = observer.snapshot();
+    let cpu_before = observer.snapshot().await;
     let started = Instant::now();
     let tickets = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -160,7 +160,7 @@ pub async fn run(
     while receiver.delivered() < requests && started.elapsed() < DEADLINE {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cpu_after = observer.snapshot();
+    let cpu_after = observer.snapshot().await;
     let answered = extensions.stop().await?;
 
     let received = receiver.received.lock().unwrap_or_else(|e| e.into_inner());

@@ -142,7 +142,8 @@ struct Keys {
 struct Findings {
     rows: Vec<Row>,
     notes: Vec<String>,
-    cpu: Vec<(String, Usage)>,
+    /// Per scenario: where the CPU went, and the requests it served per second.
+    cpu: Vec<(String, Usage, f64)>,
 }
 
 const GIB: u64 = 1 << 30;
@@ -204,10 +205,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         }
     }
     println!();
-    println!("chatrelay's threads (cores used in the measured window):");
+    println!(
+        "chatrelay's threads (cores used in the measured window){}:",
+        if options.postgres.is_some() {
+            ", and the database's commits"
+        } else {
+            ""
+        }
+    );
     println!();
-    for (scenario, usage) in &findings.cpu {
-        println!("- {scenario}: {}", usage.threads_line());
+    for (scenario, usage, per_sec) in &findings.cpu {
+        println!(
+            "- {scenario}: {}{}",
+            usage.threads_line(),
+            usage.commits_note(*per_sec)
+        );
     }
     Ok(())
 }
@@ -260,12 +272,16 @@ async fn run_on(
     } else {
         None
     };
+    let mut observer = Observer::new(server.pid, options.perf.clone(), options.postgres.is_some());
+    if options.postgres.is_some() {
+        observer = observer.counting_commits(&database.url).await?;
+    }
     let mut suite = Suite {
         options,
         database_url: &database.url,
         server: &server,
         second: second.as_ref(),
-        observer: Observer::new(server.pid, options.perf.clone(), options.postgres.is_some()),
+        observer,
         wrk: Wrk {
             threads: options.wrk_threads,
             connections: options.connections,
@@ -405,7 +421,7 @@ impl Suite<'_> {
         if let Some(note) = report.error_note() {
             self.found.notes.push(format!("{scenario}: {note}"));
         }
-        self.add_cpu(&scenario, &cpu);
+        self.add_cpu(&scenario, &cpu, report.requests_per_sec);
         self.found.rows.push(Row {
             throughput: rate(report.requests_per_sec),
             p50: ms(Some(report.p50)),
@@ -418,10 +434,14 @@ impl Suite<'_> {
         });
     }
 
-    fn add_cpu(&mut self, scenario: &str, cpu: &Option<Usage>) {
+    /// Records where the CPU went in `scenario`, which served `per_sec`
+    /// requests a second.
+    fn add_cpu(&mut self, scenario: &str, cpu: &Option<Usage>, per_sec: f64) {
         if let Some(cpu) = cpu {
             let label = scenario.split(['(', ':']).next().unwrap_or(scenario).trim();
-            self.found.cpu.push((label.to_string(), cpu.clone()));
+            self.found
+                .cpu
+                .push((label.to_string(), cpu.clone(), per_sec));
         }
     }
 

@@ -144,7 +144,7 @@ impl Suite<'_> {
             self.conns(),
             load.channels
         );
-        self.add_cpu(&scenario, &cpu);
+        self.add_cpu(&scenario, &cpu, per_sec);
         self.found.rows.push(Row {
             scenario,
             throughput: rate(per_sec),
@@ -285,7 +285,7 @@ impl Suite<'_> {
              ({} submitted); p50/p99 = dispatch latency, submit → `new_request`",
             rate(report.submitted_per_sec)
         );
-        self.add_cpu(&scenario, &cpu);
+        self.add_cpu(&scenario, &cpu, full_rate);
         self.found.rows.push(Row {
             scenario,
             throughput: rate(full_rate),
@@ -369,7 +369,7 @@ impl Suite<'_> {
             "{label}. lifecycles paced at {what} ({} submitted); p50/p99 = dispatch latency",
             rate(report.submitted_per_sec)
         );
-        self.add_cpu(&scenario, &cpu);
+        self.add_cpu(&scenario, &cpu, report.completed_per_sec);
         self.found.rows.push(Row {
             scenario,
             throughput: rate(report.completed_per_sec),
@@ -453,7 +453,7 @@ impl Suite<'_> {
                 rate(pace),
                 rate(report.submitted_per_sec)
             );
-            self.add_cpu(&scenario, &cpu);
+            self.add_cpu(&scenario, &cpu, report.submitted_per_sec);
             self.found.rows.push(Row {
                 scenario,
                 throughput: rate(report.submitted_per_sec),
@@ -576,7 +576,7 @@ impl Suite<'_> {
             self.options.extensions,
             report.total.as_secs_f64()
         );
-        self.add_cpu(&scenario, &report.cpu);
+        self.add_cpu(&scenario, &report.cpu, report.per_sec);
         self.found.rows.push(Row {
             scenario,
             throughput: rate(report.per_sec),
