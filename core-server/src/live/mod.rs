@@ -171,9 +171,13 @@ impl Live {
             return;
         }
         if self.outbound_on.load(Ordering::Relaxed) {
-            // An answer's change reached the other cores with its commit
-            // (the `f` notification of its transaction names its status).
-            let outbound = changes.iter().filter(|c| c.cause != Cause::Finished);
+            // A submit's and an answer's changes reached the other cores
+            // with their commit (`postgres::notify`: the submit statement's
+            // `s` payloads, the `f` notification of the answer's
+            // transaction).
+            let outbound = changes
+                .iter()
+                .filter(|c| !matches!(c.cause, Cause::Submitted | Cause::Finished));
             let mut queue = lock(&self.outbound);
             let before = queue.changes.len();
             queue.push(outbound.map(|c| Change::from(c).ids()));

@@ -7,9 +7,10 @@
 //! is passed on after the commit (`s` payloads: account, then status and
 //! request id of each change — ids, never bodies, for `pg_notify`'s 8000-byte
 //! limit), so that long-polls and event streams on every core hear of it.
-//! An extension's answer is the exception: the `f` payload its transaction
-//! sends anyway names the request's new status, and that is its status
-//! change for the other cores, heard at the commit rather than after a
+//! Submits and answers are the exceptions: the statement that stores a
+//! submit batch sends its requests' `s` payloads beside its wake-up, and
+//! the `f` payload an answer's transaction sends anyway names the
+//! request's new status. Both are heard at the commit rather than after a
 //! second transaction.
 
 use std::{sync::Arc, time::Duration};
@@ -67,6 +68,24 @@ pub(super) fn work_notices(
 ) -> (&'static str, Vec<String>) {
     let payloads = accounts.into_iter().map(work_payload);
     (CHANNEL, signed(core, payloads))
+}
+
+/// The `s` payloads of requests just submitted (each now `idle`), for the
+/// statement that stores them to send with its wake-up.
+pub(super) fn submitted_notices(
+    core: &Core,
+    requests: impl IntoIterator<Item = (AccountId, Uuid)>,
+) -> Vec<String> {
+    let changes: Vec<Change> = requests
+        .into_iter()
+        .map(|(account, request)| Change {
+            account,
+            request,
+            status: RequestStatus::Idle,
+            view: None,
+        })
+        .collect();
+    status_payloads(core.node_id, &changes)
 }
 
 fn work_payload(account: AccountId) -> String {

@@ -1,6 +1,6 @@
 //! A submit batch's rows in one statement: the new chats, the requests
-//! (each in its named chat or in the new chat made for it) and the wake-up
-//! for the other cores. A batch without idempotency keys or named chats
+//! (each in its named chat or in the new chat made for it), and the
+//! wake-up and the requests' status changes for the other cores. A batch without idempotency keys or named chats
 //! needs nothing else, so it commits on its own: one round trip instead of
 //! five (BEGIN, two inserts, the notification, COMMIT).
 
@@ -9,12 +9,13 @@ use std::{collections::BTreeSet, sync::LazyLock};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveEnum, ConnectionTrait, DatabaseBackend, IdenStatic, Iterable, Statement};
 
-use super::notify::work_notices;
+use super::notify::{submitted_notices, work_notices};
 use crate::{error::CoreResult, model::AccountId, store::entities::message_request, Core};
 
 /// Inserts `requests`, each with its chat's id, or `None` for one that gets
 /// a new, unnamed chat created `at`; the new chats' ids come back in the
-/// order of their requests. The accounts' sessions on every core are woken.
+/// order of their requests. The accounts' sessions on every core are woken,
+/// and the other cores' live status hears of the requests.
 pub(crate) async fn insert(
     core: &Core,
     conn: &impl ConnectionTrait,
@@ -51,7 +52,13 @@ pub(crate) async fn insert(
         })
         .collect();
     let accounts: BTreeSet<i64> = requests.iter().map(|(r, _)| r.account_id).collect();
-    let (channel, notices) = work_notices(core, accounts.into_iter().map(AccountId));
+    let (channel, mut notices) = work_notices(core, accounts.into_iter().map(AccountId));
+    notices.extend(submitted_notices(
+        core,
+        requests
+            .iter()
+            .map(|(r, _)| (AccountId(r.account_id), r.id)),
+    ));
     let statement = Statement::from_sql_and_values(
         DatabaseBackend::Postgres,
         SQL.as_str(),
