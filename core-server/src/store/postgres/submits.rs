@@ -1,8 +1,9 @@
 //! A submit batch's rows in one statement: the new chats, the requests
 //! (each in its named chat or in the new chat made for it), and the
-//! wake-up and the requests' status changes for the other cores. A batch without idempotency keys or named chats
-//! needs nothing else, so it commits on its own: one round trip instead of
-//! five (BEGIN, two inserts, the notification, COMMIT).
+//! wake-up and the requests' status changes for the other cores. A batch
+//! without idempotency keys or named chats needs nothing else, so it
+//! commits on its own: one round trip instead of five (BEGIN, two inserts,
+//! the notification, COMMIT).
 
 use std::{collections::BTreeSet, sync::LazyLock};
 
