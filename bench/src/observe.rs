@@ -82,18 +82,17 @@ impl Usage {
     /// `; PostgreSQL 3,324 commits/s, 2.22 per request` when commits were
     /// counted, for a scenario serving `per_sec` requests; else nothing.
     pub fn commits_note(&self, per_sec: f64) -> String {
-        match self.commits_per_sec {
-            Some(commits) if per_sec > 0.0 => format!(
-                "; PostgreSQL {} commits/s, {:.2} per request",
-                thousands(commits.round() as u64),
-                commits / per_sec
-            ),
-            Some(commits) => format!(
-                "; PostgreSQL {} commits/s",
-                thousands(commits.round() as u64)
-            ),
-            None => String::new(),
+        let Some(commits) = self.commits_per_sec else {
+            return String::new();
+        };
+        let mut note = format!(
+            "; PostgreSQL {} commits/s",
+            thousands(commits.round() as u64)
+        );
+        if per_sec > 0.0 {
+            note += &format!(", {:.2} per request", commits / per_sec);
         }
+        note
     }
 }
 
