@@ -24,8 +24,8 @@ use crate::model::AccountId;
 /// What the sessions of one account, in this process, share.
 pub struct AccountHub {
     /// New claimable work: wakes one waiting session, which passes it on if
-    /// it could not take everything. (Where a session's claim stands in the
-    /// store's writer, it needs no wake-up.)
+    /// it could not take everything. (A session whose claim stands in the
+    /// store, in its writer or PostgreSQL's claimer, needs no wake-up.)
     pub work: Notify,
     /// Requests of the account that reached a terminal status, so the session
     /// holding one frees its slot even when the result came another way. One
@@ -70,6 +70,14 @@ impl Drop for SessionSlot {
     }
 }
 
+/// Claims that found nothing and wait, outside the sessions, for work.
+pub(crate) trait StandingClaims: Send + Sync {
+    /// The account may have claimable work: its claims run again.
+    fn woken(&self, account: AccountId);
+    /// Anything may have been missed: every account's claims run again.
+    fn woken_all(&self);
+}
+
 /// A session running on this core.
 pub(crate) struct LiveSession {
     pub(crate) account: AccountId,
@@ -85,6 +93,9 @@ pub struct Dispatch {
     /// Where the sessions' claims stand in the store's writer: the
     /// accounts whose work came back other than by a submit or a result.
     returned: OnceLock<mpsc::UnboundedSender<AccountId>>,
+    /// Where the sessions' claims stand in a claimer beside the writers
+    /// (PostgreSQL): every account that may have new claimable work.
+    claimer: OnceLock<Arc<dyn StandingClaims>>,
     /// Sessions running on this core: the only ones whose leases it renews,
     /// with what [`revocation`] needs to end them when their key goes.
     live: DashMap<Uuid, LiveSession>,
@@ -122,7 +133,16 @@ impl Dispatch {
         let _ = self.returned.set(to);
     }
 
+    /// Where [`Self::notify`] and [`Self::wake_all`] also reach the
+    /// claims standing in a claimer.
+    pub(crate) fn report_work_to(&self, claimer: Arc<dyn StandingClaims>) {
+        let _ = self.claimer.set(claimer);
+    }
+
     fn notify(&self, account: AccountId) {
+        if let Some(claimer) = self.claimer.get() {
+            claimer.woken(account);
+        }
         if let Some(hub) = self.accounts.get(&account.0) {
             hub.work.notify_one();
         }
@@ -134,8 +154,8 @@ impl Dispatch {
     pub(crate) fn finished_local(&self, account: AccountId, requests: Arc<[Uuid]>) {
         if let Some(hub) = self.accounts.get(&account.0) {
             let _ = hub.finished.send(requests);
-            hub.work.notify_one();
         }
+        self.notify(account);
     }
 
     /// A session started on this core: its leases are renewed while it runs.
@@ -211,6 +231,9 @@ impl Dispatch {
     /// Wakes every local session: after a lost notification connection,
     /// when anything may have been missed.
     pub(crate) fn wake_all(&self) {
+        if let Some(claimer) = self.claimer.get() {
+            claimer.woken_all();
+        }
         for hub in self.accounts.iter() {
             hub.work.notify_one();
         }

@@ -93,7 +93,7 @@ struct Session {
     window: usize,
     /// Requests this session holds: delivered (or taken over) and not finished.
     held: HashSet<Uuid>,
-    /// `window - held.len()`, for a claim that waits in the writer.
+    /// `window - held.len()`, for a claim that stands in the store.
     room: Arc<AtomicUsize>,
     /// The session's claim, until it is answered (see `Store::claim`).
     claim: Option<Claimed>,
@@ -148,7 +148,7 @@ pub async fn run<S>(
     // for its largest call, while it sits idle.
     Box::pin(session.fill()).await;
     while !session.closed {
-        // A session whose claim waits in the writer needs no wake-up.
+        // A session whose claim stands in the store needs no wake-up.
         let wake = session.held.len() < session.window && session.claim.is_none();
         tokio::select! {
             _ = core.shutdown.cancelled() => break,

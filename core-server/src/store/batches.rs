@@ -37,7 +37,12 @@ pub(crate) async fn store_submits(core: &Core, batch: Vec<(AccountId, Pending)>)
         Ok::<_, CoreError>(views)
     };
     match written.await {
-        Ok(stored) => answer_submits(core, batch, stored),
+        Ok(mut stored) => {
+            if let Some(leased) = stored.leased.take() {
+                leased.deliver(core).await;
+            }
+            answer_submits(core, batch, stored)
+        }
         Err(e) if batch.len() == 1 => {
             let (_, pending) = batch.into_iter().next().expect("one");
             let _ = pending.reply.send(Err(e));
@@ -56,8 +61,11 @@ pub(crate) async fn store_submits(core: &Core, batch: Vec<(AccountId, Pending)>)
 pub(crate) fn answer_submits(
     core: &Core,
     batch: Vec<(AccountId, Pending)>,
-    (answers, committed): submits::Stored,
+    stored: submits::Stored,
 ) {
+    let submits::Stored {
+        answers, committed, ..
+    } = stored;
     for ((_, pending), answer) in batch.into_iter().zip(answers) {
         let _ = pending.reply.send(answer);
     }

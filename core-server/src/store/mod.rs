@@ -167,15 +167,24 @@ impl Store {
         }
     }
 
+    /// PostgreSQL's claimer, where the store has one.
+    pub(crate) fn postgres_claims(&self) -> Option<&Arc<postgres::claims::Claims>> {
+        match &self.parts {
+            Parts::Postgres(parts) => Some(&parts.claims),
+            Parts::Sqlite(_) => None,
+        }
+    }
+
     /// Leases up to `room` of the account's claimable requests to
     /// `session`, oldest first; the answer comes through the returned
-    /// [`Claimed`]. A sole writer's claim goes to its writer and, if it
-    /// finds nothing, stands there until a write gives the account work (it
-    /// is then answered only with requests). Where cores share the database
-    /// the claim goes to this core's claimer, which runs it at once or, if
-    /// a claim of the account is running, with the others that came
-    /// meanwhile; it may be answered empty: the session then waits for a
-    /// wake-up.
+    /// [`Claimed`], and only with requests: a claim that finds nothing
+    /// stands until something gives the account work, then runs again. A
+    /// sole writer's claim goes to its writer, and stands there. Where
+    /// cores share the database the claim goes to this core's claimer,
+    /// which runs it at once or, if a claim of the account is running, with
+    /// the others that came meanwhile; it stands in the claimer, where a
+    /// submit batch may lease its new requests to it (see
+    /// `postgres::claims`).
     pub(crate) async fn claim(
         core: &Core,
         account: AccountId,

@@ -21,13 +21,24 @@ use crate::{
     Core,
 };
 
-/// Each submission's answer, in order, and what their transaction commits.
-pub(crate) type Stored = (Vec<CoreResult<Submitted>>, Committed);
+/// What storing a batch of submissions did.
+#[derive(Default)]
+pub(crate) struct Stored {
+    /// Each submission's answer, in order.
+    pub(crate) answers: Vec<CoreResult<Submitted>>,
+    /// What their transaction commits.
+    pub(crate) committed: Committed,
+    /// On PostgreSQL, the sessions the new requests were leased to as they
+    /// were stored (see [`postgres::claims::lease_new`]), to be answered
+    /// once the transaction commits.
+    pub(crate) leased: Option<postgres::claims::Leased>,
+}
 
 /// Writes accepted submissions inside the caller's transaction (or alone,
 /// when [`one_statement`] says so): their idempotency keys first, the chats
 /// they name, then their new chats and the requests, and (on PostgreSQL)
-/// the other cores are told of the work. A submission whose key an earlier
+/// the new chats' requests are leased to the sessions waiting for work and
+/// the other cores are told of the rest. A submission whose key an earlier
 /// one (in this batch, on another core, or within the day) already took
 /// creates nothing: it is answered with that request, or refused if it
 /// submitted something else.
@@ -47,7 +58,7 @@ pub(crate) async fn insert_submissions(
     let fresh_items: Vec<(AccountId, &Submission)> = fresh.iter().map(|i| items[*i]).collect();
     let named = named_chats(txn, &fresh_items).await?;
     let at = now();
-    let requests: Vec<(message_request::Model, Option<i64>)> = fresh
+    let mut requests: Vec<(message_request::Model, Option<i64>)> = fresh
         .iter()
         .zip(&named)
         .map(|(i, chat)| {
@@ -75,9 +86,11 @@ pub(crate) async fn insert_submissions(
             (request, chat_id)
         })
         .collect();
+    let mut leased = None;
     let new_chats = if requests.is_empty() {
         Vec::new()
-    } else if txn.get_database_backend() == DatabaseBackend::Postgres {
+    } else if let Some(claims) = core.store.postgres_claims() {
+        leased = Some(postgres::claims::lease_new(core, claims, &mut requests));
         postgres::submits::insert(core, txn, &requests, at).await?
     } else {
         insert_in_two(txn, &requests, at).await?
@@ -103,7 +116,12 @@ pub(crate) async fn insert_submissions(
             }
         };
         let view = Arc::new(message_request::view(request, Some(chat)));
-        committed.work.insert(AccountId(view.request.account_id));
+        match leased.as_mut() {
+            Some(leased) if leased.holds(view.request.id) => leased.stored(&view.request),
+            _ => {
+                committed.work.insert(AccountId(view.request.account_id));
+            }
+        }
         committed.changed_to(view.clone(), Cause::Submitted);
         created.insert(view.request.id, view);
     }
@@ -145,7 +163,11 @@ pub(crate) async fn insert_submissions(
             )),
         })
         .collect();
-    Ok((answers, committed))
+    Ok(Stored {
+        answers,
+        committed,
+        leased,
+    })
 }
 
 /// Whether storing `items` is one statement, which needs no transaction

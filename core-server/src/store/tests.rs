@@ -122,7 +122,9 @@ async fn store(
         .await
         .expect("insert");
     txn.commit().await.expect("commit");
-    let (answers, committed) = stored;
+    let submits::Stored {
+        answers, committed, ..
+    } = stored;
     let views = answers
         .into_iter()
         .map(|a| a.expect("stored").view)
@@ -929,6 +931,59 @@ async fn claims_made_together_share_the_requests_out() {
             .collect();
         assert_eq!(given.len(), 6, "every request claimed once: {given:?}");
         assert_eq!(lease_holders(&core).await, all);
+    })
+    .await;
+}
+
+/// A claim that finds nothing is not answered empty: it stands until work
+/// comes. A request then submitted is leased to it as it is stored (in the
+/// submit's own transaction on a sole writer, in the submit's own statement
+/// on PostgreSQL), so its row names the session by the time the submitter
+/// is answered, and the claim is answered with it.
+#[tokio::test]
+async fn a_standing_claim_gets_a_new_request_as_it_is_stored() {
+    on_each_store(|core, _| async move {
+        let created = accounts::create(core.store(), "beta", None, Destinations::PublicOnly)
+            .await
+            .expect("account");
+        let account = AccountId(created.account.id);
+        let session = Uuid::new_v4();
+        let room = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+        let mut answer = Store::claim(&core, account, session, room)
+            .await
+            .expect("claim");
+        if let Some(claims) = core.store.postgres_claims() {
+            // The claim's statement ran, found nothing, and the claim stood.
+            while claims.standing(account) == 0 {
+                assert!(
+                    answer.try_recv().is_err(),
+                    "a claim that found nothing was answered"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        assert!(answer.try_recv().is_err(), "answered before any submit");
+        let submitted = crate::requests::submit(
+            &core,
+            Some(&created.api_key),
+            submission("for the waiting session", None),
+        )
+        .await
+        .expect("submit");
+        let id = submitted.view.request.id;
+        assert_eq!(
+            lease_holders(&core).await.get(&id),
+            Some(&Some(session)),
+            "leased by the time the submit was answered"
+        );
+        let claimed = tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect("answered")
+            .expect("answer")
+            .expect("claim");
+        let ids: Vec<Uuid> = claimed.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [id]);
+        assert_eq!(claimed[0].attempts, 1);
     })
     .await;
 }

@@ -1,6 +1,7 @@
 //! A submit batch's rows in one statement: the new chats, the requests
-//! (each in its named chat or in the new chat made for it), and the
-//! wake-up and the requests' status changes for the other cores. A batch
+//! (each in its named chat or in the new chat made for it, some already
+//! leased: see `claims::lease_new`), and the wake-up and the requests'
+//! status changes for the other cores. A batch
 //! without idempotency keys or named chats needs nothing else, so it
 //! commits on its own: one round trip instead of five (BEGIN, two inserts,
 //! the notification, COMMIT).
@@ -52,7 +53,12 @@ pub(crate) async fn insert(
             })
         })
         .collect();
-    let accounts: BTreeSet<i64> = requests.iter().map(|(r, _)| r.account_id).collect();
+    // Requests leased as they are stored are no other core's work.
+    let accounts: BTreeSet<i64> = requests
+        .iter()
+        .filter(|(r, _)| r.lease_session.is_none())
+        .map(|(r, _)| r.account_id)
+        .collect();
     let (channel, mut notices) = work_notices(core, accounts.into_iter().map(AccountId));
     notices.extend(submitted_notices(
         core,
