@@ -4,7 +4,7 @@
 //! [`crate::dispatch::lease`]'s.
 
 use sea_orm::{
-    sea_query::{Expr, LockBehavior, LockType},
+    sea_query::{Expr, LockBehavior, LockType, Query},
     ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
@@ -138,14 +138,26 @@ pub(crate) async fn return_undelivered(
 /// Sessions named in one renewal statement.
 const RENEW_CHUNK: usize = 500;
 
-/// Extends the leases this core holds for `sessions`.
+/// Extends the leases this core holds for `sessions`. A row another
+/// transaction holds (a result finishing it, say) is passed over rather
+/// than waited for: two updates of many rows that lock them in different
+/// orders could each wait for the other, until PostgreSQL aborts one after
+/// its deadlock timeout (a second, with every write behind them waiting).
+/// A lease passed over is renewed on the next beat, two beats before it
+/// would lapse.
 pub(crate) async fn renew(core: &Core, sessions: &[Uuid]) -> CoreResult<()> {
     let until = now_millis() + core.lease_ttl_millis();
     for sessions in sessions.chunks(RENEW_CHUNK) {
+        let held = Query::select()
+            .column(message_request::Column::Id)
+            .from(message_request::Entity)
+            .and_where(message_request::Column::LeaseNode.eq(core.node_id))
+            .and_where(message_request::Column::LeaseSession.is_in(sessions.iter().copied()))
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .to_owned();
         message_request::Entity::update_many()
             .col_expr(message_request::Column::LeaseExpiresAt, Expr::value(until))
-            .filter(message_request::Column::LeaseNode.eq(core.node_id))
-            .filter(message_request::Column::LeaseSession.is_in(sessions.iter().copied()))
+            .filter(message_request::Column::Id.in_subquery(held))
             .exec(&core.store.write)
             .await?;
     }

@@ -988,6 +988,72 @@ async fn a_standing_claim_gets_a_new_request_as_it_is_stored() {
     .await;
 }
 
+/// Renewing a session's leases does not wait for a row another
+/// transaction holds (a result being written, say): it passes over that
+/// row, renews the rest, and renews it on a later beat. Two updates of many
+/// rows each waiting for the other would stall every write behind them for
+/// PostgreSQL's deadlock timeout. (A sole writer has no other transaction.)
+#[tokio::test]
+async fn renewing_leases_passes_over_a_request_another_transaction_holds() {
+    on_each_store(|core, account| async move {
+        let (views, _) = store(
+            &core,
+            account,
+            &[submission("held", None), submission("free", None)],
+        )
+        .await;
+        let (held, free) = (views[0].request.id, views[1].request.id);
+        let session = Uuid::new_v4();
+        assert_eq!(claim(&core, account, session, 2).await.len(), 2);
+        let backend = core.store.write.get_database_backend();
+        core.store
+            .write
+            .execute(sea_orm::Statement::from_string(
+                backend,
+                "UPDATE message_requests SET lease_expires_at = 1",
+            ))
+            .await
+            .expect("age the leases");
+        let holder = if core.store.sole_writer() {
+            None
+        } else {
+            let txn = core.store.write.begin().await.expect("begin");
+            txn.execute(sea_orm::Statement::from_sql_and_values(
+                backend,
+                "SELECT id FROM message_requests WHERE id = $1 FOR UPDATE",
+                [held.into()],
+            ))
+            .await
+            .expect("hold the row");
+            Some(txn)
+        };
+        tokio::time::timeout(Duration::from_secs(10), leases::renew(&core, &[session]))
+            .await
+            .expect("renewal waited for the held row")
+            .expect("renew");
+        let expiry = |id: Uuid| {
+            let core = core.clone();
+            async move {
+                use sea_orm::EntityTrait;
+                super::entities::message_request::Entity::find_by_id(id)
+                    .one(&core.store.read)
+                    .await
+                    .expect("read")
+                    .expect("request")
+                    .lease_expires_at
+            }
+        };
+        assert!(expiry(free).await > Some(1), "the free row was renewed");
+        if let Some(txn) = holder {
+            assert_eq!(expiry(held).await, Some(1), "the held row was passed over");
+            txn.rollback().await.expect("rollback");
+            leases::renew(&core, &[session]).await.expect("renew");
+        }
+        assert!(expiry(held).await > Some(1), "renewed once free");
+    })
+    .await;
+}
+
 /// A session that goes away before its claim is answered holds nothing
 /// afterwards: a sole writer leases nothing to it, and the claimer gives
 /// back what its statement leased, without counting the attempt; the next
