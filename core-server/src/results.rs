@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::{
     batch,
+    dispatch::session::Delivery,
     error::{CoreError, CoreResult},
     lifecycle::Outcome,
     model::{AccountId, MessageRequest},
@@ -56,7 +57,7 @@ pub(crate) struct Claim {
     /// The session's free slots, kept current by the session: a claim that
     /// waits for work takes as many as there are when it runs.
     room: Arc<AtomicUsize>,
-    pub(crate) reply: oneshot::Sender<CoreResult<Vec<MessageRequest>>>,
+    pub(crate) reply: oneshot::Sender<CoreResult<Vec<Delivery>>>,
 }
 
 impl Claim {
@@ -97,7 +98,7 @@ impl Claim {
 
 /// A claim's answer, to come: the requests leased to the session, once a
 /// transaction leased some (or the writer gave up on the claim).
-pub type Claimed = oneshot::Receiver<CoreResult<Vec<MessageRequest>>>;
+pub type Claimed = oneshot::Receiver<CoreResult<Vec<Delivery>>>;
 
 impl Job {
     /// Answers the caller with an error: nothing of its job was written.

@@ -532,11 +532,6 @@ impl PointReads {
             .expect("point read")
             .map(AccountId)
     }
-
-    /// The chats' ChatGPT ids, as the dispatch path looks them up.
-    pub fn chatgpt_ids(&self, chat_db_ids: &[i64]) -> Vec<Option<String>> {
-        self.0.chatgpt_ids(chat_db_ids).expect("point read")
-    }
 }
 
 /// A core serving gRPC alone on an ephemeral port, as in a deployment with

@@ -24,7 +24,7 @@ use crate::{
     lifecycle::{self, Outcome},
     model::{AccountId, MessageRequest},
     results::Claimed,
-    store::{chats, requests, Store},
+    store::{requests, Store},
     Core,
 };
 
@@ -282,13 +282,12 @@ impl Session {
     }
 
     /// Sends claimed requests to the extension; the session holds them.
-    async fn deliver(&mut self, claimed: Vec<MessageRequest>) {
+    async fn deliver(&mut self, claimed: Vec<Delivery>) {
         if claimed.is_empty() {
             return;
         }
-        let chat_ids: Vec<i64> = claimed.iter().map(|r| r.chat_id).collect();
-        let chats = self.chatgpt_ids(chat_ids).await;
-        for (request, chatgpt_id) in claimed.into_iter().zip(chats) {
+        for delivery in claimed {
+            let request = &delivery.request;
             self.held.insert(request.id);
             if request.attempts == 1 {
                 // Submit → frame sent, for first deliveries only.
@@ -298,32 +297,15 @@ impl Session {
                 metrics::histogram!("chatrelay_dispatch_latency_seconds")
                     .record(waited.as_secs_f64());
             }
-            self.send(ServerFrame::NewRequest(Box::new(Delivery {
-                request,
-                chatgpt_id,
-            })))
-            .await;
+            self.send(ServerFrame::NewRequest(Box::new(delivery))).await;
         }
         self.held_changed();
     }
 
     /// Delivers a claim's requests, then claims again if room is left.
-    async fn deliver_and_refill(&mut self, claimed: Vec<MessageRequest>) {
+    async fn deliver_and_refill(&mut self, claimed: Vec<Delivery>) {
         self.deliver(claimed).await;
         self.fill().await;
-    }
-
-    /// The ChatGPT id of each chat, in order: by point reads where the store has them,
-    /// else (or if those fail) in one query. A chat that cannot be read goes
-    /// out as unknown; the extension then starts a new conversation.
-    async fn chatgpt_ids(&self, chat_ids: Vec<i64>) -> Vec<Option<String>> {
-        match chats::chatgpt_ids(&self.core.store, &chat_ids).await {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(session = %self.id, error = %e, "could not read chats; sending them as new");
-                vec![None; chat_ids.len()]
-            }
-        }
     }
 
     /// Rebuilds `held` from the database after missing finish events.

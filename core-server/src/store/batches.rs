@@ -13,6 +13,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use super::{claim::claim_in, outcomes, submits};
 use crate::{
     committed::{after_commit, Cause, Committed},
+    dispatch::session::Delivery,
     error::{CoreError, CoreResult},
     intake::{submissions, Pending},
     model::{AccountId, MessageRequest},
@@ -130,7 +131,7 @@ pub(crate) async fn store_session_writes(
 /// what the transaction commits.
 pub(crate) type Written = (
     Vec<CoreResult<MessageRequest>>,
-    Vec<Vec<MessageRequest>>,
+    Vec<Vec<Delivery>>,
     Committed,
 );
 

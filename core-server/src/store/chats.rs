@@ -7,7 +7,7 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
-use super::{entities::chat, Store};
+use super::entities::chat;
 use crate::{
     error::{CoreError, CoreResult},
     model::{now, AccountId, Chat},
@@ -115,26 +115,4 @@ pub(crate) async fn find_or_create(
     existing()
         .await?
         .ok_or_else(|| CoreError::Unavailable("chat vanished while naming it".into()))
-}
-
-/// The ChatGPT id of each chat in `ids`, in order (`None` while unknown):
-/// by point reads where the store has them, else (or if those fail) in one
-/// query.
-pub(crate) async fn chatgpt_ids(store: &Store, ids: &[i64]) -> CoreResult<Vec<Option<String>>> {
-    if let Some(found) = store.point_read(|reads| reads.chatgpt_ids(ids)) {
-        return Ok(found);
-    }
-    let chats = chat::Entity::find()
-        .filter(chat::Column::Id.is_in(ids.iter().copied()))
-        .all(&store.read)
-        .await?;
-    Ok(ids
-        .iter()
-        .map(|id| {
-            chats
-                .iter()
-                .find(|c| c.id == *id)
-                .and_then(|c| c.chatgpt_id.clone())
-        })
-        .collect())
 }

@@ -3,12 +3,13 @@
 //! requests whose chat has nothing in flight (and only the oldest idle one
 //! of each chat), and leases them.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult, Statement, Value};
 use uuid::Uuid;
 
 use crate::{
+    dispatch::session::Delivery,
     error::CoreResult,
-    model::{now_millis, AccountId, MessageRequest, RequestStatus},
+    model::{now_millis, AccountId, RequestStatus},
     store::entities::message_request,
     Core,
 };
@@ -71,6 +72,12 @@ pub(super) fn claimable(backend: DatabaseBackend) -> String {
     )
 }
 
+/// What a claim returns of each row leased: the row, and its chat's
+/// ChatGPT id (the extension needs it, and no answer can change it while
+/// the request is leased: the chat has nothing else in flight).
+const RETURNING: &str =
+    "RETURNING *, (SELECT c.chatgpt_id FROM chats c WHERE c.id = message_requests.chat_id) AS chat_chatgpt_id";
+
 /// The claim for one session, on both back ends (`$n` parameters work in
 /// SQLite too): `$1` the session, `$2` this core, `$3` the lease's end.
 fn claim_sql(backend: DatabaseBackend) -> String {
@@ -79,7 +86,7 @@ fn claim_sql(backend: DatabaseBackend) -> String {
 UPDATE message_requests
 SET lease_session = $1, lease_node = $2, lease_expires_at = $3, attempts = attempts + 1
 WHERE id IN ({})
-RETURNING *",
+{RETURNING}",
         claimable(backend)
     )
 }
@@ -96,10 +103,13 @@ UPDATE message_requests
 SET lease_session = ($1::uuid[])[array_position(ARRAY(SELECT id FROM picked ORDER BY id), id)],
     lease_node = $2, lease_expires_at = $3, attempts = attempts + 1
 WHERE id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING *",
+{RETURNING}",
         claimable(DatabaseBackend::Postgres)
     )
 }
+
+/// A row a claim leased, with its chat's ChatGPT id.
+pub(crate) type Leased = (message_request::Model, Option<String>);
 
 /// Runs a claim statement: `$1` names who gets the requests (`to`), `$5`
 /// how many at most. Returns the rows leased, oldest first.
@@ -111,7 +121,7 @@ async fn lease(
     to: Value,
     account: AccountId,
     max: usize,
-) -> CoreResult<Vec<message_request::Model>> {
+) -> CoreResult<Vec<Leased>> {
     let statement = Statement::from_sql_and_values(
         backend,
         sql,
@@ -123,24 +133,26 @@ async fn lease(
             (max as i64).into(),
         ],
     );
-    let mut claimed = message_request::Entity::find()
-        .from_raw_sql(statement)
-        .all(conn)
-        .await?;
+    let mut claimed = Vec::new();
+    for row in conn.query_all(statement).await? {
+        let request = message_request::Model::from_query_result(&row, "")?;
+        let chatgpt_id = row.try_get::<Option<String>>("", "chat_chatgpt_id")?;
+        claimed.push((request, chatgpt_id));
+    }
     // RETURNING gives no order guarantee.
-    claimed.sort_by_key(|r| r.id);
+    claimed.sort_by_key(|(r, _)| r.id);
     Ok(claimed)
 }
 
 /// Leases up to `max` of the account's claimable requests to `session`,
-/// oldest first.
+/// oldest first, each ready to deliver.
 pub async fn claim_in(
     core: &Core,
     conn: &impl ConnectionTrait,
     account: AccountId,
     session: Uuid,
     max: usize,
-) -> CoreResult<Vec<MessageRequest>> {
+) -> CoreResult<Vec<Delivery>> {
     let backend = core.store.write.get_database_backend();
     let claimed = lease(
         core,
@@ -152,7 +164,15 @@ pub async fn claim_in(
         max,
     )
     .await?;
-    Ok(claimed.into_iter().map(MessageRequest::from).collect())
+    Ok(claimed.into_iter().map(delivery).collect())
+}
+
+/// A leased row as the session sends it.
+pub(crate) fn delivery((request, chatgpt_id): Leased) -> Delivery {
+    Delivery {
+        request: request.into(),
+        chatgpt_id,
+    }
 }
 
 /// Leases to several sessions of the account in one statement, on
@@ -165,7 +185,7 @@ pub(crate) async fn claim_slots_in(
     conn: &impl ConnectionTrait,
     account: AccountId,
     slots: Vec<Uuid>,
-) -> CoreResult<Vec<message_request::Model>> {
+) -> CoreResult<Vec<Leased>> {
     let wanted = slots.len();
     let backend = DatabaseBackend::Postgres;
     lease(

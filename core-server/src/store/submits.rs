@@ -117,7 +117,7 @@ pub(crate) async fn insert_submissions(
         };
         let view = Arc::new(message_request::view(request, Some(chat)));
         match leased.as_mut() {
-            Some(leased) if leased.holds(view.request.id) => leased.stored(&view.request),
+            Some(leased) if leased.holds(view.request.id) => leased.stored(&view),
             _ => {
                 committed.work.insert(AccountId(view.request.account_id));
             }

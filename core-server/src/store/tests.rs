@@ -136,6 +136,9 @@ async fn claim(core: &Core, account: AccountId, session: Uuid, max: usize) -> Ve
     claim::claim_in(core, &core.store.write, account, session, max)
         .await
         .expect("claim")
+        .into_iter()
+        .map(|delivery| delivery.request)
+        .collect()
 }
 
 async fn settle(
@@ -306,7 +309,10 @@ async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
 
         answer(&core, account, newer, "conv").await;
         let claimed = claim(&core, account, Uuid::new_v4(), 10).await;
-        assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [older]);
+        assert_eq!(
+            claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [older]
+        );
 
         if let Some(steps) = sqlite_claim_plan(&core, account).await {
             // Both checks read the chat's open requests only, by key.
@@ -355,7 +361,8 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
             marks(&core.store.read).await,
             [(a, false), (b, true), (c, true)]
         );
-        let ids = |claimed: Vec<MessageRequest>| claimed.iter().map(|r| r.id).collect::<Vec<_>>();
+        let ids =
+            |claimed: Vec<MessageRequest>| claimed.iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(ids(claim(&core, account, Uuid::new_v4(), 10).await), [a]);
 
         // Each finish, answer or cancel, lets the chat's next one go.
@@ -582,7 +589,10 @@ async fn a_mark_that_racing_transactions_left_is_cleared() {
             [(a, true), (b, false), (c, true)]
         );
         let claimed = claim(&core, account, Uuid::new_v4(), 10).await;
-        assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [b]);
+        assert_eq!(
+            claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [b]
+        );
         // Nothing left to repair.
         let again = super::heads::repair(&core).await.expect("repair");
         assert!(again.returned.is_empty());
@@ -870,7 +880,7 @@ async fn a_claim_made_before_the_work_exists_receives_it() {
             answer
         };
         assert_eq!(
-            claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
+            claimed.iter().map(|d| d.request.id).collect::<Vec<_>>(),
             [view.view.request.id]
         );
     })
@@ -921,8 +931,8 @@ async fn claims_made_together_share_the_requests_out() {
                 "{} requests for a room of 2",
                 claimed.len()
             );
-            for request in claimed {
-                assert_eq!(given.insert(request.id, Some(*session)), None);
+            for delivery in claimed {
+                assert_eq!(given.insert(delivery.request.id, Some(*session)), None);
             }
         }
         let all: std::collections::BTreeMap<Uuid, Option<Uuid>> = views
@@ -981,9 +991,10 @@ async fn a_standing_claim_gets_a_new_request_as_it_is_stored() {
             .expect("answered")
             .expect("answer")
             .expect("claim");
-        let ids: Vec<Uuid> = claimed.iter().map(|r| r.id).collect();
+        let ids: Vec<Uuid> = claimed.iter().map(|d| d.request.id).collect();
         assert_eq!(ids, [id]);
-        assert_eq!(claimed[0].attempts, 1);
+        assert_eq!(claimed[0].request.attempts, 1);
+        assert_eq!(claimed[0].chatgpt_id, None, "a new chat has no ChatGPT id");
     })
     .await;
 }
@@ -1121,12 +1132,15 @@ async fn a_claim_whose_session_went_away_leaves_nothing_leased_to_it() {
         .expect("answer")
         .expect("claim");
         assert_eq!(
-            claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
+            claimed.iter().map(|d| d.request.id).collect::<Vec<_>>(),
             views.iter().map(|v| v.request.id).collect::<Vec<_>>()
         );
         // What never reached the session that went cost no attempt.
         assert_eq!(
-            claimed.iter().map(|r| r.attempts).collect::<Vec<_>>(),
+            claimed
+                .iter()
+                .map(|d| d.request.attempts)
+                .collect::<Vec<_>>(),
             [1, 1]
         );
         assert!(lease_holders(&core)

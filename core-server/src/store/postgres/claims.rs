@@ -28,9 +28,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::{
-    dispatch::{lease, StandingClaims},
+    dispatch::{lease, session::Delivery, StandingClaims},
     error::CoreError,
-    model::{now_millis, AccountId, MessageRequest},
+    model::{now_millis, AccountId, RequestView},
     results::Claim,
     store::{claim, entities::message_request},
     Core,
@@ -330,18 +330,14 @@ fn slots(claims: &[Claim]) -> Vec<Uuid> {
 
 /// Answers each claim with the requests leased to its session; returns the
 /// claims that got none, unanswered.
-async fn answer(
-    core: &Core,
-    claims: Vec<Claim>,
-    leased: Vec<message_request::Model>,
-) -> Vec<Claim> {
-    let mut by_session: HashMap<Uuid, Vec<MessageRequest>> = HashMap::new();
-    for request in leased {
-        if let Some(session) = request.lease_session {
+async fn answer(core: &Core, claims: Vec<Claim>, leased: Vec<claim::Leased>) -> Vec<Claim> {
+    let mut by_session: HashMap<Uuid, Vec<Delivery>> = HashMap::new();
+    for leased in leased {
+        if let Some(session) = leased.0.lease_session {
             by_session
                 .entry(session)
                 .or_default()
-                .push(MessageRequest::from(request));
+                .push(claim::delivery(leased));
         }
     }
     let mut empty = Vec::new();
@@ -358,10 +354,10 @@ async fn answer(
 /// went away meanwhile dropped its end first, then gave back what it held;
 /// what was leased to it since never reached it, and is taken back here
 /// without counting an attempt.
-async fn deliver(core: &Core, claim: Claim, requests: Vec<MessageRequest>) {
+async fn deliver(core: &Core, claim: Claim, requests: Vec<Delivery>) {
     let (account, session) = (claim.account, claim.session);
     if let Err(Ok(undelivered)) = claim.reply.send(Ok(requests)) {
-        let ids = undelivered.iter().map(|r| r.id).collect();
+        let ids = undelivered.iter().map(|d| d.request.id).collect();
         lease::return_undelivered(core, account, session, ids).await;
     }
 }
@@ -414,17 +410,21 @@ pub(crate) fn lease_new(
 pub(crate) struct Leased {
     claims: Arc<Claims>,
     /// Each claim taken, by session, with its requests as stored.
-    taken: HashMap<Uuid, (Claim, Vec<MessageRequest>)>,
+    taken: HashMap<Uuid, (Claim, Vec<Delivery>)>,
     /// The session each leased request went to.
     of: HashMap<Uuid, Uuid>,
 }
 
 impl Leased {
-    /// Notes a request as the batch stored it, if it was leased.
-    pub(crate) fn stored(&mut self, request: &MessageRequest) {
-        if let Some(session) = self.of.get(&request.id) {
+    /// Notes a request as the batch stored it, with its chat's ChatGPT
+    /// id, if it was leased.
+    pub(crate) fn stored(&mut self, view: &RequestView) {
+        if let Some(session) = self.of.get(&view.request.id) {
             if let Some((_, requests)) = self.taken.get_mut(session) {
-                requests.push(request.clone());
+                requests.push(Delivery {
+                    request: view.request.clone(),
+                    chatgpt_id: view.chat.clone(),
+                });
             }
         }
     }

@@ -9,7 +9,7 @@
 //! writer, and the statement touches a handful of cached pages.
 //!
 //! Only reads of one row through a unique index belong here: the GET of a
-//! request, the account of an API key, the ChatGPT id of a chat. Anything
+//! request and the account of an API key. Anything
 //! that scans, and every write, goes through sea-orm. If a lookup here fails
 //! for any reason, the caller falls back to the sea-orm query, so this is
 //! purely a fast path.
@@ -111,21 +111,6 @@ impl PointReads {
             Ok(statement
                 .query_row([key_hash], |row| row.get(0))
                 .optional()?)
-        })
-    }
-
-    /// The ChatGPT id of each chat in `ids` (`None` while unknown), in order.
-    pub fn chatgpt_ids(&self, ids: &[i64]) -> Result<Vec<Option<String>>> {
-        self.with(|conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT chatgpt_id FROM chats WHERE id = ?1")?;
-            ids.iter()
-                .map(|id| {
-                    statement
-                        .query_row([id], |row| row.get(0))
-                        .map_err(PointReadError::from)
-                })
-                .collect()
         })
     }
 }
