@@ -309,10 +309,7 @@ async fn a_chat_s_request_in_flight_holds_back_even_an_older_one() {
 
         answer(&core, account, newer, "conv").await;
         let claimed = claim(&core, account, Uuid::new_v4(), 10).await;
-        assert_eq!(
-            claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
-            [older]
-        );
+        assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [older]);
 
         if let Some(steps) = sqlite_claim_plan(&core, account).await {
             // Both checks read the chat's open requests only, by key.
@@ -361,8 +358,7 @@ async fn a_chat_s_queued_requests_stay_out_of_claims_until_their_turn() {
             marks(&core.store.read).await,
             [(a, false), (b, true), (c, true)]
         );
-        let ids =
-            |claimed: Vec<MessageRequest>| claimed.iter().map(|r| r.id).collect::<Vec<_>>();
+        let ids = |claimed: Vec<MessageRequest>| claimed.iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(ids(claim(&core, account, Uuid::new_v4(), 10).await), [a]);
 
         // Each finish, answer or cancel, lets the chat's next one go.
@@ -589,10 +585,7 @@ async fn a_mark_that_racing_transactions_left_is_cleared() {
             [(a, true), (b, false), (c, true)]
         );
         let claimed = claim(&core, account, Uuid::new_v4(), 10).await;
-        assert_eq!(
-            claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
-            [b]
-        );
+        assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [b]);
         // Nothing left to repair.
         let again = super::heads::repair(&core).await.expect("repair");
         assert!(again.returned.is_empty());
