@@ -150,8 +150,12 @@ pub(crate) async fn write_session_writes_in(
         .iter()
         .map(|s| (s.account, s.id, &s.outcome))
         .collect();
-    let settled = outcomes::apply_all_in(core, txn, &outcomes).await?;
-    let mut committed = Committed::default();
+    let applied = outcomes::apply_all_in(core, txn, &outcomes).await?;
+    let settled = applied.answers;
+    let mut committed = Committed {
+        webhooks: applied.webhooks,
+        ..Default::default()
+    };
     for (settle, request) in settles.iter().zip(&settled) {
         let Ok(request) = request else { continue };
         match outcomes::view_after(request, &settle.outcome) {
@@ -161,7 +165,6 @@ pub(crate) async fn write_session_writes_in(
                 committed.changed(account, request.id, request.status, Cause::Finished);
             }
         }
-        committed.webhooks = true;
     }
     let mut claimed = Vec::with_capacity(claims.len());
     let mut drained = HashSet::new();

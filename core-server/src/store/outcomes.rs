@@ -377,7 +377,7 @@ pub(crate) async fn apply_all_in(
     core: &Core,
     txn: &impl ConnectionTrait,
     outcomes: &[(AccountId, Uuid, &Outcome)],
-) -> CoreResult<Vec<CoreResult<MessageRequest>>> {
+) -> CoreResult<Applied> {
     // A request named twice: its first outcome counts, the later ones find
     // it finished.
     let mut seen = HashSet::new();
@@ -420,7 +420,20 @@ pub(crate) async fn apply_all_in(
     }
     let finished: Vec<&MessageRequest> = applied.iter().filter_map(|r| r.as_ref().ok()).collect();
     outbox::enqueue_to(txn, &finished, &urls).await?;
-    Ok(applied)
+    let webhooks = finished.iter().any(|r| urls.contains_key(&r.account_id));
+    Ok(Applied {
+        answers: applied,
+        webhooks,
+    })
+}
+
+/// What [`apply_all_in`] wrote.
+pub(crate) struct Applied {
+    /// Each outcome's answer, in order.
+    pub(crate) answers: Vec<CoreResult<MessageRequest>>,
+    /// It enqueued webhook deliveries (an account had a webhook URL): the
+    /// worker has something to send.
+    pub(crate) webhooks: bool,
 }
 
 /// The request as [`apply_all_in`] left it finished by `outcome`, as a
@@ -447,6 +460,7 @@ pub(crate) async fn apply_in(
 ) -> CoreResult<MessageRequest> {
     apply_all_in(core, txn, &[(account, id, outcome)])
         .await?
+        .answers
         .pop()
         .unwrap_or_else(|| {
             Err(CoreError::Unavailable(

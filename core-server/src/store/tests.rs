@@ -150,7 +150,7 @@ async fn settle(
         .await
         .expect("apply");
     txn.commit().await.expect("commit");
-    applied
+    applied.answers
 }
 
 fn done(chat: &str) -> Outcome {
