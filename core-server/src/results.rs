@@ -161,7 +161,8 @@ impl Results {
     /// transaction as the writes gathered with it. A sole writer's claim
     /// that finds nothing waits in its writer and runs again in the
     /// transaction of whatever gives the account work, so it is answered
-    /// only with requests; elsewhere it is answered at once, perhaps empty.
+    /// only with requests. (Where cores share the database, `Store::claim`
+    /// sends claims to PostgreSQL's claimer instead, where they stand.)
     pub async fn claim(
         &self,
         account: AccountId,

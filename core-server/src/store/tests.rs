@@ -914,7 +914,7 @@ async fn claims_made_together_share_the_requests_out() {
         }
         let mut given = std::collections::BTreeMap::new();
         for (session, answer) in sessions.iter().zip(answers) {
-            // A sole writer's claim that finds nothing stands in its writer.
+            // A claim that finds nothing stands (in the writer or the claimer).
             let Ok(answer) = tokio::time::timeout(Duration::from_millis(500), answer).await else {
                 continue;
             };

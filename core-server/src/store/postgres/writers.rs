@@ -76,10 +76,10 @@ pub(super) fn start_session_writer(core: &Arc<Core>) {
                 .catch_unwind()
                 .await
             {
-                // `Store::claim` claims directly here, so no claim is queued
-                // on this writer; should one be, it is answered (empty)
-                // rather than left waiting: claims stand only in a sole
-                // writer.
+                // `Store::claim` sends claims to the claimer, where those
+                // that find nothing stand, so no claim is queued on this
+                // writer; should one be, it is answered (empty) rather than
+                // left waiting for a wake-up nothing would give it here.
                 Ok(empty) => {
                     for claim in empty {
                         let _ = claim.reply.send(Ok(Vec::new()));
