@@ -109,7 +109,7 @@ WHERE id = ANY(ARRAY(SELECT id FROM picked))
 }
 
 /// A row a claim leased, with its chat's ChatGPT id.
-pub(crate) type Leased = (message_request::Model, Option<String>);
+pub(crate) type LeasedRow = (message_request::Model, Option<String>);
 
 /// Runs a claim statement: `$1` names who gets the requests (`to`), `$5`
 /// how many at most. Returns the rows leased, oldest first.
@@ -121,7 +121,7 @@ async fn lease(
     to: Value,
     account: AccountId,
     max: usize,
-) -> CoreResult<Vec<Leased>> {
+) -> CoreResult<Vec<LeasedRow>> {
     let statement = Statement::from_sql_and_values(
         backend,
         sql,
@@ -168,7 +168,7 @@ pub async fn claim_in(
 }
 
 /// A leased row as the session sends it.
-pub(crate) fn delivery((request, chatgpt_id): Leased) -> Delivery {
+pub(crate) fn delivery((request, chatgpt_id): LeasedRow) -> Delivery {
     Delivery {
         request: request.into(),
         chatgpt_id,
@@ -185,7 +185,7 @@ pub(crate) async fn claim_slots_in(
     conn: &impl ConnectionTrait,
     account: AccountId,
     slots: Vec<Uuid>,
-) -> CoreResult<Vec<Leased>> {
+) -> CoreResult<Vec<LeasedRow>> {
     let wanted = slots.len();
     let backend = DatabaseBackend::Postgres;
     lease(

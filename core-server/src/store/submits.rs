@@ -116,11 +116,8 @@ pub(crate) async fn insert_submissions(
             }
         };
         let view = Arc::new(message_request::view(request, Some(chat)));
-        match leased.as_mut() {
-            Some(leased) if leased.holds(view.request.id) => leased.stored(&view),
-            _ => {
-                committed.work.insert(AccountId(view.request.account_id));
-            }
+        if !leased.as_mut().is_some_and(|leased| leased.stored(&view)) {
+            committed.work.insert(AccountId(view.request.account_id));
         }
         committed.changed_to(view.clone(), Cause::Submitted);
         created.insert(view.request.id, view);

@@ -818,22 +818,22 @@ async fn a_request_past_its_attempts_fails_when_given_back() {
 }
 
 /// The writer's side of dispatch, on both back ends: a session's claim made
-/// before any work exists is answered with the work submitted after it —
-/// by the standing claim on a sole writer, or (where cores share the
-/// database) by an empty answer and a wake-up, then a claim that finds it.
+/// before any work exists is not answered empty; it stands (in a sole
+/// writer's writer, or in the core's claimer where cores share the
+/// database) and is answered with the work submitted after it.
 #[tokio::test]
 async fn a_claim_made_before_the_work_exists_receives_it() {
     on_each_store(|core, account| async move {
         let session = Uuid::new_v4();
         let room = Arc::new(std::sync::atomic::AtomicUsize::new(4));
-        let hub = core.dispatch.account(account);
-        let woken = hub.work.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let mut first = Store::claim(&core, account, session, room.clone())
+        let mut first = Store::claim(&core, account, session, room)
             .await
             .expect("claim");
         let early = tokio::time::timeout(Duration::from_millis(50), &mut first).await;
+        assert!(
+            early.is_err(),
+            "answered before the work existed: {early:?}"
+        );
 
         let view = crate::requests::submit(
             &core,
@@ -843,35 +843,11 @@ async fn a_claim_made_before_the_work_exists_receives_it() {
         .await
         .expect("submit");
 
-        let answer = match early {
-            // Answered at once, before the work existed: empty.
-            Ok(answer) => {
-                let answer = answer.expect("answer").expect("claim");
-                assert!(answer.is_empty());
-                answer
-            }
-            // Still running when the work came (standing in the writer, or
-            // a claimer slower than 50 ms): the work, or empty.
-            Err(_) => tokio::time::timeout(Duration::from_secs(5), first)
-                .await
-                .expect("the claim is answered")
-                .expect("answer")
-                .expect("claim"),
-        };
-        let claimed = if answer.is_empty() {
-            // Empty: the submit wakes the account's sessions, which claim again.
-            tokio::time::timeout(Duration::from_secs(5), woken)
-                .await
-                .expect("the submit wakes the account's sessions");
-            Store::claim(&core, account, session, room)
-                .await
-                .expect("claim")
-                .await
-                .expect("answer")
-                .expect("claim")
-        } else {
-            answer
-        };
+        let claimed = tokio::time::timeout(Duration::from_secs(5), first)
+            .await
+            .expect("the claim is answered")
+            .expect("answer")
+            .expect("claim");
         assert_eq!(
             claimed.iter().map(|d| d.request.id).collect::<Vec<_>>(),
             [view.view.request.id]
@@ -945,11 +921,8 @@ async fn claims_made_together_share_the_requests_out() {
 /// is answered, and the claim is answered with it.
 #[tokio::test]
 async fn a_standing_claim_gets_a_new_request_as_it_is_stored() {
-    on_each_store(|core, _| async move {
-        let created = accounts::create(core.store(), "beta", None, Destinations::PublicOnly)
-            .await
-            .expect("account");
-        let account = AccountId(created.account.id);
+    on_each_store(|core, account| async move {
+        let key = key_of(&core, account).await;
         let session = Uuid::new_v4();
         let room = Arc::new(std::sync::atomic::AtomicUsize::new(2));
         let mut answer = Store::claim(&core, account, session, room)
@@ -968,7 +941,7 @@ async fn a_standing_claim_gets_a_new_request_as_it_is_stored() {
         assert!(answer.try_recv().is_err(), "answered before any submit");
         let submitted = crate::requests::submit(
             &core,
-            Some(&created.api_key),
+            Some(&key),
             submission("for the waiting session", None),
         )
         .await

@@ -330,7 +330,7 @@ fn slots(claims: &[Claim]) -> Vec<Uuid> {
 
 /// Answers each claim with the requests leased to its session; returns the
 /// claims that got none, unanswered.
-async fn answer(core: &Core, claims: Vec<Claim>, leased: Vec<claim::Leased>) -> Vec<Claim> {
+async fn answer(core: &Core, claims: Vec<Claim>, leased: Vec<claim::LeasedRow>) -> Vec<Claim> {
     let mut by_session: HashMap<Uuid, Vec<Delivery>> = HashMap::new();
     for leased in leased {
         if let Some(session) = leased.0.lease_session {
@@ -417,21 +417,18 @@ pub(crate) struct Leased {
 
 impl Leased {
     /// Notes a request as the batch stored it, with its chat's ChatGPT
-    /// id, if it was leased.
-    pub(crate) fn stored(&mut self, view: &RequestView) {
-        if let Some(session) = self.of.get(&view.request.id) {
-            if let Some((_, requests)) = self.taken.get_mut(session) {
-                requests.push(Delivery {
-                    request: view.request.clone(),
-                    chatgpt_id: view.chat.clone(),
-                });
-            }
+    /// id; `false` if it was not leased.
+    pub(crate) fn stored(&mut self, view: &RequestView) -> bool {
+        let Some(session) = self.of.get(&view.request.id) else {
+            return false;
+        };
+        if let Some((_, requests)) = self.taken.get_mut(session) {
+            requests.push(Delivery {
+                request: view.request.clone(),
+                chatgpt_id: view.chat.clone(),
+            });
         }
-    }
-
-    /// Whether the request was leased at submit.
-    pub(crate) fn holds(&self, request: Uuid) -> bool {
-        self.of.contains_key(&request)
+        true
     }
 
     /// The batch committed: answers each claim with its requests.
