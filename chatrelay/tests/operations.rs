@@ -642,7 +642,8 @@ async fn oversized_websocket_message_closes_the_session_and_requeues() {
 /// Under writes that never pause, a passive checkpoint always misses what
 /// was written while it ran, so the WAL would never start over and would
 /// grow without end. Past `CHATRELAY_SQLITE_WAL_LIMIT_MIB` the checkpoint
-/// task makes it start over, and the file is cut back to the limit.
+/// task makes it start over, and the file is cut back to four times the
+/// limit if it grew past that.
 #[tokio::test]
 async fn sqlite_wal_stays_bounded_under_steady_writes() {
     let (app, key) =
@@ -676,7 +677,7 @@ async fn sqlite_wal_stays_bounded_under_steady_writes() {
     let (_, (largest, smallest)) = tokio::join!(writers, watch);
     let written = std::fs::metadata(&file).expect("database file").len();
     assert!(
-        smallest <= 2 << 20,
+        smallest <= 4 << 20,
         "the WAL was never cut back while the writes went on (at least {smallest} bytes)"
     );
     assert!(

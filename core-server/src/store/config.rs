@@ -15,8 +15,10 @@ pub struct DatabaseConfig {
     #[arg(long, env = "CHATRELAY_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
-    /// SQLite: the WAL size, in MiB, past which the checkpoint task briefly
-    /// holds writes back to start the WAL over (see `db::checkpoint`).
+    /// SQLite: the WAL size, in MiB, past which the writer, between two
+    /// of its transactions, copies the WAL's last frames so that it starts
+    /// over; the WAL file keeps up to four times this on disk (see
+    /// `store::sqlite::checkpoint`).
     #[arg(long, env = "CHATRELAY_SQLITE_WAL_LIMIT_MIB", default_value_t = 64)]
     pub sqlite_wal_limit_mib: u64,
 

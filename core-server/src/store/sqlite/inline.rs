@@ -86,6 +86,12 @@ impl Inline {
         self.with(|conn| conn.execute_batch("COMMIT").map_err(error))
     }
 
+    /// A passive checkpoint, between transactions: the frames in the WAL
+    /// and those copied.
+    pub(super) fn checkpoint(&self) -> Result<(i64, i64), DbErr> {
+        self.with(|conn| super::checkpoint::passive(conn).map_err(error))
+    }
+
     /// Rolls back the transaction in progress, if there is one.
     pub(super) fn roll_back(&self) {
         let _ = self.with(|conn| {

@@ -22,7 +22,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     panic::AssertUnwindSafe,
-    sync::Arc,
+    sync::{atomic::Ordering, Arc},
 };
 
 use futures::FutureExt;
@@ -232,8 +232,7 @@ impl Writer {
     /// callers; if the transaction fails, hands the cycle back unanswered.
     async fn cycle(&mut self, inline: &Inline, cycle: Cycle) -> Result<(), (Cycle, CoreError)> {
         let core = self.core.clone();
-        // The gate is shared by cycles; only a WAL restart holds it alone.
-        let _gate = super::parts(&core).write_gate.read().await;
+        finish_wal(&core, inline);
         match write(&core, inline, &cycle).await {
             Ok((views, written)) => {
                 // Deliveries first: the submitters' answers cannot come
@@ -261,7 +260,6 @@ impl Writer {
     async fn write_apart(&mut self, cycle: Cycle, e: &(dyn std::fmt::Display + Sync)) {
         tracing::warn!(error = %e, "write cycle failed; writing its parts apart");
         let core = self.core.clone();
-        let _gate = super::parts(&core).write_gate.read().await;
         batches::store_submits(&core, cycle.accepted).await;
         if !cycle.settles.is_empty() || !cycle.claims.is_empty() {
             self.standing
@@ -308,6 +306,24 @@ impl Standing {
             waiting.retain(|c| !c.abandoned());
             waiting.push(claim);
         }
+    }
+}
+
+/// If the checkpoint task asked for it, copies the WAL's last frames into
+/// the database file, between two transactions of the only writer, so that
+/// the next write starts the WAL over (see [`super::checkpoint`]).
+fn finish_wal(core: &Core, inline: &Inline) {
+    if !super::parts(core).finish_wal.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    match inline.checkpoint() {
+        Ok((frames, copied)) => tracing::debug!(
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            caught_up = frames == copied,
+            "WAL copied in full for the next write to start it over"
+        ),
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
     }
 }
 
