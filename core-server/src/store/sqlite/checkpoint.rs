@@ -22,7 +22,7 @@
 //! next write starts the WAL over. (A reader still on the WAL at that
 //! moment defers it to a later round; a restarting checkpoint would wait
 //! for such readers with the writer held.) That pass copies a few dozen
-//! frames and syncs both files, 1–9 ms every two seconds at 5,000
+//! frames and syncs both files, 1–14 ms every two seconds at 5,000
 //! lifecycles a second. The file is not cut back to the limit (see
 //! `super::WAL_FILE_LIMIT`).
 
