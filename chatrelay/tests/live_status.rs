@@ -611,6 +611,148 @@ async fn subscribers_on_any_core_hear_every_change() {
     first.stop().await;
 }
 
+/// A core alone on its database notifies no other core. A core started
+/// later still hears everything the first commits: its sessions are woken
+/// by the first core's submits, and its subscribers hear every change (or,
+/// for what the first core wrote before it heard of the newcomer, are sent
+/// a `reset`, to re-list). So does a core started after that one stopped.
+#[tokio::test]
+async fn a_core_started_later_hears_a_core_that_was_alone() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        return; // SQLite is one core per database file
+    }
+    let first = TestApp::start(&db).await;
+    let watched = first.account("acme").await;
+    let woken = first.account("other").await;
+    let mut answering = Extension::connect(&first, &watched).await;
+    for round in 0..2 {
+        common::eventually("the first core finds itself alone", || async {
+            let metrics = first.metrics().await;
+            metrics
+                .contains("\nchatrelay_other_cores 0\n")
+                .then_some(())
+        })
+        .await;
+        let later = TestApp::start(&db).await;
+        let mut events = EventStream::of(&later, &watched).await;
+        let mut woken_there = Extension::connect(&later, &woken).await;
+
+        // A submit to the first core wakes a session on the later one.
+        let there = id_of(&first.submit_message(&woken, "wake up").await).to_string();
+        assert_eq!(
+            woken_there.recv_request().await["request_id"],
+            there.as_str()
+        );
+        woken_there
+            .respond(&there, "woken", &format!("w{round}"), None)
+            .await;
+
+        // Its subscribers hear the first core's changes.
+        let id = id_of(&first.submit_message(&watched, "heard").await).to_string();
+        let event = events.next().await;
+        if event.event == "reset" {
+            // Written before the first core heard of the later one, which
+            // is told to look again: the listing has it.
+            let (status, listed) = later.get(&watched, "/api/chat/requests/").await;
+            assert_eq!(status, StatusCode::OK);
+            let listed: Vec<&str> = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["id"].as_str())
+                .collect();
+            assert!(listed.contains(&id.as_str()), "round {round}: {listed:?}");
+            // A reset ends the stream; the client opens it again.
+            events = EventStream::of(&later, &watched).await;
+        } else {
+            assert_eq!(event.event, "request", "round {round}: {event:?}");
+            assert_eq!(
+                (event.data["id"].as_str(), event.data["status"].as_str()),
+                (Some(id.as_str()), Some("idle")),
+                "round {round}"
+            );
+        }
+        assert_eq!(answering.recv_request().await["request_id"], id.as_str());
+        answering.executing(&id).await;
+        assert_eq!(events.next_request().await["status"], "executing");
+        answering
+            .respond(&id, "heard later", &format!("c{round}"), None)
+            .await;
+        let done = events.next_request().await;
+        assert_eq!(
+            (done["id"].as_str(), done["status"].as_str()),
+            (Some(id.as_str()), Some("done")),
+            "round {round}"
+        );
+        first.wait_for_status(&woken, &there, "done").await;
+        woken_there.close().await;
+        later.stop().await;
+    }
+    answering.close().await;
+    first.stop().await;
+}
+
+/// A core alone on its database sends no notifications: its submits and
+/// answers commit without them (each would hold PostgreSQL's notify lock
+/// through its commit). Heard by a plain listener on the channel, which the
+/// core does not count as a core; once a second core starts, the first
+/// core's commits are notified again.
+#[tokio::test]
+async fn a_core_alone_sends_no_notifications() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        return; // SQLite is one core per database file
+    }
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut heard = sqlx::postgres::PgListener::connect(&db.url)
+        .await
+        .expect("listener");
+    heard.listen("chatrelay_dispatch").await.expect("LISTEN");
+    common::eventually("the core finds itself alone", || async {
+        let metrics = app.metrics().await;
+        metrics
+            .contains("\nchatrelay_other_cores 0\n")
+            .then_some(())
+    })
+    .await;
+    let mut ext = Extension::connect(&app, &key).await;
+    let answer = |n: usize| format!("alone {n}");
+    for n in 0..3 {
+        let id = id_of(&app.submit_message(&key, &answer(n)).await).to_string();
+        assert_eq!(ext.recv_request().await["request_id"], id.as_str());
+        ext.executing(&id).await;
+        ext.respond(&id, &answer(n), &format!("c{n}"), None).await;
+        app.wait_for_status(&key, &id, "done").await;
+    }
+    let sent = tokio::time::timeout(Duration::from_millis(500), heard.recv()).await;
+    assert!(sent.is_err(), "a lone core notified: {sent:?}");
+
+    let second = TestApp::start(&db).await;
+    let node = app.core().node_id();
+    // Its submits reach the channel again (a submit just before the first
+    // core heard of the second may not: it is looked for in the database).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    'heard: loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first core never notified again"
+        );
+        app.submit_message(&key, "heard again").await;
+        while let Ok(notification) =
+            tokio::time::timeout(Duration::from_millis(200), heard.recv()).await
+        {
+            if notification.expect("listener").payload().starts_with(&node) {
+                break 'heard;
+            }
+        }
+    }
+    ext.close().await;
+    second.stop().await;
+    app.stop().await;
+}
+
 // ---- `chatrelay watch` -------------------------------------------------------------
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! the submit writers and the session writer ([`writers`]); several cores
 //! share the database and hear of each other's events through [`notify`].
 
+mod audience;
 pub(crate) mod claims;
 mod notify;
 pub(crate) mod outcomes;
@@ -21,6 +22,7 @@ use sqlx::{
 pub use notify::publish_work;
 pub use point_reads::PointReads;
 
+use self::audience::Audience;
 use crate::{config::DatabaseConfig, Core};
 
 /// A pooled connection idle for longer than this is pinged before it is
@@ -34,6 +36,8 @@ pub(super) struct Parts {
     pub(super) point_reads: Arc<PointReads>,
     /// This core's sessions' claims, on their way to the claimer.
     pub(super) claims: Arc<claims::Claims>,
+    /// Whether other cores listen (the writers notify them only if so).
+    audience: Arc<Audience>,
 }
 
 /// Opens the pool and sets up the point reads.
@@ -63,18 +67,19 @@ pub(super) async fn connect(config: &DatabaseConfig) -> Result<(DatabaseConnecti
     let parts = Parts {
         point_reads: Arc::new(PointReads::new(options.disable_statement_logging())),
         claims: Arc::default(),
+        audience: Arc::default(),
     };
     Ok((SqlxPostgresConnector::from_sqlx_postgres_pool(pool), parts))
 }
 
-/// Starts the writers, the claimer, the listener for other cores' events,
-/// the publisher of this core's status changes to them, and the upkeep of
-/// the planner's statistics.
+/// Starts the writers, the claimer, the listener for other cores' events
+/// (which also looks for the other cores), the publisher of this core's
+/// status changes to them, and the upkeep of the planner's statistics.
 pub(super) fn start(core: &Arc<Core>, parts: &Parts) {
-    writers::start_submit_writer(core);
+    writers::start_submit_writer(core, &parts.audience);
     claims::start(core, &parts.claims);
-    writers::start_session_writer(core);
-    notify::start_listener(core);
-    notify::start_status_publisher(core);
+    writers::start_session_writer(core, &parts.audience);
+    notify::start_listener(core, &parts.audience);
+    notify::start_status_publisher(core, &parts.audience);
     statistics::start(core);
 }

@@ -12,6 +12,8 @@
 //! the `f` payload an answer's transaction sends anyway names the
 //! request's new status. Both are heard at the commit rather than after a
 //! second transaction.
+//!
+//! A core alone on its database sends none of this ([`audience`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,6 +24,7 @@ use sqlx::{
 };
 use uuid::Uuid;
 
+use super::audience::{self, Audience, LISTENER_NAME, LOOK_EVERY, OTHER_LISTENERS};
 use crate::{
     error::CoreResult,
     live::Change,
@@ -48,8 +51,12 @@ async fn publish(
     Ok(())
 }
 
-/// Each payload prefixed with this core's id, by which it ignores its own.
+/// Each payload prefixed with this core's id, by which it ignores its own;
+/// none if no other core listens.
 fn signed(core: &Core, payloads: impl IntoIterator<Item = String>) -> Vec<String> {
+    if !audience::heard() {
+        return Vec::new();
+    }
     payloads
         .into_iter()
         .map(|payload| format!("{}:{payload}", core.node_id))
@@ -71,11 +78,15 @@ pub(super) fn work_notices(
 }
 
 /// The `s` payloads of requests just submitted (each now `idle`), for the
-/// statement that stores them to send with its wake-up.
+/// statement that stores them to send with its wake-up; none if no other
+/// core listens.
 pub(super) fn submitted_notices(
     core: &Core,
     requests: impl IntoIterator<Item = (AccountId, Uuid)>,
 ) -> Vec<String> {
+    if !audience::heard() {
+        return Vec::new();
+    }
     let changes: Vec<Change> = requests
         .into_iter()
         .map(|(account, request)| Change {
@@ -112,9 +123,11 @@ pub async fn publish_work(
 /// The channel and this core's prefix of the `f` payloads that tell the
 /// other cores which requests finished, and with what status (their status
 /// change for live status there), for the statement that finishes them: it
-/// appends [`finished_payload_sql`] of each row it finishes.
-pub(super) fn finished_notices(core: &Core) -> (&'static str, String) {
-    (CHANNEL, format!("{}:f:", core.node_id))
+/// appends [`finished_payload_sql`] of each row it finishes, and sends none
+/// without a prefix (no other core listens).
+pub(super) fn finished_notices(core: &Core) -> (&'static str, Option<String>) {
+    let prefix = audience::heard().then(|| format!("{}:f:", core.node_id));
+    (CHANNEL, prefix)
 }
 
 /// The SQL expression of a finished row's `f` payload after the prefix
@@ -130,23 +143,42 @@ pub(super) fn finished_payload_sql(prefix: usize, row: &str) -> String {
     )
 }
 
-fn apply(core: &Core, payload: &str) {
+/// Another core's hello: it listens, and notifies from now on.
+struct Hello {
+    /// It was quiet until just before: what it wrote meanwhile was not
+    /// notified, and is to be looked for in the database.
+    was_quiet: bool,
+}
+
+/// A hello from this core: `h`, then `q` if it was quiet.
+fn hello(core: &Core, was_quiet: bool) -> String {
+    format!("{}:h:0:{}", core.node_id, if was_quiet { 'q' } else { 'n' })
+}
+
+/// Applies another core's event; a hello is returned, for the listener.
+fn apply(core: &Core, payload: &str) -> Option<Hello> {
     let mut parts = payload.split(':');
     let (Some(node), Some(kind), Some(account)) = (parts.next(), parts.next(), parts.next()) else {
-        return;
+        return None;
     };
     if node == core.node_id.to_string() {
-        return; // our own event, already applied locally
+        return None; // our own event, already applied locally
     }
     let Ok(account) = account.parse::<i64>().map(AccountId) else {
-        return;
+        return None;
     };
+    let rest = parts.next();
     if kind == "s" {
         core.live
-            .remote(parse_changes(account, parts.next().unwrap_or_default()));
-        return;
+            .remote(parse_changes(account, rest.unwrap_or_default()));
+        return None;
     }
-    match (kind, parts.next().and_then(|r| Uuid::parse_str(r).ok())) {
+    if kind == "h" {
+        return Some(Hello {
+            was_quiet: rest == Some("q"),
+        });
+    }
+    match (kind, rest.and_then(|r| Uuid::parse_str(r).ok())) {
         ("w", _) => core.dispatch.wake_local(account),
         ("f", Some(request)) => {
             core.dispatch.finished_local(account, Arc::from([request]));
@@ -164,6 +196,7 @@ fn apply(core: &Core, payload: &str) {
         ("r", _) => core.live.lost(),
         _ => {}
     }
+    None
 }
 
 /// A status in a payload: one letter.
@@ -237,8 +270,10 @@ fn status_payloads(node: Uuid, changes: &[Change]) -> Vec<String> {
 /// line with the writers' own. A notification is not durable anyway (a
 /// listener hears it only while connected), so nothing is lost that a
 /// crash would not lose: after one every core's listener reconnects and
-/// tells its subscribers to re-list.
-pub fn start_status_publisher(core: &Arc<Core>) {
+/// tells its subscribers to re-list. While no other core listens, the
+/// changes are dropped: a core that starts listening hears this one's
+/// hello before anything it commits later, and looks at the database then.
+pub(super) fn start_status_publisher(core: &Arc<Core>, audience: &Arc<Audience>) {
     core.live.send_to_other_cores();
     let options = match core
         .config
@@ -259,7 +294,7 @@ pub fn start_status_publisher(core: &Arc<Core>) {
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);
-    let core = core.clone();
+    let (core, audience) = (core.clone(), audience.clone());
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
         loop {
@@ -267,6 +302,11 @@ pub fn start_status_publisher(core: &Arc<Core>) {
                 _ = core.shutdown.cancelled() => return,
                 taken = core.live.take_outbound() => taken,
             };
+            // Read after the changes committed: if alone now, they committed
+            // before this core's next hello.
+            if audience.alone() {
+                continue;
+            }
             let mut payloads = status_payloads(core.node_id, &changes);
             if dropped {
                 payloads.push(format!("{}:r:0", core.node_id));
@@ -293,54 +333,172 @@ pub fn start_status_publisher(core: &Arc<Core>) {
     });
 }
 
-/// On PostgreSQL, starts the task that turns other cores' events into local
-/// wake-ups. It reconnects by itself and, since events may have been missed
-/// while disconnected, wakes every local session after a reconnect.
-pub fn start_listener(core: &Arc<Core>) {
-    let core = core.clone();
+/// Starts the task that turns other cores' events into local wake-ups,
+/// and looks for other cores ([`audience`]). It reconnects by itself and,
+/// since events may have been missed while disconnected, wakes every local
+/// session after a reconnect and says hello again.
+pub(super) fn start_listener(core: &Arc<Core>, audience: &Arc<Audience>) {
+    let options = match core
+        .config
+        .database
+        .database_url
+        .parse::<PgConnectOptions>()
+    {
+        Ok(options) => options
+            .application_name(LISTENER_NAME)
+            .disable_statement_logging(),
+        Err(e) => {
+            tracing::error!(error = %e, "other cores' events cannot be heard");
+            return;
+        }
+    };
+    let mut listening = Listening {
+        core: core.clone(),
+        audience: audience.clone(),
+        untold: false,
+    };
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
-        let url = core.config.database.database_url.clone();
+        let core = listening.core.clone();
         let mut first = true;
         while !core.shutdown.is_cancelled() {
-            let mut listener = match PgListener::connect(&url).await {
+            // One connection, made again by the pool if it drops.
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .connect_lazy_with(options.clone());
+            let connected = async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.ignore_pool_close_event(true);
+                listener.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = match connected.await {
                 Ok(listener) => listener,
                 Err(e) => {
-                    tracing::warn!(error = %e, "dispatch listener cannot connect; retrying");
+                    tracing::warn!(error = %e, "dispatch listener cannot listen; retrying");
                     tokio::select! {
                         _ = core.shutdown.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     }
                 }
             };
-            if let Err(e) = listener.listen(CHANNEL).await {
-                tracing::warn!(error = %e, "dispatch listener cannot LISTEN; retrying");
+            if let Err(e) = listening.listened(&mut listener, !first).await {
+                tracing::warn!(error = %e, "dispatch listener lost its connection");
                 continue;
             }
-            core.dispatch.wake_all();
-            if !first {
-                core.live.lost();
-            }
             first = false;
+            let mut look = tokio::time::interval(LOOK_EVERY);
+            look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = core.shutdown.cancelled() => return,
-                    received = listener.try_recv() => match received {
-                        Ok(Some(notification)) => apply(&core, notification.payload()),
-                        // The connection dropped and came back: anything may be missed.
-                        Ok(None) => {
-                            core.dispatch.wake_all();
-                            core.live.lost();
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "dispatch listener lost its connection");
-                            break;
-                        }
+                let heard = tokio::select! {
+                    _ = core.shutdown.cancelled() => {
+                        // Gone from the database at once: the other cores
+                        // need not wait for the connection to time out.
+                        drop(listener);
+                        pool.close().await;
+                        return;
                     }
+                    _ = look.tick() => listening.look(&mut listener).await,
+                    received = listener.try_recv() => match received {
+                        Ok(Some(notification)) => match apply(&core, notification.payload()) {
+                            Some(hello) => listening.hello(&mut listener, hello).await,
+                            None => Ok(()),
+                        },
+                        // The connection dropped and came back: anything may be missed.
+                        Ok(None) => listening.listened(&mut listener, true).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                if let Err(e) = heard {
+                    tracing::warn!(error = %e, "dispatch listener lost its connection");
+                    break;
                 }
             }
         }
     });
+}
+
+/// The listener's part in finding the other cores ([`audience`]).
+struct Listening {
+    core: Arc<Core>,
+    audience: Arc<Audience>,
+    /// This core went quiet and has spoken since, but its hello saying so
+    /// was not sent yet.
+    untold: bool,
+}
+
+/// A look for other listeners that takes longer than this means the
+/// listener's connection is gone.
+const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Listening {
+    /// The listener listens, for the first time or again (`again`): this
+    /// core speaks and says hello, and looks at the database for what it
+    /// may have missed.
+    async fn listened(&mut self, listener: &mut PgListener, again: bool) -> sqlx::Result<()> {
+        self.speak(listener).await?;
+        self.core.dispatch.wake_all();
+        if again {
+            self.core.live.lost();
+        }
+        Ok(())
+    }
+
+    /// Notifies from now on, and says so.
+    async fn speak(&mut self, listener: &mut PgListener) -> sqlx::Result<()> {
+        if self.audience.speak().await {
+            self.untold = true;
+            tracing::info!("another core listens on the database; notifying it");
+        }
+        sqlx::query(NOTIFY_ALL)
+            .bind(CHANNEL)
+            .bind(vec![hello(&self.core, self.untold)])
+            .execute(&mut *listener)
+            .await?;
+        self.untold = false;
+        Ok(())
+    }
+
+    /// Another core says hello: if it was quiet, what it wrote meanwhile
+    /// is looked for; if this core is quiet, it speaks.
+    async fn hello(&mut self, listener: &mut PgListener, hello: Hello) -> sqlx::Result<()> {
+        if hello.was_quiet {
+            self.core.dispatch.wake_all();
+            self.core.live.lost();
+        }
+        if self.audience.alone() {
+            self.speak(listener).await?;
+        }
+        Ok(())
+    }
+
+    /// Looks for other cores' listeners: goes quiet if there are none, and
+    /// speaks if there are and this core is quiet (their hello was missed).
+    async fn look(&mut self, listener: &mut PgListener) -> sqlx::Result<()> {
+        let others = tokio::time::timeout(
+            LOOK_TIMEOUT,
+            sqlx::query_scalar::<_, i64>(OTHER_LISTENERS)
+                .bind(LISTENER_NAME)
+                .fetch_one(&mut *listener),
+        )
+        .await
+        .map_err(|_| {
+            let slow = "no answer to a look for other cores";
+            sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, slow))
+        })??;
+        metrics::gauge!("chatrelay_other_cores").set(others as f64);
+        match (others, self.audience.alone()) {
+            (0, false) => {
+                self.audience.hush();
+                tracing::info!("no other core listens on the database; notifying none");
+            }
+            (1.., true) => self.speak(listener).await?,
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

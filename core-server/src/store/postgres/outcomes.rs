@@ -27,8 +27,8 @@ use crate::{
 /// Finishes the open requests among `outcomes` (distinct requests), names
 /// the chat of each answer whose chat and ChatGPT id no other answer of the
 /// batch shares, if the chat has that id already or none and no other chat
-/// of the account has it, and sends the other cores an `f` notification
-/// per finished request.
+/// of the account has it, and sends the other cores (if any listen) an `f`
+/// notification per finished request.
 pub(crate) async fn finish(
     core: &Core,
     conn: &impl ConnectionTrait,
@@ -131,7 +131,8 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
          ), named AS ( \
              {name} RETURNING chats.id \
          ), told AS ( \
-             SELECT count(*) AS sent FROM (SELECT pg_notify($4, {payload}) FROM finished f) AS s \
+             SELECT count(*) AS sent FROM (SELECT pg_notify($4, {payload}) FROM finished f \
+                                           WHERE $5::text IS NOT NULL) AS s \
          ) \
          SELECT f.*, f.chat_id IN (SELECT id FROM named) AS chat_named, \
                 EXISTS (SELECT 1 FROM message_requests b \

@@ -1,14 +1,16 @@
 //! PostgreSQL's writers: submit writers take batches of submits, the
 //! session writer batches of the sessions' results, and each writes its
 //! batch in one transaction on the shared pool, side by side with the
-//! others (and with other cores). At shutdown each stops taking new work,
-//! writes what is already queued, and ends.
+//! others (and with other cores). A batch begun while no other core
+//! listens sends no notifications ([`Audience::quiet`]). At shutdown each
+//! stops taking new work, writes what is already queued, and ends.
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use futures::FutureExt;
 use tokio::sync::Mutex;
 
+use super::audience::Audience;
 use crate::{intake, results, store::batches, Core};
 
 /// Submit batches written at once. A commit waits for its WAL to reach the
@@ -20,13 +22,13 @@ const SUBMIT_WRITERS: usize = 2;
 /// the rate limits are checked as a batch is taken, so every writer applies
 /// the same limits. At shutdown they stop taking new submissions, store the
 /// ones already queued, and end.
-pub(super) fn start_submit_writer(core: &Arc<Core>) {
+pub(super) fn start_submit_writer(core: &Arc<Core>, audience: &Arc<Audience>) {
     let Some(rx) = core.intake.take_receiver() else {
         return;
     };
     let queue = Arc::new(Mutex::new((rx, intake::RateLimits::new(core))));
     for _ in 0..SUBMIT_WRITERS {
-        let (core, queue) = (core.clone(), queue.clone());
+        let (core, queue, audience) = (core.clone(), queue.clone(), audience.clone());
         let tracker = core.tasks.clone();
         tracker.spawn(async move {
             loop {
@@ -45,9 +47,8 @@ pub(super) fn start_submit_writer(core: &Arc<Core>) {
                 };
                 let stored = match accepted {
                     Ok(accepted) => {
-                        AssertUnwindSafe(batches::store_submits(&core, accepted))
-                            .catch_unwind()
-                            .await
+                        let stored = audience.quiet(batches::store_submits(&core, accepted));
+                        AssertUnwindSafe(stored).catch_unwind().await
                     }
                     Err(panic) => Err(panic),
                 };
@@ -63,19 +64,17 @@ pub(super) fn start_submit_writer(core: &Arc<Core>) {
 
 /// Starts the writer. At shutdown it stops taking results, applies the ones
 /// already queued, and ends.
-pub(super) fn start_session_writer(core: &Arc<Core>) {
+pub(super) fn start_session_writer(core: &Arc<Core>, audience: &Arc<Audience>) {
     let Some(mut rx) = core.results.take_receiver() else {
         return;
     };
-    let core = core.clone();
+    let (core, audience) = (core.clone(), audience.clone());
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
         while let Some(batch) = rx.next(&core.shutdown, results::MAX_BATCH).await {
             let (settles, claims) = batches::split(batch);
-            match AssertUnwindSafe(batches::store_session_writes(&core, settles, claims))
-                .catch_unwind()
-                .await
-            {
+            let stored = audience.quiet(batches::store_session_writes(&core, settles, claims));
+            match AssertUnwindSafe(stored).catch_unwind().await {
                 // `Store::claim` sends claims to the claimer, where those
                 // that find nothing stand, so no claim is queued on this
                 // writer; should one be, it is answered (empty) rather than
