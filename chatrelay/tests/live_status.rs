@@ -17,6 +17,7 @@ use common::{
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
+use sqlx::Connection;
 
 fn request_path(id: &str) -> String {
     format!("/api/chat/requests/{id}/")
@@ -750,6 +751,44 @@ async fn a_core_alone_sends_no_notifications() {
     }
     ext.close().await;
     second.stop().await;
+    app.stop().await;
+}
+
+/// A core whose listener loses its connection may have missed other cores'
+/// changes: its subscribers get a `reset`, and once it listens again what
+/// it commits is heard as before.
+#[tokio::test]
+async fn subscribers_are_reset_when_the_listener_reconnects() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        return; // SQLite has no listener
+    }
+    let app = TestApp::start(&db).await;
+    let key = app.account("acme").await;
+    let mut events = EventStream::of(&app, &key).await;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    common::eventually("the listener is connected", || async {
+        let metrics = app.metrics().await;
+        metrics.contains("\nchatrelay_other_cores ").then_some(())
+    })
+    .await;
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'chatrelay listener' AND datname = current_database()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate the listener");
+    assert_eq!(ended, [true]);
+    assert_eq!(events.next().await.event, "reset");
+
+    let mut events = EventStream::of(&app, &key).await;
+    let id = id_of(&app.submit_message(&key, "after the reconnect").await).to_string();
+    let event = events.next_request().await;
+    assert_eq!(
+        (event["id"].as_str(), event["status"].as_str()),
+        (Some(id.as_str()), Some("idle"))
+    );
     app.stop().await;
 }
 

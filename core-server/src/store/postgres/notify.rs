@@ -374,7 +374,12 @@ pub(super) fn start_listener(core: &Arc<Core>, audience: &Arc<Audience>) {
                 listener.listen(CHANNEL).await?;
                 Ok::<_, sqlx::Error>(listener)
             };
-            let mut listener = match connected.await {
+            let listened = async {
+                let mut listener = connected.await?;
+                listening.listened(&mut listener, !first).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = match listened.await {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::warn!(error = %e, "dispatch listener cannot listen; retrying");
@@ -384,10 +389,6 @@ pub(super) fn start_listener(core: &Arc<Core>, audience: &Arc<Audience>) {
                     }
                 }
             };
-            if let Err(e) = listening.listened(&mut listener, !first).await {
-                tracing::warn!(error = %e, "dispatch listener lost its connection");
-                continue;
-            }
             first = false;
             let mut look = tokio::time::interval(LOOK_EVERY);
             look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
