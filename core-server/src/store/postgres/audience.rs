@@ -62,8 +62,9 @@ pub(crate) struct Audience {
     /// No other core listens: the writers' batches send no notifications.
     /// A core starts out assuming others do.
     alone: AtomicBool,
-    /// Batches in progress that asked [`Self::quiet`] (each counted until
-    /// it has committed, whether it was quiet or not).
+    /// Batches in progress that were begun while this core was alone, each
+    /// counted until it has committed (and, for a moment, every batch as it
+    /// begins).
     quiet: AtomicUsize,
     /// Woken when `quiet` falls to zero.
     drained: Notify,
@@ -71,14 +72,16 @@ pub(crate) struct Audience {
 
 impl Audience {
     /// Runs a writer's batch, without notifications if this core is alone.
-    /// The batch is counted from before it looks until it returns
-    /// (committed), so that [`Self::speak`] can wait for it.
+    /// A quiet batch is counted from before it looks until it returns
+    /// (committed), so that [`Self::speak`] can wait for it; any other is
+    /// counted only while it looks, so that under a steady load speaking
+    /// waits for the quiet batches alone.
     pub(super) async fn quiet<T>(&self, batch: impl Future<Output = T>) -> T {
         self.quiet.fetch_add(1, SeqCst);
-        let _counted = Counted(self);
         // Read after counting: a core that speaks after this reads `alone`
         // finds the batch counted.
         let alone = self.alone.load(SeqCst);
+        let _counted = alone.then_some(Counted(self));
         ALONE.scope(alone, batch).await
     }
 
@@ -108,7 +111,8 @@ impl Audience {
     }
 }
 
-/// A batch counted by [`Audience::quiet`], uncounted when dropped.
+/// A batch counted by [`Audience::quiet`], uncounted when dropped (also
+/// if the batch panics or is dropped unfinished).
 struct Counted<'a>(&'a Audience);
 
 impl Drop for Counted<'_> {
@@ -126,7 +130,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_batch_begun_alone_is_quiet_and_speaking_waits_for_it() {
+    async fn speaking_waits_for_the_batches_begun_alone_and_no_others() {
         let audience = Arc::new(Audience::default());
         assert!(
             audience.quiet(async { heard() }).await,
@@ -170,5 +174,26 @@ mod tests {
         batch.await.unwrap();
         assert!(speaking.await.unwrap(), "it was alone");
         assert!(!audience.speak().await, "already speaking");
+
+        // A batch begun while speaking does not hold back a later speak.
+        let (commit, committed) = tokio::sync::oneshot::channel::<()>();
+        let (began, begun) = tokio::sync::oneshot::channel();
+        let batch = tokio::spawn({
+            let audience = audience.clone();
+            async move {
+                audience
+                    .quiet(async {
+                        began.send(()).unwrap();
+                        committed.await.unwrap();
+                    })
+                    .await
+            }
+        });
+        begun.await.unwrap();
+        audience.hush();
+        let spoke = tokio::time::timeout(Duration::from_secs(10), audience.speak()).await;
+        assert_eq!(spoke.ok(), Some(true), "it was alone, and nothing held it");
+        commit.send(()).unwrap();
+        batch.await.unwrap();
     }
 }
