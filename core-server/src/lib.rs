@@ -82,7 +82,7 @@ impl Core {
         dispatch::lease::start_keeper(&core);
         dispatch::registry::start(&core);
         dispatch::revocation::start(&core);
-        store::Store::start(&core);
+        store::Store::start(&core).await;
         webhooks::start_worker(&core);
         retention::start(&core);
         live::start(&core);

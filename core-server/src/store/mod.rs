@@ -108,11 +108,13 @@ impl Store {
     }
 
     /// Starts the back end's background tasks: its writers, and SQLite's
-    /// checkpoints or PostgreSQL's listener for other cores' events.
-    pub(crate) fn start(core: &Arc<Core>) {
+    /// checkpoints or PostgreSQL's listener for other cores' events. On
+    /// PostgreSQL, returns once this core hears the others (see
+    /// `postgres::start`).
+    pub(crate) async fn start(core: &Arc<Core>) {
         match &core.store.parts {
             Parts::Sqlite(_) => sqlite::start(core),
-            Parts::Postgres(parts) => postgres::start(core, parts),
+            Parts::Postgres(parts) => postgres::start(core, parts).await,
         }
     }
 

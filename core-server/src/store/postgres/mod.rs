@@ -72,14 +72,30 @@ pub(super) async fn connect(config: &DatabaseConfig) -> Result<(DatabaseConnecti
     Ok((SqlxPostgresConnector::from_sqlx_postgres_pool(pool), parts))
 }
 
+/// How long a starting core waits to hear the other cores before it
+/// serves anyway.
+const HEAR_OTHERS_WITHIN: Duration = Duration::from_secs(5);
+
 /// Starts the writers, the claimer, the listener for other cores' events
 /// (which also looks for the other cores), the publisher of this core's
 /// status changes to them, and the upkeep of the planner's statistics.
-pub(super) fn start(core: &Arc<Core>, parts: &Parts) {
+/// Returns once the listener listens and every other core it found has
+/// answered its hello (so each notifies it from then on), or after
+/// [`HEAR_OTHERS_WITHIN`].
+pub(super) async fn start(core: &Arc<Core>, parts: &Parts) {
     writers::start_submit_writer(core, &parts.audience);
     claims::start(core, &parts.claims);
     writers::start_session_writer(core, &parts.audience);
-    notify::start_listener(core, &parts.audience);
+    let heard = notify::start_listener(core, &parts.audience);
     notify::start_status_publisher(core, &parts.audience);
     statistics::start(core);
+    if tokio::time::timeout(HEAR_OTHERS_WITHIN, heard)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "not all other cores answered within {} s; serving anyway",
+            HEAR_OTHERS_WITHIN.as_secs()
+        );
+    }
 }

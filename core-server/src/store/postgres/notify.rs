@@ -143,16 +143,20 @@ pub(super) fn finished_payload_sql(prefix: usize, row: &str) -> String {
     )
 }
 
-/// Another core's hello: it listens, and notifies from now on.
+/// Another core's hello (`h`: it listens, and every core answers) or
+/// answer (`a`): either way it notifies from now on.
 struct Hello {
     /// It was quiet until just before: what it wrote meanwhile was not
     /// notified, and is to be looked for in the database.
     was_quiet: bool,
+    /// An answer to a hello, which needs none.
+    answer: bool,
 }
 
-/// A hello from this core: `h`, then `q` if it was quiet.
-fn hello(core: &Core, was_quiet: bool) -> String {
-    format!("{}:h:0:{}", core.node_id, if was_quiet { 'q' } else { 'n' })
+/// This core's hello (`kind` `h`) or answer (`a`), then `q` if it was quiet.
+fn hello(core: &Core, kind: char, was_quiet: bool) -> String {
+    let quiet = if was_quiet { 'q' } else { 'n' };
+    format!("{}:{kind}:0:{quiet}", core.node_id)
 }
 
 /// Applies another core's event; a hello is returned, for the listener.
@@ -173,9 +177,10 @@ fn apply(core: &Core, payload: &str) -> Option<Hello> {
             .remote(parse_changes(account, rest.unwrap_or_default()));
         return None;
     }
-    if kind == "h" {
+    if kind == "h" || kind == "a" {
         return Some(Hello {
             was_quiet: rest == Some("q"),
+            answer: kind == "a",
         });
     }
     match (kind, rest.and_then(|r| Uuid::parse_str(r).ok())) {
@@ -336,8 +341,14 @@ pub(super) fn start_status_publisher(core: &Arc<Core>, audience: &Arc<Audience>)
 /// Starts the task that turns other cores' events into local wake-ups,
 /// and looks for other cores ([`audience`]). It reconnects by itself and,
 /// since events may have been missed while disconnected, wakes every local
-/// session after a reconnect and says hello again.
-pub(super) fn start_listener(core: &Arc<Core>, audience: &Arc<Audience>) {
+/// session after a reconnect and says hello again. The receiver hears once
+/// the listener listens and each other core found then has answered its
+/// first hello.
+pub(super) fn start_listener(
+    core: &Arc<Core>,
+    audience: &Arc<Audience>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (heard, heard_all) = tokio::sync::oneshot::channel();
     let options = match core
         .config
         .database
@@ -349,13 +360,15 @@ pub(super) fn start_listener(core: &Arc<Core>, audience: &Arc<Audience>) {
             .disable_statement_logging(),
         Err(e) => {
             tracing::error!(error = %e, "other cores' events cannot be heard");
-            return;
+            return heard_all;
         }
     };
     let mut listening = Listening {
         core: core.clone(),
         audience: audience.clone(),
         untold: false,
+        heard: Some(heard),
+        awaiting: 0,
     };
     let tracker = core.tasks.clone();
     tracker.spawn(async move {
@@ -389,8 +402,16 @@ pub(super) fn start_listener(core: &Arc<Core>, audience: &Arc<Audience>) {
                     }
                 }
             };
+            if first {
+                // Looked at once, for the answers to wait for.
+                if let Err(e) = listening.look(&mut listener).await {
+                    tracing::warn!(error = %e, "dispatch listener lost its connection");
+                    continue;
+                }
+            }
             first = false;
-            let mut look = tokio::time::interval(LOOK_EVERY);
+            let start = tokio::time::Instant::now() + LOOK_EVERY;
+            let mut look = tokio::time::interval_at(start, LOOK_EVERY);
             look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let heard = tokio::select! {
@@ -419,6 +440,7 @@ pub(super) fn start_listener(core: &Arc<Core>, audience: &Arc<Audience>) {
             }
         }
     });
+    heard_all
 }
 
 /// The listener's part in finding the other cores ([`audience`]).
@@ -428,6 +450,10 @@ struct Listening {
     /// This core went quiet and has spoken since, but its hello saying so
     /// was not sent yet.
     untold: bool,
+    /// Told once the other cores found at start-up have answered.
+    heard: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Answers still awaited before `heard` is told.
+    awaiting: usize,
 }
 
 /// A look for other listeners that takes longer than this means the
@@ -439,7 +465,7 @@ impl Listening {
     /// core speaks and says hello, and looks at the database for what it
     /// may have missed.
     async fn listened(&mut self, listener: &mut PgListener, again: bool) -> sqlx::Result<()> {
-        self.speak(listener).await?;
+        self.speak(listener, 'h').await?;
         self.core.dispatch.wake_all();
         if again {
             self.core.live.lost();
@@ -447,32 +473,49 @@ impl Listening {
         Ok(())
     }
 
-    /// Notifies from now on, and says so.
-    async fn speak(&mut self, listener: &mut PgListener) -> sqlx::Result<()> {
+    /// Notifies from now on, and says so: `kind` `h` for a hello, which
+    /// every other core answers, `a` for an answer.
+    async fn speak(&mut self, listener: &mut PgListener, kind: char) -> sqlx::Result<()> {
         if self.audience.speak().await {
             self.untold = true;
             tracing::info!("another core listens on the database; notifying it");
         }
         sqlx::query(NOTIFY_ALL)
             .bind(CHANNEL)
-            .bind(vec![hello(&self.core, self.untold)])
+            .bind(vec![hello(&self.core, kind, self.untold)])
             .execute(&mut *listener)
             .await?;
         self.untold = false;
         Ok(())
     }
 
-    /// Another core says hello: if it was quiet, what it wrote meanwhile
-    /// is looked for; if this core is quiet, it speaks.
+    /// Another core says hello, or answers: if it was quiet, what it wrote
+    /// meanwhile is looked for. A hello is answered (once this core
+    /// speaks, if it was quiet); an answer counts towards the ones awaited
+    /// at start-up, and a quiet core that hears one speaks.
     async fn hello(&mut self, listener: &mut PgListener, hello: Hello) -> sqlx::Result<()> {
         if hello.was_quiet {
             self.core.dispatch.wake_all();
             self.core.live.lost();
         }
+        if !hello.answer {
+            return self.speak(listener, 'a').await;
+        }
+        self.awaiting = self.awaiting.saturating_sub(1);
+        if self.awaiting == 0 {
+            self.heard_all();
+        }
         if self.audience.alone() {
-            self.speak(listener).await?;
+            self.speak(listener, 'a').await?;
         }
         Ok(())
+    }
+
+    /// The other cores found at start-up have all answered.
+    fn heard_all(&mut self) {
+        if let Some(heard) = self.heard.take() {
+            let _ = heard.send(());
+        }
     }
 
     /// Looks for other cores' listeners: goes quiet if there are none, and
@@ -490,12 +533,19 @@ impl Listening {
             sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, slow))
         })??;
         metrics::gauge!("chatrelay_other_cores").set(others as f64);
+        if self.heard.is_some() {
+            // The first look: their answers to this core's hello are awaited.
+            self.awaiting = usize::try_from(others).unwrap_or(0);
+            if self.awaiting == 0 {
+                self.heard_all();
+            }
+        }
         match (others, self.audience.alone()) {
             (0, false) => {
                 self.audience.hush();
                 tracing::info!("no other core listens on the database; notifying none");
             }
-            (1.., true) => self.speak(listener).await?,
+            (1.., true) => self.speak(listener, 'a').await?,
             _ => {}
         }
         Ok(())
