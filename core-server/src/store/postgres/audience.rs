@@ -127,7 +127,32 @@ impl Drop for Counted<'_> {
 mod tests {
     use std::sync::Arc;
 
+    use tokio::sync::oneshot;
+
     use super::*;
+
+    /// A batch in progress on its own task: whether it notifies, once it
+    /// began, and the sender that lets it commit.
+    fn batch_in_progress(
+        audience: &Arc<Audience>,
+    ) -> (
+        oneshot::Receiver<bool>,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (commit, committed) = oneshot::channel::<()>();
+        let (began, begun) = oneshot::channel();
+        let audience = audience.clone();
+        let batch = tokio::spawn(async move {
+            audience
+                .quiet(async {
+                    began.send(heard()).unwrap();
+                    committed.await.unwrap();
+                })
+                .await
+        });
+        (begun, commit, batch)
+    }
 
     #[tokio::test]
     async fn speaking_waits_for_the_batches_begun_alone_and_no_others() {
@@ -140,19 +165,7 @@ mod tests {
         assert!(!audience.quiet(async { heard() }).await);
         assert!(heard(), "outside a batch every write notifies");
 
-        let (commit, committed) = tokio::sync::oneshot::channel::<()>();
-        let (began, begun) = tokio::sync::oneshot::channel();
-        let batch = tokio::spawn({
-            let audience = audience.clone();
-            async move {
-                audience
-                    .quiet(async {
-                        began.send(heard()).unwrap();
-                        committed.await.unwrap();
-                    })
-                    .await
-            }
-        });
+        let (begun, commit, batch) = batch_in_progress(&audience);
         assert!(!begun.await.unwrap(), "begun alone: quiet");
         let speaking = tokio::spawn({
             let audience = audience.clone();
@@ -176,20 +189,8 @@ mod tests {
         assert!(!audience.speak().await, "already speaking");
 
         // A batch begun while speaking does not hold back a later speak.
-        let (commit, committed) = tokio::sync::oneshot::channel::<()>();
-        let (began, begun) = tokio::sync::oneshot::channel();
-        let batch = tokio::spawn({
-            let audience = audience.clone();
-            async move {
-                audience
-                    .quiet(async {
-                        began.send(()).unwrap();
-                        committed.await.unwrap();
-                    })
-                    .await
-            }
-        });
-        begun.await.unwrap();
+        let (begun, commit, batch) = batch_in_progress(&audience);
+        assert!(begun.await.unwrap(), "begun while speaking: it notifies");
         audience.hush();
         let spoke = tokio::time::timeout(Duration::from_secs(10), audience.speak()).await;
         assert_eq!(spoke.ok(), Some(true), "it was alone, and nothing held it");

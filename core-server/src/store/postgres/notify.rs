@@ -265,6 +265,23 @@ fn status_payloads(node: Uuid, changes: &[Change]) -> Vec<String> {
     payloads
 }
 
+/// The options of a connection of a task's own (outside the pool), or
+/// `None`, logged with `unusable`, if the database URL cannot be read.
+fn own_connection(core: &Core, unusable: &str) -> Option<PgConnectOptions> {
+    match core
+        .config
+        .database
+        .database_url
+        .parse::<PgConnectOptions>()
+    {
+        Ok(options) => Some(options.disable_statement_logging()),
+        Err(e) => {
+            tracing::error!(error = %e, "{unusable}");
+            None
+        }
+    }
+}
+
 /// Starts the task that passes this core's status changes on to the other
 /// cores, after their commit, a batch per round trip.
 ///
@@ -280,20 +297,11 @@ fn status_payloads(node: Uuid, changes: &[Change]) -> Vec<String> {
 /// hello before anything it commits later, and looks at the database then.
 pub(super) fn start_status_publisher(core: &Arc<Core>, audience: &Arc<Audience>) {
     core.live.send_to_other_cores();
-    let options = match core
-        .config
-        .database
-        .database_url
-        .parse::<PgConnectOptions>()
-    {
-        Ok(options) => options
-            .options([("synchronous_commit", "off")])
-            .disable_statement_logging(),
-        Err(e) => {
-            tracing::error!(error = %e, "status changes cannot be passed on to other cores");
-            return;
-        }
+    let Some(options) = own_connection(core, "status changes cannot be passed on to other cores")
+    else {
+        return;
     };
+    let options = options.options([("synchronous_commit", "off")]);
     // One connection, made again by the pool if it drops.
     let pool = PgPoolOptions::new()
         .max_connections(1)
@@ -349,20 +357,10 @@ pub(super) fn start_listener(
     audience: &Arc<Audience>,
 ) -> tokio::sync::oneshot::Receiver<()> {
     let (heard, heard_all) = tokio::sync::oneshot::channel();
-    let options = match core
-        .config
-        .database
-        .database_url
-        .parse::<PgConnectOptions>()
-    {
-        Ok(options) => options
-            .application_name(LISTENER_NAME)
-            .disable_statement_logging(),
-        Err(e) => {
-            tracing::error!(error = %e, "other cores' events cannot be heard");
-            return heard_all;
-        }
+    let Some(options) = own_connection(core, "other cores' events cannot be heard") else {
+        return heard_all;
     };
+    let options = options.application_name(LISTENER_NAME);
     let mut listening = Listening {
         core: core.clone(),
         audience: audience.clone(),
