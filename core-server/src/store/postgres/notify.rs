@@ -388,6 +388,10 @@ pub(super) fn start_listener(
             let listened = async {
                 let mut listener = connected.await?;
                 listening.listened(&mut listener, !first).await?;
+                if first {
+                    // Looked at once, for the answers to wait for.
+                    listening.look(&mut listener).await?;
+                }
                 Ok::<_, sqlx::Error>(listener)
             };
             let mut listener = match listened.await {
@@ -400,13 +404,6 @@ pub(super) fn start_listener(
                     }
                 }
             };
-            if first {
-                // Looked at once, for the answers to wait for.
-                if let Err(e) = listening.look(&mut listener).await {
-                    tracing::warn!(error = %e, "dispatch listener lost its connection");
-                    continue;
-                }
-            }
             first = false;
             let start = tokio::time::Instant::now() + LOOK_EVERY;
             let mut look = tokio::time::interval_at(start, LOOK_EVERY);
