@@ -612,6 +612,18 @@ async fn subscribers_on_any_core_hear_every_change() {
     first.stop().await;
 }
 
+/// Waits until the core has looked for other cores and found none (it then
+/// sends no notifications): its `chatrelay_other_cores` gauge reads 0.
+async fn found_alone(app: &TestApp) {
+    common::eventually("the core finds itself alone", || async {
+        let metrics = app.metrics().await;
+        metrics
+            .contains("\nchatrelay_other_cores 0\n")
+            .then_some(())
+    })
+    .await;
+}
+
 /// A core alone on its database notifies no other core. A core started
 /// later hears everything the first commits once it has started (the first
 /// has answered its hello by then): its sessions are woken by the first
@@ -628,13 +640,7 @@ async fn a_core_started_later_hears_a_core_that_was_alone() {
     let woken = first.account("other").await;
     let mut answering = Extension::connect(&first, &watched).await;
     for round in 0..2 {
-        common::eventually("the first core finds itself alone", || async {
-            let metrics = first.metrics().await;
-            metrics
-                .contains("\nchatrelay_other_cores 0\n")
-                .then_some(())
-        })
-        .await;
+        found_alone(&first).await;
         let later = TestApp::start(&db).await;
         let mut events = EventStream::of(&later, &watched).await;
         let mut woken_there = Extension::connect(&later, &woken).await;
@@ -694,13 +700,7 @@ async fn a_core_alone_sends_no_notifications() {
         .await
         .expect("listener");
     heard.listen("chatrelay_dispatch").await.expect("LISTEN");
-    common::eventually("the core finds itself alone", || async {
-        let metrics = app.metrics().await;
-        metrics
-            .contains("\nchatrelay_other_cores 0\n")
-            .then_some(())
-    })
-    .await;
+    found_alone(&app).await;
     let mut ext = Extension::connect(&app, &key).await;
     let answer = |n: usize| format!("alone {n}");
     for n in 0..3 {

@@ -294,7 +294,8 @@ fn own_connection(core: &Core, unusable: &str) -> Option<PgConnectOptions> {
 /// crash would not lose: after one every core's listener reconnects and
 /// tells its subscribers to re-list. While no other core listens, the
 /// changes are dropped: a core that starts listening hears this one's
-/// hello before anything it commits later, and looks at the database then.
+/// answer to its hello before anything this one commits later, and looks
+/// at the database then.
 pub(super) fn start_status_publisher(core: &Arc<Core>, audience: &Arc<Audience>) {
     core.live.send_to_other_cores();
     let Some(options) = own_connection(core, "status changes cannot be passed on to other cores")
