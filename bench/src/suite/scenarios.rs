@@ -10,7 +10,7 @@ use crate::{
     lifecycle::{LifecycleLoad, LifecycleReport},
     live::{HeldOpen, LiveLoad},
     observe::Usage,
-    reference::ReferenceServer,
+    reference::{ReferenceServer, RUSQLITE_PREFIX},
     report::{mib, ms, percent, rate, thousands, Row},
     rest::RestClient,
     submit_grpc::GrpcLoad,
@@ -186,11 +186,23 @@ impl Suite<'_> {
         let reference =
             ReferenceServer::start(&std::env::current_exe()?, Some(self.database_url)).await?;
         let url = format!("http://{}/api/chat/requests/{id}/", reference.addr);
-        let measured = self
+        let sqlx = self
             .wrk_measured(None, &url, &self.get_script, &keys.get)
             .await;
+        let rusqlite = if self.database_url.starts_with("sqlite:") {
+            let url = format!(
+                "http://{}{RUSQLITE_PREFIX}/api/chat/requests/{id}/",
+                reference.addr
+            );
+            Some(
+                self.wrk_measured(None, &url, &self.get_script, &keys.get)
+                    .await,
+            )
+        } else {
+            None
+        };
         reference.stop().await;
-        let (report, _) = measured?;
+        let (report, _) = sqlx?;
         self.add_wrk_row(
             format!(
                 "ref-db: bare axum + plain sqlx, the lookup of 3 on the same database (wrk, {} conns)",
@@ -201,6 +213,23 @@ impl Suite<'_> {
             &format!("3 is {} of this", percent(get_rps / report.requests_per_sec)),
             None,
         );
+        if let Some(measured) = rusqlite {
+            let (report, _) = measured?;
+            self.add_wrk_row(
+                format!(
+                    "ref-rusqlite: bare axum + the lookup of 3 read as chatrelay reads it \
+                     (rusqlite on the calling task; wrk, {} conns)",
+                    self.conns()
+                ),
+                &report,
+                None,
+                &format!(
+                    "3 is {} of this",
+                    percent(get_rps / report.requests_per_sec)
+                ),
+                None,
+            );
+        }
         Ok(())
     }
 
