@@ -97,17 +97,23 @@ enum Lookup {
     Sqlite(SqlitePool),
 }
 
+/// The request id and the SHA-256 of the API key a GET asks with, as
+/// chatrelay reads them.
+fn asked(id: &str, headers: &HeaderMap) -> Result<(Uuid, String), StatusCode> {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|key| key.to_str().ok())
+        .ok_or(StatusCode::UNAUTHORIZED)?;
+    let id = Uuid::parse_str(id).map_err(|_| StatusCode::NOT_FOUND)?;
+    Ok((id, hex::encode(Sha256::digest(key.as_bytes()))))
+}
+
 async fn get_request(
     State(lookup): State<Lookup>,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Json<RequestBody>, StatusCode> {
-    let key = headers
-        .get("x-api-key")
-        .and_then(|key| key.to_str().ok())
-        .ok_or(StatusCode::UNAUTHORIZED)?;
-    let id = Uuid::parse_str(&id).map_err(|_| StatusCode::NOT_FOUND)?;
-    let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
+    let (id, key_hash) = asked(&id, &headers)?;
     let row: Option<RequestBody> = match &lookup {
         Lookup::Postgres(pool) => {
             let query = sqlx::query_as(REQUEST_BY_ID).bind(id).bind(&key_hash);
@@ -187,12 +193,7 @@ async fn get_request_rusqlite(
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Json<RequestBody>, StatusCode> {
-    let key = headers
-        .get("x-api-key")
-        .and_then(|key| key.to_str().ok())
-        .ok_or(StatusCode::UNAUTHORIZED)?;
-    let id = Uuid::parse_str(&id).map_err(|_| StatusCode::NOT_FOUND)?;
-    let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
+    let (id, key_hash) = asked(&id, &headers)?;
     readers
         .lookup(id, &key_hash)
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?
