@@ -52,6 +52,7 @@ impl Running {
         let edge = EdgeState::in_process(
             edge_config,
             chatrelay_core::grpc::in_process(routes.clone()),
+            Arc::new(chatrelay_core::grpc::ChatApi::new(core.clone())),
         );
         let edge_stop = CancellationToken::new();
         let grpc = tokio::spawn(chatrelay_core::grpc::serve(

@@ -9,6 +9,7 @@ use prost::Message;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_when_all_is_up() {
@@ -57,6 +58,74 @@ async fn readyz_turns_unready_when_the_core_stops() {
     assert_eq!(healthz.status(), StatusCode::OK);
     edge_stop.cancel();
     edge_task.await.unwrap().unwrap();
+}
+
+/// `chatrelay serve`'s edge answers a GET from the core's chat service
+/// itself; a split deployment's edge asks over gRPC. Both answer alike:
+/// a finished request, one of another account, an unknown id, a malformed
+/// one, a long-poll and a missing key.
+#[tokio::test]
+async fn a_get_answers_alike_in_process_and_over_grpc() {
+    let db = TestDb::new().await;
+    let core = LoneCore::start(&db).await;
+    let key = core.core.create_account("alike", None).await;
+    let other_key = core.core.create_account("other", None).await;
+    let id = core.core.submit(&key, "hello").await.unwrap();
+    let other_id = core.core.submit(&other_key, "elsewhere").await.unwrap();
+    let account = core.core.account_id("alike").await;
+    core.core
+        .complete(account, id, "hi there".into(), "c-1".into(), None)
+        .await
+        .unwrap();
+    let config = || EdgeConfig::for_core(core.url.clone());
+    let in_process = core.core.edge_router(config()).await;
+    let over_grpc = chatrelay_edge::app(EdgeState::new(config()).unwrap());
+    let call = |router: &axum::Router, path: &str, key: Option<&str>| {
+        let mut request = axum::http::Request::get(path);
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        let request = request.body(axum::body::Body::empty()).unwrap();
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let calls = [
+        (format!("/api/chat/requests/{id}/"), Some(&key), 200),
+        (format!("/api/chat/requests/{id}/?wait=5"), Some(&key), 200),
+        (format!("/api/chat/requests/{other_id}/"), Some(&key), 404),
+        (
+            format!("/api/chat/requests/{}/", uuid::Uuid::now_v7()),
+            Some(&key),
+            404,
+        ),
+        ("/api/chat/requests/not-an-id/".to_string(), Some(&key), 404),
+        (format!("/api/chat/requests/{id}/"), None, 401),
+    ];
+    for (path, key, expected) in calls {
+        let here = call(&in_process, &path, key.map(String::as_str)).await;
+        let there = call(&over_grpc, &path, key.map(String::as_str)).await;
+        assert_eq!(here.0.as_u16(), expected, "{path}: {}", here.1);
+        assert_eq!(here, there, "{path}");
+    }
+    let (_, body) = call(
+        &in_process,
+        &format!("/api/chat/requests/{id}/"),
+        Some(&key),
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&body["status"], &body["response"], &body["chat"]),
+        (&json!("done"), &json!("hi there"), &json!("c-1"))
+    );
+    core.stop().await;
 }
 
 fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {

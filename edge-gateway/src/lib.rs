@@ -12,10 +12,11 @@ pub mod observe;
 pub mod rest;
 pub mod ws;
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc};
 
 use chatrelay_proto::v1::{
-    chat_service_client::ChatServiceClient, extension_service_client::ExtensionServiceClient,
+    self as pb, chat_service_client::ChatServiceClient, chat_service_server::ChatService,
+    extension_service_client::ExtensionServiceClient,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,18 @@ pub type CoreChannel = BoxCloneSyncService<
     axum::http::Request<tonic::body::Body>,
     axum::http::Response<tonic::body::Body>,
     tonic::transport::Error,
+>;
+
+/// The core's chat service itself, where the core runs in this process
+/// (`chatrelay serve`): a call hands it the `tonic::Request` as a value,
+/// without the protobuf encoding, the HTTP request and the bodies of the
+/// in-process gRPC stack. Its answers and errors are the gRPC call's.
+pub type LocalChat = Arc<
+    dyn ChatService<
+        WatchRequestsStream = Pin<
+            Box<dyn futures::Stream<Item = Result<pb::RequestEvent, tonic::Status>> + Send>,
+        >,
+    >,
 >;
 
 /// What every handler shares: the gRPC clients of the core. Cloned for
@@ -53,6 +66,10 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// The fields of [`EdgeState`].
 pub struct Shared {
     pub chat: ChatServiceClient<CoreChannel>,
+    /// In `chatrelay serve`, the core's chat service for the GET of a
+    /// request, the hottest read (the in-process gRPC stack cost a GET
+    /// about a fifth of its CPU: `bench/results/sqlite-get-2026-12-03-night.md`).
+    pub local_chat: Option<LocalChat>,
     pub extension: ExtensionServiceClient<CoreChannel>,
     pub health: tonic_health::pb::health_client::HealthClient<CoreChannel>,
     pub config: Arc<EdgeConfig>,
@@ -92,13 +109,18 @@ impl EdgeState {
             endpoint = endpoint.tls_config(tls)?;
         }
         let channel = endpoint.connect_lazy();
-        Ok(Self::with_core(config, BoxCloneSyncService::new(channel)))
+        Ok(Self::with_core(
+            config,
+            BoxCloneSyncService::new(channel),
+            None,
+        ))
     }
 
     /// The state for an edge that calls `core` directly: the core's gRPC
-    /// service stack in this process (`config.core_url` is not used). Such a
-    /// call cannot fail to reach the core, hence the infallible service.
-    pub fn in_process<S>(config: EdgeConfig, core: S) -> Self
+    /// service stack in this process (`config.core_url` is not used), and
+    /// for the GET of a request `chat`, the core's chat service itself. Such
+    /// a call cannot fail to reach the core, hence the infallible service.
+    pub fn in_process<S>(config: EdgeConfig, core: S, chat: LocalChat) -> Self
     where
         S: tower::Service<
                 axum::http::Request<tonic::body::Body>,
@@ -111,14 +133,15 @@ impl EdgeState {
         S::Future: Send + 'static,
     {
         let core = core.map_err(|never| match never {});
-        Self::with_core(config, BoxCloneSyncService::new(core))
+        Self::with_core(config, BoxCloneSyncService::new(core), Some(chat))
     }
 
-    fn with_core(config: EdgeConfig, core: CoreChannel) -> Self {
+    fn with_core(config: EdgeConfig, core: CoreChannel, local_chat: Option<LocalChat>) -> Self {
         Self(Arc::new(Shared {
             chat: ChatServiceClient::new(core.clone())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            local_chat,
             extension: ExtensionServiceClient::new(core.clone())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),

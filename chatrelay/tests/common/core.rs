@@ -93,7 +93,11 @@ impl TestCore {
         let routes = chatrelay_core::grpc::routes(&self.core)
             .await
             .expect("gRPC routes");
-        let state = EdgeState::in_process(config, chatrelay_core::grpc::in_process(routes));
+        let state = EdgeState::in_process(
+            config,
+            chatrelay_core::grpc::in_process(routes),
+            Arc::new(chatrelay_core::grpc::ChatApi::new(self.core.clone())),
+        );
         chatrelay_edge::app(state)
     }
 

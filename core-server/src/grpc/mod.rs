@@ -6,6 +6,7 @@ pub mod convert;
 mod extension;
 mod listener;
 
+pub use chat::ChatApi;
 pub use listener::GrpcListener;
 
 use std::{convert::Infallible, sync::Arc};

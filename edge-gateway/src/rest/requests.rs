@@ -177,20 +177,31 @@ pub async fn get(
             wait,
         },
     )?;
-    let mut chat = client(&state);
     let found = match wait {
-        None => chat.get_request(request).await?,
+        None => get_request(&state, request).await?,
         // A stopping edge answers its long-polls at once, with the request
         // as it is, rather than hold its shutdown for the wait.
         Some(_) => tokio::select! {
-            found = chat.get_request(request) => found?,
+            found = get_request(&state, request) => found?,
             _ = state.stopping.cancelled() => {
                 let request = authed(&headers, pb::GetRequestRequest { id, wait: None })?;
-                client(&state).get_request(request).await?
+                get_request(&state, request).await?
             }
         },
     };
     Ok(Json(found.into_inner().into()))
+}
+
+/// `GetRequest`: from the core's chat service itself where the core runs in
+/// this process, else over gRPC.
+async fn get_request(
+    state: &EdgeState,
+    request: tonic::Request<pb::GetRequestRequest>,
+) -> Result<tonic::Response<pb::MessageRequest>, tonic::Status> {
+    match &state.local_chat {
+        Some(chat) => chat.get_request(request).await,
+        None => client(state).get_request(request).await,
+    }
 }
 
 /// Query parameters of `GET /api/chat/requests/`. Read as text and checked
