@@ -118,8 +118,9 @@ impl EdgeState {
 
     /// The state for an edge that calls `core` directly: the core's gRPC
     /// service stack in this process (`config.core_url` is not used), and
-    /// for the GET of a request `chat`, the core's chat service itself. Such
-    /// a call cannot fail to reach the core, hence the infallible service.
+    /// `chat`, the core's chat service itself, for the GET of a request.
+    /// Such a call cannot fail to reach the core, hence the infallible
+    /// service.
     pub fn in_process<S>(config: EdgeConfig, core: S, chat: LocalChat) -> Self
     where
         S: tower::Service<
