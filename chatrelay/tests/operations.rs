@@ -60,10 +60,39 @@ async fn readyz_turns_unready_when_the_core_stops() {
     edge_task.await.unwrap().unwrap();
 }
 
-/// `chatrelay serve`'s edge answers a GET from the core's chat service
-/// itself; a split deployment's edge asks over gRPC. Both answer alike:
-/// a finished request, one of another account, an unknown id, a malformed
-/// one, a long-poll and a missing key.
+/// The two edges of one core: `chatrelay serve`'s, which calls the core's
+/// chat service itself for a submit and a GET, and a split deployment's,
+/// which asks over gRPC.
+struct BothEdges {
+    in_process: axum::Router,
+    over_grpc: axum::Router,
+}
+
+impl BothEdges {
+    async fn of(core: &LoneCore) -> Self {
+        let config = || EdgeConfig::for_core(core.url.clone());
+        Self {
+            in_process: core.core.edge_router(config()).await,
+            over_grpc: chatrelay_edge::app(EdgeState::new(config()).unwrap()),
+        }
+    }
+}
+
+/// One call to `router`: its status and body.
+async fn answer(
+    router: &axum::Router,
+    request: axum::http::Request<axum::body::Body>,
+) -> (u16, String) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// A GET answers alike from both edges: a finished request, one of another
+/// account, an unknown id, a malformed one, a long-poll and a missing key.
 #[tokio::test]
 async fn a_get_answers_alike_in_process_and_over_grpc() {
     let db = TestDb::new().await;
@@ -77,24 +106,13 @@ async fn a_get_answers_alike_in_process_and_over_grpc() {
         .complete(account, id, "hi there".into(), "c-1".into(), None)
         .await
         .unwrap();
-    let config = || EdgeConfig::for_core(core.url.clone());
-    let in_process = core.core.edge_router(config()).await;
-    let over_grpc = chatrelay_edge::app(EdgeState::new(config()).unwrap());
-    let call = |router: &axum::Router, path: &str, key: Option<&str>| {
+    let edges = BothEdges::of(&core).await;
+    let get = |path: &str, key: Option<&str>| {
         let mut request = axum::http::Request::get(path);
         if let Some(key) = key {
             request = request.header("X-API-Key", key);
         }
-        let request = request.body(axum::body::Body::empty()).unwrap();
-        let router = router.clone();
-        async move {
-            let response = router.oneshot(request).await.unwrap();
-            let status = response.status();
-            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (status, String::from_utf8(body.to_vec()).unwrap())
-        }
+        request.body(axum::body::Body::empty()).unwrap()
     };
     let calls = [
         (format!("/api/chat/requests/{id}/"), Some(&key), 200),
@@ -109,15 +127,15 @@ async fn a_get_answers_alike_in_process_and_over_grpc() {
         (format!("/api/chat/requests/{id}/"), None, 401),
     ];
     for (path, key, expected) in calls {
-        let here = call(&in_process, &path, key.map(String::as_str)).await;
-        let there = call(&over_grpc, &path, key.map(String::as_str)).await;
-        assert_eq!(here.0.as_u16(), expected, "{path}: {}", here.1);
+        let key = key.map(String::as_str);
+        let here = answer(&edges.in_process, get(&path, key)).await;
+        let there = answer(&edges.over_grpc, get(&path, key)).await;
+        assert_eq!(here.0, expected, "{path}: {}", here.1);
         assert_eq!(here, there, "{path}");
     }
-    let (_, body) = call(
-        &in_process,
-        &format!("/api/chat/requests/{id}/"),
-        Some(&key),
+    let (_, body) = answer(
+        &edges.in_process,
+        get(&format!("/api/chat/requests/{id}/"), Some(&key)),
     )
     .await;
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -125,6 +143,96 @@ async fn a_get_answers_alike_in_process_and_over_grpc() {
         (&body["status"], &body["response"], &body["chat"]),
         (&json!("done"), &json!("hi there"), &json!("c-1"))
     );
+    core.stop().await;
+}
+
+/// A submit answers alike from both edges, and the two share the core's
+/// idempotency: a retry through the other edge is a `200` with the very
+/// request the first created, a key reused for another message a `409`;
+/// rejected submits store nothing.
+#[tokio::test]
+async fn a_submit_answers_alike_in_process_and_over_grpc() {
+    let db = TestDb::new().await;
+    let core = LoneCore::start(&db).await;
+    let key = core.core.create_account("alike", None).await;
+    let edges = BothEdges::of(&core).await;
+    let submit = |key: &str, idempotency_key: Option<&[u8]>, body: &str| {
+        let mut request = axum::http::Request::post("/api/chat/submit/")
+            .header("X-API-Key", key)
+            .header("Content-Type", "application/json");
+        if let Some(idempotency_key) = idempotency_key {
+            let value = axum::http::HeaderValue::from_bytes(idempotency_key).unwrap();
+            request = request.header("Idempotency-Key", value);
+        }
+        request
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap()
+    };
+    let once = r#"{"message": "once", "response_type": "instant"}"#;
+
+    // First here, retried there; first there, retried here.
+    let first = answer(
+        &edges.in_process,
+        submit(&key, Some(b"k-1".as_slice()), once),
+    )
+    .await;
+    let retry = answer(
+        &edges.over_grpc,
+        submit(&key, Some(b"k-1".as_slice()), once),
+    )
+    .await;
+    assert_eq!((first.0, retry.0), (201, 200), "{}", first.1);
+    assert_eq!(first.1, retry.1);
+    let first = answer(
+        &edges.over_grpc,
+        submit(&key, Some(b"k-2".as_slice()), once),
+    )
+    .await;
+    let retry = answer(
+        &edges.in_process,
+        submit(&key, Some(b"k-2".as_slice()), once),
+    )
+    .await;
+    assert_eq!((first.0, retry.0), (201, 200), "{}", first.1);
+    assert_eq!(first.1, retry.1);
+    let created: serde_json::Value = serde_json::from_str(&first.1).unwrap();
+    assert_eq!(
+        (&created["status"], &created["message"]),
+        (&json!("idle"), &json!("once"))
+    );
+
+    let rejected = [
+        (
+            key.as_str(),
+            Some(b"k-1".as_slice()),
+            r#"{"message": "another"}"#,
+            409,
+        ),
+        (key.as_str(), None, r#"{"message": ""}"#, 400),
+        (
+            key.as_str(),
+            None,
+            r#"{"message": "x", "thinking_time": "long"}"#,
+            400,
+        ),
+        // Not printable ASCII.
+        (key.as_str(), Some(b"k-\xe9".as_slice()), once, 400),
+        ("not-a-key", None, once, 401),
+    ];
+    for (key, idempotency_key, body, expected) in rejected {
+        let here = answer(&edges.in_process, submit(key, idempotency_key, body)).await;
+        let there = answer(&edges.over_grpc, submit(key, idempotency_key, body)).await;
+        assert_eq!(here.0, expected, "{body}: {}", here.1);
+        assert_eq!(here, there, "{body}");
+    }
+    let list = axum::http::Request::get("/api/chat/requests/")
+        .header("X-API-Key", &key)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (status, list) = answer(&edges.in_process, list).await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
     core.stop().await;
 }
 

@@ -66,9 +66,10 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// The fields of [`EdgeState`].
 pub struct Shared {
     pub chat: ChatServiceClient<CoreChannel>,
-    /// In `chatrelay serve`, the core's chat service for the GET of a
-    /// request, the hottest read (the in-process gRPC stack cost a GET
-    /// about a fifth of its CPU: `bench/results/sqlite-get-2026-12-03-night.md`).
+    /// In `chatrelay serve`, the core's chat service for the two hottest
+    /// calls, a submit and the GET of a request (the in-process gRPC stack
+    /// cost a GET about a fifth of its CPU:
+    /// `bench/results/sqlite-get-2026-12-03-night.md`).
     pub local_chat: Option<LocalChat>,
     pub extension: ExtensionServiceClient<CoreChannel>,
     pub health: tonic_health::pb::health_client::HealthClient<CoreChannel>,
@@ -118,7 +119,8 @@ impl EdgeState {
 
     /// The state for an edge that calls `core` directly: the core's gRPC
     /// service stack in this process (`config.core_url` is not used), and
-    /// `chat`, the core's chat service itself, for the GET of a request.
+    /// `chat`, the core's chat service itself, for a submit and the GET of a
+    /// request.
     /// Such a call cannot fail to reach the core, hence the infallible
     /// service.
     pub fn in_process<S>(config: EdgeConfig, core: S, chat: LocalChat) -> Self

@@ -108,7 +108,10 @@ pub async fn submit(
             })?;
         request.metadata_mut().insert(IDEMPOTENCY_KEY_HEADER, value);
     }
-    let answer = client(&state).submit_message(request).await?;
+    let answer = match &state.local_chat {
+        Some(chat) => chat.submit_message(request).await,
+        None => client(&state).submit_message(request).await,
+    }?;
     let replayed = answer
         .metadata()
         .get(REPLAYED_METADATA)
