@@ -1,12 +1,16 @@
 //! `chatrelay serve`: the core and the edge in one process. The edge calls the
 //! core's gRPC services in-process (the same service stack the listener
-//! serves, without the loopback socket); the core's gRPC listener serves
-//! everyone else.
+//! serves, without the loopback socket), and for a submit, the GET of a
+//! request and the frames of extension sessions it calls the core itself;
+//! the core's gRPC listener serves everyone else.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use chatrelay_core::{grpc::GrpcListener, Core, CoreConfig};
-use chatrelay_edge::{EdgeConfig, EdgeState};
+use chatrelay_core::{
+    grpc::{ChatApi, ExtensionApi, GrpcListener},
+    Core, CoreConfig,
+};
+use chatrelay_edge::{EdgeConfig, EdgeState, LocalCore};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +21,22 @@ pub struct Addresses {
     pub grpc: SocketAddr,
     /// `https` when the gRPC listener serves TLS.
     pub grpc_scheme: &'static str,
+}
+
+/// `core` as the edge calls it without the gRPC stack: its chat service,
+/// and its extension sessions, whose frames pass as values.
+pub fn local_core(core: &Arc<Core>) -> LocalCore {
+    let extensions = ExtensionApi::new(core.clone());
+    LocalCore {
+        chat: Arc::new(ChatApi::new(core.clone())),
+        sessions: Arc::new(move |request| {
+            let extensions = extensions.clone();
+            Box::pin(async move {
+                let (metadata, _, frames) = request.into_parts();
+                extensions.open(&metadata, frames).await
+            })
+        }),
+    }
 }
 
 /// A chatrelay whose listeners are bound and whose database is ready.
@@ -52,7 +72,7 @@ impl Running {
         let edge = EdgeState::in_process(
             edge_config,
             chatrelay_core::grpc::in_process(routes.clone()),
-            Arc::new(chatrelay_core::grpc::ChatApi::new(core.clone())),
+            local_core(&core),
         );
         let edge_stop = CancellationToken::new();
         let grpc = tokio::spawn(chatrelay_core::grpc::serve(

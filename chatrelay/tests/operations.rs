@@ -236,6 +236,115 @@ async fn a_submit_answers_alike_in_process_and_over_grpc() {
     core.stop().await;
 }
 
+/// An extension session runs alike through both edges, each serving on its
+/// own socket: a refused key, the account's session limit, a delivery, the
+/// core's answers to two bad frames, and the answer landing.
+#[tokio::test]
+async fn an_extension_session_runs_alike_in_process_and_over_grpc() {
+    let db = TestDb::new().await;
+    let core = LoneCore::start_with(&db, |config| config.max_sessions_per_account = 1).await;
+    let config = || EdgeConfig::for_core(core.url.clone());
+    let states = [
+        core.core.edge_state(config()).await,
+        EdgeState::new(config()).unwrap(),
+    ];
+    let stop = CancellationToken::new();
+    let mut transcripts = Vec::new();
+    for (n, state) in states.into_iter().enumerate() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(chatrelay_edge::serve(state, listener, stop.clone()));
+        let key = core.core.create_account(&format!("alike-{n}"), None).await;
+        let client = reqwest::Client::new();
+
+        let refused = Extension::try_connect_to(&url, "not-a-key").await.err();
+        let mut extension = Extension::connect_to(&url, &key).await;
+        let over_limit = Extension::try_connect_to(&url, &key).await.err();
+        let (status, submitted) = json_of(
+            client
+                .post(format!("{url}/api/chat/submit/"))
+                .header("X-API-Key", &key)
+                .json(&json!({ "message": "hello" }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{submitted}");
+        let id = submitted["id"].as_str().unwrap().to_string();
+        let delivered = extension.recv_request().await;
+        extension
+            .send(json!({ "type": "status_update", "request_id": id, "status": "done" }))
+            .await;
+        let not_executing = extension.recv_error().await;
+        extension.respond("not-an-id", "stray", "c-0", None).await;
+        let stray = extension.recv_error().await;
+        extension.executing(&id).await;
+        extension
+            .respond(&id, "hi there", "c-1", Some("Greeting"))
+            .await;
+        let (_, answered) = json_of(
+            client
+                .get(format!("{url}/api/chat/requests/{id}/?wait=10"))
+                .header("X-API-Key", &key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        extension.close().await;
+        let refusal = |refused: Option<(u16, String)>| {
+            let (status, body) = refused.expect("the handshake is refused");
+            json!([
+                status,
+                serde_json::from_str::<serde_json::Value>(&body).unwrap()
+            ])
+        };
+        transcripts.push(masked(json!([
+            refusal(refused),
+            refusal(over_limit),
+            delivered,
+            not_executing,
+            stray,
+            answered,
+        ])));
+    }
+    stop.cancel();
+    assert_eq!(transcripts[0][5]["status"], "done", "{}", transcripts[0]);
+    assert_eq!(transcripts[0], transcripts[1]);
+    core.stop().await;
+}
+
+/// `value` without what differs between two accounts' requests: their ids
+/// and times.
+fn masked(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    const MASKED: [&str; 6] = [
+        "id",
+        "request_id",
+        "chat_db_id",
+        "queued_at",
+        "started_at",
+        "completed_at",
+    ];
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(name, field)| {
+                    let field = match MASKED.contains(&name.as_str()) && !field.is_null() {
+                        true => json!("masked"),
+                        false => masked(field),
+                    };
+                    (name, field)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(masked).collect()),
+        other => other,
+    }
+}
+
 fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))

@@ -46,6 +46,35 @@ pub type LocalChat = Arc<
     >,
 >;
 
+/// An extension's frames on their way to the core.
+pub type ExtensionFrames = Pin<Box<dyn futures::Stream<Item = pb::ExtensionFrame> + Send>>;
+
+/// The core's frames for an extension; the stream ends with the session, or
+/// with the status that ended it.
+pub type ServerFrames =
+    Pin<Box<dyn futures::Stream<Item = Result<pb::ServerFrame, tonic::Status>> + Send>>;
+
+/// Opens an extension session on the core in this process: the request
+/// carries the `ExtensionSession` call's metadata and the extension's frames
+/// as values. It answers as the gRPC call does.
+pub type LocalSessions = Arc<
+    dyn Fn(
+            tonic::Request<ExtensionFrames>,
+        ) -> futures::future::BoxFuture<'static, Result<ServerFrames, tonic::Status>>
+        + Send
+        + Sync,
+>;
+
+/// The core in this process (`chatrelay serve`), called without the gRPC
+/// stack where that stack cost the most: a submit, the GET of a request and
+/// the frames of every extension session (the stack cost a GET about a
+/// fifth of its CPU: `bench/results/sqlite-get-2026-12-03-night.md`).
+#[derive(Clone)]
+pub struct LocalCore {
+    pub chat: LocalChat,
+    pub sessions: LocalSessions,
+}
+
 /// What every handler shares: the gRPC clients of the core. Cloned for
 /// every call, so it is one reference-counted pointer.
 #[derive(Clone)]
@@ -66,11 +95,9 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// The fields of [`EdgeState`].
 pub struct Shared {
     pub chat: ChatServiceClient<CoreChannel>,
-    /// In `chatrelay serve`, the core's chat service for the two hottest
-    /// calls, a submit and the GET of a request (the in-process gRPC stack
-    /// cost a GET about a fifth of its CPU:
-    /// `bench/results/sqlite-get-2026-12-03-night.md`).
-    pub local_chat: Option<LocalChat>,
+    /// In `chatrelay serve`, the core itself, for the calls that skip the
+    /// gRPC stack.
+    pub local: Option<LocalCore>,
     pub extension: ExtensionServiceClient<CoreChannel>,
     pub health: tonic_health::pb::health_client::HealthClient<CoreChannel>,
     pub config: Arc<EdgeConfig>,
@@ -117,13 +144,11 @@ impl EdgeState {
         ))
     }
 
-    /// The state for an edge that calls `core` directly: the core's gRPC
-    /// service stack in this process (`config.core_url` is not used), and
-    /// `chat`, the core's chat service itself, for a submit and the GET of a
-    /// request.
-    /// Such a call cannot fail to reach the core, hence the infallible
-    /// service.
-    pub fn in_process<S>(config: EdgeConfig, core: S, chat: LocalChat) -> Self
+    /// The state for an edge that calls the core in this process: through
+    /// `core`, its gRPC service stack (`config.core_url` is not used), and
+    /// for the hottest calls through `local`, the core itself. Such a call
+    /// cannot fail to reach the core, hence the infallible service.
+    pub fn in_process<S>(config: EdgeConfig, core: S, local: LocalCore) -> Self
     where
         S: tower::Service<
                 axum::http::Request<tonic::body::Body>,
@@ -136,15 +161,15 @@ impl EdgeState {
         S::Future: Send + 'static,
     {
         let core = core.map_err(|never| match never {});
-        Self::with_core(config, BoxCloneSyncService::new(core), Some(chat))
+        Self::with_core(config, BoxCloneSyncService::new(core), Some(local))
     }
 
-    fn with_core(config: EdgeConfig, core: CoreChannel, local_chat: Option<LocalChat>) -> Self {
+    fn with_core(config: EdgeConfig, core: CoreChannel, local: Option<LocalCore>) -> Self {
         Self(Arc::new(Shared {
             chat: ChatServiceClient::new(core.clone())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
-            local_chat,
+            local,
             extension: ExtensionServiceClient::new(core.clone())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),

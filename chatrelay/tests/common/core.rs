@@ -90,15 +90,20 @@ impl TestCore {
     /// metrics) calling this core in-process, as `chatrelay serve` builds it,
     /// for `tower::ServiceExt::oneshot` calls without a socket.
     pub async fn edge_router(&self, config: EdgeConfig) -> axum::Router {
+        chatrelay_edge::app(self.edge_state(config).await)
+    }
+
+    /// The state of an edge that calls this core in-process, as `chatrelay
+    /// serve` builds it.
+    pub async fn edge_state(&self, config: EdgeConfig) -> EdgeState {
         let routes = chatrelay_core::grpc::routes(&self.core)
             .await
             .expect("gRPC routes");
-        let state = EdgeState::in_process(
+        EdgeState::in_process(
             config,
             chatrelay_core::grpc::in_process(routes),
-            Arc::new(chatrelay_core::grpc::ChatApi::new(self.core.clone())),
-        );
-        chatrelay_edge::app(state)
+            chatrelay::serve::local_core(&self.core),
+        )
     }
 
     /// The core's node id: the `node` of the sessions it holds.

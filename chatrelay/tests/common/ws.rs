@@ -53,7 +53,8 @@ impl Extension {
         Self::try_connect_to(&app.http, key).await
     }
 
-    async fn try_connect_to(http: &str, key: &str) -> Result<Self, (u16, String)> {
+    /// [`Self::try_connect`] to the edge at `http`.
+    pub async fn try_connect_to(http: &str, key: &str) -> Result<Self, (u16, String)> {
         let url = format!(
             "{}/ws/extension/?api_key={key}",
             http.replacen("http", "ws", 1)

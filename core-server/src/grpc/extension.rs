@@ -10,7 +10,7 @@ use chatrelay_proto::v1::{
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{metadata::MetadataMap, Request, Response, Status, Streaming};
 
 use super::{api_key, caller};
 use crate::{
@@ -27,6 +27,7 @@ pub const DELIVER_AFTER_READY_METADATA: &str = "deliver-after-ready";
 /// Frames queued towards one extension before the session waits for it.
 const OUTBOUND_FRAMES: usize = 64;
 
+#[derive(Clone)]
 pub struct ExtensionApi {
     core: Arc<Core>,
 }
@@ -96,23 +97,27 @@ fn to_wire(frame: ServerFrame) -> Result<pb::ServerFrame, Status> {
     Ok(pb::ServerFrame { frame: Some(frame) })
 }
 
-type FrameStream = Pin<Box<dyn Stream<Item = Result<pb::ServerFrame, Status>> + Send>>;
+/// The frames a session sends towards its extension; the stream ends with
+/// the session, or with the status that ended it.
+pub type ServerFrames = Pin<Box<dyn Stream<Item = Result<pb::ServerFrame, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl ExtensionService for ExtensionApi {
-    type ExtensionSessionStream = FrameStream;
-
-    async fn extension_session(
+impl ExtensionApi {
+    /// Opens a session for the caller that `metadata` names (its API key, and
+    /// whether to wait for `Ready`), fed by `inbound`: checks the key and the
+    /// account's session limit, starts the session and answers with its
+    /// frames. The gRPC call hands it the frames it decodes; `chatrelay
+    /// serve`'s edge hands it its extension's frames as values. The session
+    /// ends when `inbound` does, after applying every frame in it.
+    pub async fn open(
         &self,
-        request: Request<Streaming<pb::ExtensionFrame>>,
-    ) -> Result<Response<Self::ExtensionSessionStream>, Status> {
-        let account = caller(&self.core, request.metadata()).await?;
+        metadata: &MetadataMap,
+        inbound: impl Stream<Item = pb::ExtensionFrame> + Send + 'static,
+    ) -> Result<ServerFrames, Status> {
+        let account = caller(&self.core, metadata).await?;
         // A bridge whose socket is not open yet asks to wait for its Ready.
-        let ready = !request
-            .metadata()
-            .contains_key(DELIVER_AFTER_READY_METADATA);
+        let ready = !metadata.contains_key(DELIVER_AFTER_READY_METADATA);
         // The key the session stands on: if it stops working, so does the session.
-        let key_hash = accounts::hash_api_key(accounts::present_key(api_key(request.metadata()))?);
+        let key_hash = accounts::hash_api_key(accounts::present_key(api_key(metadata))?);
         let limit = self.core.config.max_sessions_per_account;
         let slot = self
             .core
@@ -124,18 +129,30 @@ impl ExtensionService for ExtensionApi {
                     "this account already has {limit} extension sessions open"
                 ))
             })?;
-        // A transport error ends the inbound stream, and with it the session.
-        let inbound = request
-            .into_inner()
-            .take_while(|frame| futures::future::ready(frame.is_ok()))
-            .filter_map(|frame| futures::future::ready(frame.ok().map(ClientFrame::from)));
+        let inbound = inbound.map(ClientFrame::from);
         let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
         let core = self.core.clone();
         self.core.tasks.spawn(async move {
             let _slot = slot;
             session::run(core, account, key_hash, ready, Box::pin(inbound), tx).await;
         });
-        let outbound = ReceiverStream::new(rx).map(to_wire);
-        Ok(Response::new(Box::pin(outbound)))
+        Ok(Box::pin(ReceiverStream::new(rx).map(to_wire)))
+    }
+}
+
+#[tonic::async_trait]
+impl ExtensionService for ExtensionApi {
+    type ExtensionSessionStream = ServerFrames;
+
+    async fn extension_session(
+        &self,
+        request: Request<Streaming<pb::ExtensionFrame>>,
+    ) -> Result<Response<Self::ExtensionSessionStream>, Status> {
+        let (metadata, _, frames) = request.into_parts();
+        // A transport error ends the inbound stream, and with it the session.
+        let inbound = frames
+            .take_while(|frame| futures::future::ready(frame.is_ok()))
+            .filter_map(|frame| futures::future::ready(frame.ok()));
+        self.open(&metadata, inbound).await.map(Response::new)
     }
 }

@@ -7,6 +7,7 @@ mod extension;
 mod listener;
 
 pub use chat::ChatApi;
+pub use extension::{ExtensionApi, ServerFrames};
 pub use listener::GrpcListener;
 
 use std::{convert::Infallible, sync::Arc};

@@ -108,8 +108,8 @@ pub async fn submit(
             })?;
         request.metadata_mut().insert(IDEMPOTENCY_KEY_HEADER, value);
     }
-    let answer = match &state.local_chat {
-        Some(chat) => chat.submit_message(request).await,
+    let answer = match &state.local {
+        Some(local) => local.chat.submit_message(request).await,
         None => client(&state).submit_message(request).await,
     }?;
     let replayed = answer
@@ -201,8 +201,8 @@ async fn get_request(
     state: &EdgeState,
     request: tonic::Request<pb::GetRequestRequest>,
 ) -> Result<tonic::Response<pb::MessageRequest>, tonic::Status> {
-    match &state.local_chat {
-        Some(chat) => chat.get_request(request).await,
+    match &state.local {
+        Some(local) => local.chat.get_request(request).await,
         None => client(state).get_request(request).await,
     }
 }

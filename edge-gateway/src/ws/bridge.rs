@@ -16,10 +16,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use chatrelay_proto::v1 as pb;
 use futures::{SinkExt, StreamExt};
 use tokio::{sync::mpsc, time::Instant};
-use tonic::Streaming;
 
 use super::frames;
-use crate::EdgeConfig;
+use crate::{EdgeConfig, ServerFrames};
 
 /// Messages queued towards the socket before the core side waits.
 const OUTBOUND_MESSAGES: usize = 64;
@@ -35,7 +34,7 @@ const INTERNAL_ERROR: u16 = 1011;
 pub async fn run(
     socket: WebSocket,
     to_core: mpsc::Sender<Box<pb::ExtensionFrame>>,
-    mut from_core: Streaming<pb::ServerFrame>,
+    mut from_core: ServerFrames,
     config: Arc<EdgeConfig>,
     stopping: tokio_util::sync::CancellationToken,
 ) {
@@ -58,8 +57,9 @@ pub async fn run(
     // never heard, so no request goes to it and none loses an attempt.
     let _ = out.send(Message::Ping(Vec::new().into())).await;
 
-    // Extension → core. Dropping `to_core` at the end half-closes the gRPC
-    // call: the core applies every frame already sent, then ends the session.
+    // Extension → core. Dropping `to_core` at the end ends the session's
+    // inbound frames (over gRPC, it half-closes the call): the core applies
+    // every frame already sent, then ends the session.
     let from_extension = async {
         let to_core = to_core;
         let mut heard = false;
@@ -120,18 +120,18 @@ pub async fn run(
     let to_extension = async {
         let mut open = true;
         let close: (u16, String) = loop {
-            match from_core.message().await {
-                Ok(Some(frame)) => {
+            match from_core.next().await {
+                Some(Ok(frame)) => {
                     if let (true, Some(text)) = (open, frames::encode(frame)) {
                         open = out.send(Message::Text(text.into())).await.is_ok();
                     }
                 }
-                Ok(None) => break (GOING_AWAY, "session ended by the server".into()),
+                None => break (GOING_AWAY, "session ended by the server".into()),
                 // The key the session was opened with stopped working.
-                Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                Some(Err(status)) if status.code() == tonic::Code::Unauthenticated => {
                     break (POLICY_VIOLATION, close_reason(status.message()));
                 }
-                Err(status) => {
+                Some(Err(status)) => {
                     tracing::warn!(error = %status, "extension session stream failed");
                     break (INTERNAL_ERROR, "session failed on the server".into());
                 }

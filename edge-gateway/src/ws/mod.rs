@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::metadata::MetadataValue;
 
-use crate::{rest::API_KEY_HEADER, ApiError, EdgeState};
+use crate::{rest::API_KEY_HEADER, ApiError, EdgeState, ExtensionFrames, ServerFrames};
 
 /// The core's metadata entry for a session that waits for `Ready`.
 const DELIVER_AFTER_READY: &str = "deliver-after-ready";
@@ -87,17 +87,15 @@ pub async fn connect(
     // Boxed frames: the channel allocates its first 32 slots when it is
     // made, and an idle session should not hold 32 frames' worth of them.
     let (to_core, rx) = mpsc::channel::<Box<pb::ExtensionFrame>>(INBOUND_FRAMES);
-    let mut request = tonic::Request::new(ReceiverStream::new(rx).map(|frame| *frame));
-    request.metadata_mut().insert(API_KEY_HEADER, key);
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(API_KEY_HEADER, key);
     // Nothing is delivered until the extension is heard from on its open
     // socket (the bridge then says Ready), so a client gone before the
     // upgrade completes costs no request an attempt.
-    request
-        .metadata_mut()
-        .insert(DELIVER_AFTER_READY, MetadataValue::from_static("1"));
-    crate::rest::forward_request_id(&headers, request.metadata_mut());
-    let from_core = match state.extension.clone().extension_session(request).await {
-        Ok(response) => response.into_inner(),
+    metadata.insert(DELIVER_AFTER_READY, MetadataValue::from_static("1"));
+    crate::rest::forward_request_id(&headers, &mut metadata);
+    let from_core = match open_session(&state, metadata, rx).await {
+        Ok(frames) => frames,
         Err(status) => return ApiError::from(status).into_response(),
     };
     let config = state.config.clone();
@@ -114,4 +112,26 @@ pub async fn connect(
                 .bridges
                 .track_future(bridge::run(socket, to_core, from_core, config, stopping))
         })
+}
+
+/// Opens the `ExtensionSession` with the frames that arrive on `rx`: with
+/// the core itself where it runs in this process, else over gRPC.
+async fn open_session(
+    state: &EdgeState,
+    metadata: tonic::metadata::MetadataMap,
+    rx: mpsc::Receiver<Box<pb::ExtensionFrame>>,
+) -> Result<ServerFrames, tonic::Status> {
+    let frames = ReceiverStream::new(rx).map(|frame| *frame);
+    let extensions = tonic::Extensions::default();
+    match &state.local {
+        Some(local) => {
+            let frames: ExtensionFrames = Box::pin(frames);
+            (local.sessions)(tonic::Request::from_parts(metadata, extensions, frames)).await
+        }
+        None => {
+            let request = tonic::Request::from_parts(metadata, extensions, frames);
+            let frames = state.extension.clone().extension_session(request).await?;
+            Ok(Box::pin(frames.into_inner()))
+        }
+    }
 }
