@@ -171,35 +171,26 @@ async fn a_submit_answers_alike_in_process_and_over_grpc() {
     let once = r#"{"message": "once", "response_type": "instant"}"#;
 
     // First here, retried there; first there, retried here.
-    let first = answer(
-        &edges.in_process,
-        submit(&key, Some(b"k-1".as_slice()), once),
-    )
-    .await;
-    let retry = answer(
-        &edges.over_grpc,
-        submit(&key, Some(b"k-1".as_slice()), once),
-    )
-    .await;
-    assert_eq!((first.0, retry.0), (201, 200), "{}", first.1);
-    assert_eq!(first.1, retry.1);
-    let first = answer(
-        &edges.over_grpc,
-        submit(&key, Some(b"k-2".as_slice()), once),
-    )
-    .await;
-    let retry = answer(
-        &edges.in_process,
-        submit(&key, Some(b"k-2".as_slice()), once),
-    )
-    .await;
-    assert_eq!((first.0, retry.0), (201, 200), "{}", first.1);
-    assert_eq!(first.1, retry.1);
-    let created: serde_json::Value = serde_json::from_str(&first.1).unwrap();
-    assert_eq!(
-        (&created["status"], &created["message"]),
-        (&json!("idle"), &json!("once"))
-    );
+    let rounds = [
+        (&edges.in_process, &edges.over_grpc, b"k-1".as_slice()),
+        (&edges.over_grpc, &edges.in_process, b"k-2".as_slice()),
+    ];
+    let mut created = Vec::new();
+    for (first_edge, retry_edge, idempotency_key) in rounds {
+        let first = answer(first_edge, submit(&key, Some(idempotency_key), once)).await;
+        let retry = answer(retry_edge, submit(&key, Some(idempotency_key), once)).await;
+        assert_eq!((first.0, retry.0), (201, 200), "{}", first.1);
+        assert_eq!(first.1, retry.1);
+        created.push(first.1);
+    }
+    for body in &created {
+        let created: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            (&created["status"], &created["message"]),
+            (&json!("idle"), &json!("once"))
+        );
+    }
+    assert_ne!(created[0], created[1], "two keys, two requests");
 
     let rejected = [
         (
