@@ -67,8 +67,10 @@ pub type LocalSessions = Arc<
 
 /// The core in this process (`chatrelay serve`), called without the gRPC
 /// stack where that stack cost the most: a submit, the GET of a request and
-/// the frames of every extension session (the stack cost a GET about a
-/// fifth of its CPU: `bench/results/sqlite-get-2026-12-03-night.md`).
+/// the frames of every extension session. The stack cost a GET about a
+/// fifth of its CPU and a submit about a third, and an idle session a
+/// quarter of its memory (`bench/results/sqlite-get-2026-12-03-night.md`,
+/// `bench/results/in-process-calls-2026-12-04.md`).
 #[derive(Clone)]
 pub struct LocalCore {
     pub chat: LocalChat,
