@@ -1,12 +1,18 @@
 //! Storing submissions inside the writer's transaction: their idempotency
 //! keys, the chats they name, then their new chats and the requests (on
 //! PostgreSQL in one statement, with the same SQL text whatever the batch
-//! size; on SQLite in two inserts).
+//! size; on SQLite a row per statement).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, IdenStatic, Iterable, ModelTrait,
+    QueryFilter, Statement,
+};
 use uuid::Uuid;
 
 use super::{
@@ -93,7 +99,7 @@ pub(crate) async fn insert_submissions(
         leased = Some(postgres::claims::lease_new(core, claims, &mut requests));
         postgres::submits::insert(core, txn, &requests, at).await?
     } else {
-        insert_in_two(txn, &requests, at).await?
+        insert_rows(txn, &requests, at).await?
     };
     // A request in a new chat is its chat's first; one in a named chat may
     // queue behind an older one.
@@ -226,46 +232,64 @@ fn unnamed_chat(id: i64, account_id: i64, at: DateTime<Utc>) -> chat::Model {
 }
 
 /// SQLite's way of storing `requests` (each with its chat, or `None` for a
-/// new one): the new chats in one insert, then the requests in another. The
-/// new chats' ids come back in the order of their requests.
-async fn insert_in_two(
+/// new one): a row per statement, each request after its new chat. A
+/// statement of one row keeps one SQL text whatever the batch's size, so it
+/// stays prepared, and SQLite keeps no statement journal for it (for an
+/// insert of many rows it copies every page the statement first changes, in
+/// case a later row fails). The SQL is written once, from the entities'
+/// columns; a row's values are bound in their order. The new chats' ids
+/// come back in the order of their requests.
+async fn insert_rows(
     txn: &impl ConnectionTrait,
     requests: &[(message_request::Model, Option<i64>)],
     at: DateTime<Utc>,
 ) -> CoreResult<Vec<i64>> {
-    let unnamed: Vec<chat::ActiveModel> = requests
-        .iter()
-        .filter(|(_, chat)| chat.is_none())
-        .map(|(r, _)| chats::unnamed(AccountId(r.account_id), at))
-        .collect();
-    let mut new_chats: Vec<i64> = if unnamed.is_empty() {
-        Vec::new()
-    } else {
-        chat::Entity::insert_many(unnamed)
-            .exec_with_returning_many(txn)
-            .await?
-            .into_iter()
-            .map(|chat| chat.id)
-            .collect()
-    };
-    // Ids are assigned in row order; RETURNING's order is not promised.
-    new_chats.sort_unstable();
-    let mut ids = new_chats.iter();
-    let mut rows = Vec::with_capacity(requests.len());
+    static CHAT_ROW: LazyLock<String> =
+        LazyLock::new(|| one_row_insert::<chat::Entity>(|c| !matches!(c, chat::Column::Id)));
+    static REQUEST_ROW: LazyLock<String> =
+        LazyLock::new(|| one_row_insert::<message_request::Entity>(|_| true));
+    let mut new_chats = Vec::new();
     for (request, chat) in requests {
         let chat_id = match chat {
             Some(id) => *id,
-            None => *ids.next().ok_or_else(too_few_chats)?,
+            None => {
+                let row = unnamed_chat(0, request.account_id, at);
+                let values = chat::Column::iter()
+                    .filter(|c| !matches!(c, chat::Column::Id))
+                    .map(|c| row.get(c));
+                let stored = txn.execute(sqlite_row(&CHAT_ROW, values)).await?;
+                let id = i64::try_from(stored.last_insert_id())
+                    .map_err(|_| CoreError::Unavailable("a chat id out of range".into()))?;
+                new_chats.push(id);
+                id
+            }
         };
-        rows.push(message_request::ActiveModel::from(message_request::Model {
-            chat_id,
-            ..request.clone()
-        }));
+        let values = message_request::Column::iter().map(|c| match c {
+            message_request::Column::ChatId => chat_id.into(),
+            c => request.get(c),
+        });
+        txn.execute(sqlite_row(&REQUEST_ROW, values)).await?;
     }
-    message_request::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await?;
     Ok(new_chats)
+}
+
+/// `INSERT INTO "table" ("a", "b", …) VALUES (?, ?, …)`: one row of `E`'s
+/// columns that `keep` keeps, in the entity's order.
+fn one_row_insert<E: EntityTrait>(keep: impl Fn(&E::Column) -> bool) -> String {
+    let columns: Vec<String> = E::Column::iter()
+        .filter(|c| keep(c))
+        .map(|c| format!("\"{}\"", c.as_str()))
+        .collect();
+    format!(
+        "INSERT INTO \"{}\" ({}) VALUES ({})",
+        E::default().table_name(),
+        columns.join(", "),
+        vec!["?"; columns.len()].join(", ")
+    )
+}
+
+fn sqlite_row(sql: &str, values: impl Iterator<Item = sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DatabaseBackend::Sqlite, sql, values)
 }
 
 /// The chat of each submission that names one, found or created; `None`
