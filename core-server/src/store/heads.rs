@@ -122,6 +122,18 @@ pub(crate) async fn advance(
     let mut chats: Vec<i64> = chats.into_iter().collect();
     chats.sort_unstable();
     chats.dedup();
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        return advance_chats(conn, chats).await;
+    }
+    // On SQLite a chat per statement: one SQL text, which stays prepared,
+    // where a list's text changes with its length.
+    for chat in chats {
+        advance_chats(conn, vec![chat]).await?;
+    }
+    Ok(())
+}
+
+async fn advance_chats(conn: &impl ConnectionTrait, chats: Vec<i64>) -> CoreResult<()> {
     if chats.is_empty() {
         return Ok(());
     }

@@ -3,11 +3,13 @@
 //! enqueued in the same transaction), and why an outcome was refused. The
 //! rules of the lifecycle are in [`crate::lifecycle`]; this is its SQL.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::LazyLock,
+};
 
 use sea_orm::{
-    sea_query::{Expr, Func, Query, SimpleExpr},
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
     IdenStatic, Iterable, QueryFilter, Set, Statement, Value,
 };
 use uuid::Uuid;
@@ -93,38 +95,27 @@ async fn settle_chat(
     chatgpt_id: &str,
     title: Option<String>,
 ) -> CoreResult<i64> {
+    const NAME: &str = "UPDATE chats \
+         SET chatgpt_id = $2, title = COALESCE($3, title), updated_at = $4 \
+         WHERE id = $1 AND (chatgpt_id = $2 OR chatgpt_id IS NULL) \
+           AND NOT EXISTS (SELECT 1 FROM chats o \
+                           WHERE o.account_id = $5 AND o.chatgpt_id = $2 AND o.id <> $1)";
     let at = now();
-    let named_here = chat::Entity::update_many()
-        .col_expr(chat::Column::ChatgptId, Expr::value(chatgpt_id))
-        .col_expr(
-            chat::Column::Title,
-            SimpleExpr::from(Func::coalesce([
-                Expr::value(title.clone()),
-                Expr::col(chat::Column::Title).into(),
-            ])),
-        )
-        .col_expr(chat::Column::UpdatedAt, Expr::value(at))
-        .filter(chat::Column::Id.eq(request.chat_id))
-        .filter(
-            Condition::any()
-                .add(chat::Column::ChatgptId.eq(chatgpt_id))
-                .add(chat::Column::ChatgptId.is_null()),
-        )
-        .filter(
-            Expr::exists(
-                Query::select()
-                    .expr(Expr::val(1))
-                    .from(chat::Entity)
-                    .and_where(chat::Column::AccountId.eq(request.account_id))
-                    .and_where(chat::Column::ChatgptId.eq(chatgpt_id))
-                    .and_where(chat::Column::Id.ne(request.chat_id))
-                    .to_owned(),
-            )
-            .not(),
-        )
-        .exec(txn)
+    let values: [Value; 5] = [
+        request.chat_id.into(),
+        chatgpt_id.into(),
+        title.clone().into(),
+        at.into(),
+        request.account_id.into(),
+    ];
+    let named_here = txn
+        .execute(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            NAME,
+            values,
+        ))
         .await?;
-    if named_here.rows_affected == 1 {
+    if named_here.rows_affected() == 1 {
         return Ok(request.chat_id);
     }
     // The extension answered in a conversation the account already has
@@ -142,24 +133,6 @@ async fn settle_chat(
         .exec(txn)
         .await?;
     Ok(target.id)
-}
-
-/// `WITH v(columns) AS (VALUES …) ` for `rows` of parameters (in
-/// `columns`' order), and the parameters in order, numbered from `$1`.
-fn values_table(columns: &[&str], rows: Vec<Vec<Value>>) -> (String, Vec<Value>) {
-    let mut sql = format!("WITH v({}) AS (VALUES ", columns.join(", "));
-    let mut params = Vec::new();
-    for (i, row) in rows.into_iter().enumerate() {
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        for (j, value) in row.into_iter().enumerate() {
-            params.push(value);
-            let separator = if j == 0 { "" } else { ", " };
-            sql.push_str(&format!("{separator}${}", params.len()));
-        }
-        sql.push(')');
-    }
-    sql.push_str(") ");
-    (sql, params)
 }
 
 /// The guarded update that finishes the requests of the table `v` (columns
@@ -206,84 +179,68 @@ pub(crate) fn name_sql(
     )
 }
 
-/// Writes the terminal statuses of `outcomes` (distinct requests) in one
-/// guarded statement — of two racing results exactly one wins — and
-/// returns the requests it finished; one that is unknown, of another
-/// account or already finished is not among them.
-async fn finish_all(
+/// Finishes the requests of `outcomes` (distinct requests) that are still
+/// open, each with a guarded statement — of two racing results exactly one
+/// wins — and reads each one it finished back; one that is unknown, of
+/// another account or already finished is not among those returned.
+async fn finish_each(
     txn: &impl ConnectionTrait,
     outcomes: &[(AccountId, Uuid, &Outcome)],
 ) -> CoreResult<HashMap<Uuid, message_request::Model>> {
-    if outcomes.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = outcomes
-        .iter()
-        .map(|(account, id, outcome)| {
-            let (status, response, error) = match outcome {
-                Outcome::Done { response, .. } => (RequestStatus::Done, Some(response), None),
-                Outcome::Failed { error } => (RequestStatus::Failed, None, Some(error)),
-            };
-            vec![
-                (*id).into(),
-                account.0.into(),
-                status.as_str().into(),
-                response.cloned().into(),
-                error.cloned().into(),
-            ]
-        })
-        .collect();
+    static FINISH: LazyLock<String> = LazyLock::new(|| {
+        let open = RequestStatus::OPEN
+            .map(|s| format!("'{}'", s.as_str()))
+            .join(", ");
+        format!(
+            "UPDATE message_requests \
+             SET status = $3, response = $4, error_message = $5, completed_at = $6, \
+                 lease_session = NULL, lease_node = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND account_id = $2 AND status IN ({open})"
+        )
+    });
+    static READ: LazyLock<String> = LazyLock::new(|| {
+        let columns = message_request::Column::iter()
+            .map(|c| c.as_str().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("SELECT {columns} FROM message_requests WHERE id = $1")
+    });
     let backend = txn.get_database_backend();
-    let (values, mut params) = values_table(
-        &["v_id", "v_account", "v_status", "v_response", "v_error"],
-        rows,
-    );
-    params.push(now().into());
-    let finish = finish_sql(params.len());
-    let returning = message_request::Column::iter()
-        .map(|c| c.as_str().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("{values}{finish} RETURNING {returning}");
-    let finished = message_request::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(backend, sql, params))
-        .all(txn)
-        .await?;
-    Ok(finished.into_iter().map(|r| (r.id, r)).collect())
-}
-
-/// Names the chats of `named` (request, ChatGPT id, title) in one
-/// statement, where that is the common case: the chat already has that id,
-/// or has none and no other chat of the account has it. Returns the chats
-/// it named; the rest are left to [`settle_chat`].
-async fn name_chats(
-    txn: &impl ConnectionTrait,
-    named: &[(&message_request::Model, &str, Option<&str>)],
-) -> CoreResult<HashSet<i64>> {
-    if named.is_empty() {
-        return Ok(HashSet::new());
+    let at = now();
+    let mut finished = HashMap::with_capacity(outcomes.len());
+    for (account, id, outcome) in outcomes {
+        let (status, response, error) = match outcome {
+            Outcome::Done { response, .. } => (RequestStatus::Done, Some(response), None),
+            Outcome::Failed { error } => (RequestStatus::Failed, None, Some(error)),
+        };
+        let values: [Value; 6] = [
+            (*id).into(),
+            account.0.into(),
+            status.as_str().into(),
+            response.cloned().into(),
+            error.cloned().into(),
+            at.into(),
+        ];
+        let updated = txn
+            .execute(Statement::from_sql_and_values(
+                backend,
+                FINISH.as_str(),
+                values,
+            ))
+            .await?;
+        if updated.rows_affected() == 0 {
+            continue;
+        }
+        let read = Statement::from_sql_and_values(backend, READ.as_str(), [(*id).into()]);
+        if let Some(request) = message_request::Entity::find()
+            .from_raw_sql(read)
+            .one(txn)
+            .await?
+        {
+            finished.insert(*id, request);
+        }
     }
-    let rows = named
-        .iter()
-        .map(|(request, chatgpt_id, title)| {
-            vec![
-                request.chat_id.into(),
-                (*chatgpt_id).into(),
-                title.map(str::to_string).into(),
-            ]
-        })
-        .collect();
-    let backend = txn.get_database_backend();
-    let (values, mut params) = values_table(&["chat_id", "v_name", "v_title"], rows);
-    params.push(now().into());
-    let name = name_sql(backend, "v", params.len(), "");
-    let sql = format!("{values}{name} RETURNING chats.id");
-    let rows = txn
-        .query_all(Statement::from_sql_and_values(backend, sql, params))
-        .await?;
-    rows.iter()
-        .map(|row| row.try_get_by_index::<i64>(0).map_err(CoreError::from))
-        .collect()
+    Ok(finished)
 }
 
 /// Why the result for `id` was not applied: unknown to the account, or
@@ -314,61 +271,33 @@ pub(crate) struct Finished {
     pub(crate) urls: HashMap<i64, String>,
 }
 
-/// [`Finished`] in three statements (PostgreSQL takes one, see
-/// `postgres::outcomes`): one finishes the requests, one names the chats
-/// of the answers whose chat and ChatGPT id no other answer of the batch
-/// shares (where that is the common case, see [`name_chats`]), one reads
-/// the webhook URLs.
+/// [`Finished`] on SQLite (PostgreSQL takes one statement, see
+/// `postgres::outcomes`): a statement per request finishes it and one reads
+/// it back, and one reads the webhook URLs; the answers' chats are left to
+/// [`settle_chat`], one statement each in the common case. Each has one SQL
+/// text whatever the batch's size, so it stays prepared, and none needs a
+/// temporary table (an `UPDATE … FROM` the batch's rows takes one, and so
+/// does a `RETURNING`).
 async fn finish_apart(
     txn: &impl ConnectionTrait,
     outcomes: &[(AccountId, Uuid, &Outcome)],
 ) -> CoreResult<Finished> {
-    let requests = finish_all(txn, outcomes).await?;
-    let mut per_chat: HashMap<i64, usize> = HashMap::new();
-    let mut per_name: HashMap<(i64, &str), usize> = HashMap::new();
-    let answers: Vec<_> = outcomes
-        .iter()
-        .filter_map(|(_, id, outcome)| match outcome {
-            Outcome::Done {
-                chatgpt_id,
-                chat_title,
-                ..
-            } => Some((
-                requests.get(id)?,
-                chatgpt_id.as_str(),
-                chat_title.as_deref(),
-            )),
-            Outcome::Failed { .. } => None,
-        })
-        .collect();
-    for (request, chatgpt_id, _) in &answers {
-        *per_chat.entry(request.chat_id).or_default() += 1;
-        *per_name
-            .entry((request.account_id, chatgpt_id))
-            .or_default() += 1;
-    }
-    let unique: Vec<_> = answers
-        .into_iter()
-        .filter(|(request, chatgpt_id, _)| {
-            per_chat[&request.chat_id] == 1 && per_name[&(request.account_id, *chatgpt_id)] == 1
-        })
-        .collect();
-    let named = name_chats(txn, &unique).await?;
+    let requests = finish_each(txn, outcomes).await?;
     let urls = outbox::webhook_urls(txn, requests.values().map(|r| r.account_id)).await?;
     // Finding out would take a statement as well: every chat is advanced.
     let waiting = requests.values().map(|r| r.chat_id).collect();
     Ok(Finished {
         requests,
-        named,
+        named: HashSet::new(),
         waiting,
         urls,
     })
 }
 
-/// Applies outcomes inside the caller's transaction with a handful of
-/// statements however many there are: they finish them all, name their
-/// chats and read their accounts' webhook URLs (see [`Finished`]), and
-/// enqueue the webhooks. Each outcome gets its own answer, in order: the
+/// Applies outcomes inside the caller's transaction: the statements of
+/// [`Finished`] finish them, name their chats and read their accounts'
+/// webhook URLs (on PostgreSQL a handful however many there are; on SQLite
+/// prepared ones, run per request), and the webhooks are enqueued. Each outcome gets its own answer, in order: the
 /// finished request, or why it was refused (unknown request, already
 /// finished — a refused outcome wrote nothing, so the caller may go on with
 /// the transaction). Only a database failure fails them all. After the
