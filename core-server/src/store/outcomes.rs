@@ -135,14 +135,20 @@ async fn settle_chat(
     Ok(target.id)
 }
 
+/// The open statuses as a list of SQL literals, for `status IN (…)`: the
+/// guard of every statement that finishes a request.
+fn open_statuses() -> String {
+    RequestStatus::OPEN
+        .map(|s| format!("'{}'", s.as_str()))
+        .join(", ")
+}
+
 /// The guarded update that finishes the requests of the table `v` (columns
 /// `v_id`, `v_account`, `v_status`, `v_response`, `v_error`) that are still
 /// open, completed at parameter `$completed_at`. The caller may add
 /// conditions and its `RETURNING`.
 pub(crate) fn finish_sql(completed_at: usize) -> String {
-    let open = RequestStatus::OPEN
-        .map(|s| format!("'{}'", s.as_str()))
-        .join(", ");
+    let open = open_statuses();
     format!(
         "UPDATE message_requests \
          SET status = v.v_status, response = v.v_response, error_message = v.v_error, \
@@ -188,9 +194,7 @@ async fn finish_each(
     outcomes: &[(AccountId, Uuid, &Outcome)],
 ) -> CoreResult<HashMap<Uuid, message_request::Model>> {
     static FINISH: LazyLock<String> = LazyLock::new(|| {
-        let open = RequestStatus::OPEN
-            .map(|s| format!("'{}'", s.as_str()))
-            .join(", ");
+        let open = open_statuses();
         format!(
             "UPDATE message_requests \
              SET status = $3, response = $4, error_message = $5, completed_at = $6, \
@@ -297,10 +301,10 @@ async fn finish_apart(
 /// Applies outcomes inside the caller's transaction: the statements of
 /// [`Finished`] finish them, name their chats and read their accounts'
 /// webhook URLs (on PostgreSQL a handful however many there are; on SQLite
-/// prepared ones, run per request), and the webhooks are enqueued. Each outcome gets its own answer, in order: the
-/// finished request, or why it was refused (unknown request, already
-/// finished — a refused outcome wrote nothing, so the caller may go on with
-/// the transaction). Only a database failure fails them all. After the
+/// prepared ones, run per request), and the webhooks are enqueued. Each
+/// outcome gets its own answer, in order: the finished request, or why it
+/// was refused (unknown request, already finished — a refused outcome wrote
+/// nothing, so the caller may go on with the transaction). Only a database failure fails them all. After the
 /// commit the caller passes the finished requests to [`committed`].
 pub(crate) async fn apply_all_in(
     core: &Core,
