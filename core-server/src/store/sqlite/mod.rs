@@ -8,6 +8,7 @@
 pub(super) mod checkpoint;
 mod inline;
 pub(super) mod point_reads;
+mod wal_writes;
 pub(super) mod writer;
 
 use std::{
@@ -83,10 +84,17 @@ pub(super) async fn connect(
     // `checkpoint`, which does that work beside the writer). When it
     // starts the WAL over, it cuts the file back only if a burst left it
     // past `WAL_FILE_LIMIT` times the limit.
-    let writer = options.clone().pragma("wal_autocheckpoint", "0").pragma(
+    let mut writer = options.clone().pragma("wal_autocheckpoint", "0").pragma(
         "journal_size_limit",
         (config.sqlite_wal_limit_bytes() * WAL_FILE_LIMIT).to_string(),
     );
+    // Each commit's WAL frames in one write, where each commit syncs.
+    if config.sqlite_synchronous == Synchronous::Full {
+        match wal_writes::register() {
+            Ok(()) => writer = writer.vfs(wal_writes::NAME),
+            Err(e) => tracing::warn!(error = %e, "WAL writes go out frame by frame"),
+        }
+    }
     let write = pool(1, writer).await.map_err(sqlx_err)?;
     let read = pool(config.db_max_connections.max(1), options.clone())
         .await
