@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QuerySelect, Set, Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QuerySelect, Set, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -176,8 +176,7 @@ pub async fn claim_due(
             now().into(),
         ],
     );
-    Ok(webhook_delivery::Entity::find()
-        .from_raw_sql(statement)
+    Ok(webhook_delivery::Model::find_by_statement(statement)
         .all(&core.store.write)
         .await?)
 }

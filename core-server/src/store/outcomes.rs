@@ -10,7 +10,7 @@ use std::{
 
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
-    IdenStatic, Iterable, QueryFilter, Set, Statement, Value,
+    FromQueryResult, IdenStatic, Iterable, QueryFilter, Set, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -236,8 +236,7 @@ async fn finish_each(
             continue;
         }
         let read = Statement::from_sql_and_values(backend, READ.as_str(), [(*id).into()]);
-        if let Some(request) = message_request::Entity::find()
-            .from_raw_sql(read)
+        if let Some(request) = message_request::Model::find_by_statement(read)
             .one(txn)
             .await?
         {
