@@ -271,17 +271,23 @@ mod tests {
 
     use super::*;
 
-    fn open_with_vfs(path: &std::path::Path) -> Connection {
+    /// A new database in a directory of its own, its write connection on
+    /// this VFS and holding `table`.
+    fn writer_with(table: &str) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         register().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.sqlite");
         let conn = Connection::open_with_flags_and_vfs(
-            path,
+            &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
             NAME,
         )
         .unwrap();
         conn.execute_batch("PRAGMA journal_mode = wal; PRAGMA synchronous = full;")
             .unwrap();
-        conn
+        conn.execute_batch(&format!("CREATE TABLE {table}"))
+            .unwrap();
+        (dir, path, conn)
     }
 
     /// Every commit through the buffered WAL is seen at once by another
@@ -289,12 +295,7 @@ mod tests {
     /// again, a WAL restart and a checkpoint included.
     #[test]
     fn commits_are_seen_at_once_and_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal.sqlite");
-        let writer = open_with_vfs(&path);
-        writer
-            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-            .unwrap();
+        let (_dir, path, writer) = writer_with("t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)");
         let reader = Connection::open(&path).unwrap();
         let body = "x".repeat(3_000);
         for round in 0..200i64 {
@@ -344,12 +345,7 @@ mod tests {
     /// reuses its place in the WAL.
     #[test]
     fn a_rollback_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal.sqlite");
-        let writer = open_with_vfs(&path);
-        writer
-            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-            .unwrap();
+        let (_dir, path, writer) = writer_with("t (id INTEGER PRIMARY KEY)");
         writer
             .execute_batch("BEGIN; INSERT INTO t VALUES (1); ROLLBACK;")
             .unwrap();
