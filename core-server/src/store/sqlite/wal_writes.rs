@@ -112,10 +112,19 @@ fn wrapped() -> &'static Wrapped {
     }
 }
 
+/// Where a file opened by this VFS keeps its buffer: past the platform's
+/// own file, in the memory SQLite gave both.
+///
+/// # Safety
+/// `file` must be a file this VFS opened.
+unsafe fn slot(file: *mut sqlite3_file) -> *mut Pending {
+    file.cast::<u8>().add(wrapped().offset).cast::<Pending>()
+}
+
 /// # Safety
 /// `file` must be a WAL file this VFS opened.
 unsafe fn pending<'a>(file: *mut sqlite3_file) -> &'a mut Pending {
-    &mut *file.cast::<u8>().add(wrapped().offset).cast::<Pending>()
+    &mut *slot(file)
 }
 
 /// The platform's methods for WAL files, set when the first opened.
@@ -160,7 +169,7 @@ unsafe extern "C" fn open(
         return rc;
     }
     ptr::write(
-        file.cast::<u8>().add(wrapped().offset).cast::<Pending>(),
+        slot(file),
         Pending {
             bytes: Vec::new(),
             start: 0,
